@@ -1,0 +1,1 @@
+"""OneMap's HTTP API (FastAPI): thin routes over gis/ and layers/ services."""

@@ -1,0 +1,69 @@
+"""Domain errors → HTTP status, in one table, installed once.
+
+An unexpected error answers 500 with a fixed message and an id that is also in the log; the
+exception text never reaches the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+from gis import errors as E
+
+log = logging.getLogger("onemap.api")
+
+STATUS: list[tuple[type[Exception], int]] = [
+    (E.NotFound, 404),
+    (E.Conflict, 409),
+    (E.IllegalMove, 409),
+    (E.TopologyError, 422),
+    (E.UnknownCRS, 400),
+    (E.CodeError, 400),
+    (E.InvalidGeometry, 400),
+    (E.InvalidInput, 400),
+    (E.DatabaseUnavailable, 503),
+    (E.OneMapError, 400),
+]
+
+
+def _body(exc: E.OneMapError) -> dict:
+    body: dict = {"error": type(exc).__name__, "detail": exc.message}
+    detail = exc.detail
+    if isinstance(exc, E.TopologyError) and detail is not None:
+        body["report"] = detail.summary()
+        body["problems"] = detail.to_geojson()
+    elif detail is not None:
+        body["info"] = detail
+    return body
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(E.OneMapError)
+    async def domain_error(request: Request, exc: E.OneMapError) -> JSONResponse:
+        status = next(code for cls, code in STATUS if isinstance(exc, cls))
+        return JSONResponse(_body(exc), status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"where": ".".join(str(p) for p in err.get("loc", ())), "problem": err.get("msg")}
+                    for err in exc.errors()]
+        return JSONResponse({"error": "InvalidInput", "detail": "invalid request", "problems": problems},
+                            status_code=422)
+
+    @app.exception_handler(OperationalError)
+    async def db_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        return JSONResponse({"error": "DatabaseUnavailable", "detail": "the database is unavailable; retry shortly"},
+                            status_code=503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        error_id = uuid.uuid4().hex[:12]
+        log.exception("unexpected error %s on %s %s", error_id, request.method, request.url.path)
+        return JSONResponse({"error": "InternalError", "detail": "internal error", "id": error_id}, status_code=500)

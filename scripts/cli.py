@@ -1,0 +1,258 @@
+"""The `onemap` command line: thin wrappers over the same services the API calls.
+
+Errors are one readable line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gis.errors import OneMapError, TopologyError
+from gis.settings import database_settings
+
+app = typer.Typer(help="OneMap: one map governs the city (一张图治理一座城).", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+db_app = typer.Typer(help="The project's own PostGIS.", no_args_is_help=True)
+grids_app = typer.Typer(help="The grid registry: import, validate, edit.", no_args_is_help=True)
+areas_app = typer.Typer(help="Districts, towns/streets, villages/communities.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print figures against a named baseline.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(grids_app, name="grids")
+app.add_typer(areas_app, name="areas")
+app.add_typer(bench_app, name="bench")
+
+console = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def guarded(fn):
+    """Turn domain errors into one line and exit 1 (exit 2 for a failed topology check)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TopologyError as exc:
+            if exc.detail is not None:
+                console.print(exc.detail.to_text(), highlight=False)
+            fail(exc.message, 2)
+        except OneMapError as exc:
+            fail(exc.message)
+        except RuntimeError as exc:  # e.g. no database configured, cluster errors
+            fail(str(exc))
+    return wrapper
+
+
+def who_default() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        return "cli"
+
+
+# ----------------------------------------------------------------------------- db
+
+@db_app.command("up")
+@guarded
+def db_up(migrate: bool = typer.Option(True, help="Apply Alembic migrations after start.")) -> None:
+    """Create (once) and start the project-local PostGIS; idempotent."""
+    from gis import pg
+    from scripts.migrate import upgrade
+
+    settings = database_settings()
+    if settings.database_url:
+        out.print(f"ONEMAP_DATABASE_URL is set; using it instead of a local cluster")
+        url = settings.database_url
+    else:
+        state = pg.up(settings.data_dir, bin_dir=settings.pg_bin)
+        url = state.url
+        out.print(f"PostGIS running on 127.0.0.1:{state.port} (data in {settings.data_dir})")
+    if migrate:
+        upgrade(url)
+        out.print("schema up to date")
+
+
+@db_app.command("down")
+@guarded
+def db_down() -> None:
+    """Stop the project-local PostGIS."""
+    from gis import pg
+
+    settings = database_settings()
+    stopped = pg.down(settings.data_dir, bin_dir=settings.pg_bin)
+    out.print("stopped" if stopped else "was not running")
+
+
+@db_app.command("status")
+@guarded
+def db_status() -> None:
+    """Say whether the local PostGIS is initialised and running, and where."""
+    from gis import pg
+
+    settings = database_settings()
+    if settings.database_url:
+        out.print(f"using ONEMAP_DATABASE_URL")
+        return
+    out.print_json(json.dumps(pg.status(settings.data_dir, bin_dir=settings.pg_bin)))
+
+
+@db_app.command("migrate")
+@guarded
+def db_migrate() -> None:
+    """Apply Alembic migrations to the configured database."""
+    from scripts.migrate import upgrade
+
+    upgrade(database_settings().url())
+    out.print("schema up to date")
+
+
+# ----------------------------------------------------------------------------- grids and areas
+
+FieldOpt = Annotated[list[str] | None, typer.Option("--field", help="TARGET=SOURCE column mapping, e.g. code=网格编码")]
+
+
+def parse_fields(fields: list[str] | None) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in fields or []:
+        if "=" not in item:
+            fail(f"--field {item!r} must look like target=source")
+        target, source = item.split("=", 1)
+        mapping[target.strip()] = source.strip()
+    return mapping
+
+
+def _read(path: Path, crs: str | None, fields: list[str] | None, encoding: str | None, layer: str | None):
+    from gis.readers import read_features
+
+    result = read_features(path, crs=crs, fields=parse_fields(fields), encoding=encoding, layer=layer)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    return result
+
+
+@grids_app.command("import")
+@guarded
+def grids_import(
+    path: Path,
+    crs: str | None = typer.Option(None, help="Source CRS when the file has none (EPSG code, gcj02, bd09)."),
+    field: FieldOpt = None,
+    encoding: str | None = typer.Option(None, help="DBF encoding when .cpg is missing and detection fails."),
+    layer: str | None = typer.Option(None, help="Layer name in a GeoPackage or multi-layer zip."),
+    replace: bool = typer.Option(False, help="Redraw the file's villages: close their current grids."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and report; write nothing."),
+    who: str = typer.Option(None, help="Who makes this edit (default: login name)."),
+    why: str = typer.Option("import", help="Why (recorded with the edit)."),
+) -> None:
+    """Import grids from a shapefile (.shp/.zip), GeoPackage or GeoJSON in one transaction."""
+    from gis.db import session_scope
+    from gis.registry import import_grids
+
+    result = _read(path, crs, field, encoding, layer)
+    with session_scope() as session:
+        done = import_grids(session, result.frame, who=who or who_default(), why=why, replace=replace,
+                            dry_run=dry_run)
+        if dry_run:
+            session.rollback()
+    verb = "would import" if dry_run else "imported"
+    out.print(f"{verb} {len(done.opened)} grids, closed {len(done.closed)} (source CRS {result.source_crs}, "
+              f"encoding {result.detected_encoding or 'n/a'}); validation clean")
+
+
+@areas_app.command("import")
+@guarded
+def areas_import(
+    path: Path,
+    crs: str | None = typer.Option(None), field: FieldOpt = None, encoding: str | None = typer.Option(None),
+    layer: str | None = typer.Option(None), replace: bool = typer.Option(False),
+    dry_run: bool = typer.Option(False, "--dry-run"), who: str = typer.Option(None),
+    why: str = typer.Option("import"),
+) -> None:
+    """Import districts, towns/streets and villages/communities (12-digit codes)."""
+    from gis.db import session_scope
+    from gis.registry import import_areas
+
+    result = _read(path, crs, field, encoding, layer)
+    with session_scope() as session:
+        done = import_areas(session, result.frame, who=who or who_default(), why=why, replace=replace,
+                            dry_run=dry_run)
+        if dry_run:
+            session.rollback()
+    out.print(f"{'would import' if dry_run else 'imported'} {len(done.opened)} areas; validation clean")
+
+
+@grids_app.command("validate")
+@guarded
+def grids_validate(
+    town: str | None = typer.Option(None, help="Only this town's grids (12-digit code)."),
+    geojson: Path | None = typer.Option(None, help="Also write the problems as GeoJSON here."),
+) -> None:
+    """Check the current grids: validity, overlaps, gaps, parents, slivers, codes. Exit 2 on problems."""
+    from gis.db import session_scope
+    from gis.registry import validate_registry
+
+    with session_scope() as session:
+        report = validate_registry(session, town=town)
+    out.print(report.to_text(), highlight=False)
+    if geojson:
+        geojson.write_text(json.dumps(report.to_geojson(), ensure_ascii=False), encoding="utf-8")
+    if not report.ok:
+        raise typer.Exit(2)
+
+
+# ----------------------------------------------------------------------------- demo and serve
+
+@app.command("demo")
+@guarded
+def demo(serve_after: bool = typer.Option(True, "--serve/--no-serve"),
+         port: int = typer.Option(8000), host: str = typer.Option("127.0.0.1")) -> None:
+    """Start PostGIS, load the demo city (once) and serve the map at http://HOST:PORT."""
+    from scripts.demo_load import load_demo
+
+    db_up.__wrapped__(migrate=True)  # type: ignore[attr-defined]
+    summary = load_demo()
+    out.print(summary)
+    if serve_after:
+        serve.__wrapped__(host=host, port=port)  # type: ignore[attr-defined]
+
+
+@app.command("serve")
+@guarded
+def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
+    """Serve the API and the map."""
+    import uvicorn
+
+    out.print(f"OneMap at http://{host}:{port}")
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+# ----------------------------------------------------------------------------- benchmarks
+
+@bench_app.command("import")
+@guarded
+def bench_import() -> None:
+    """Time importing and validating the demo city into a fresh schema, against reading alone."""
+    from scripts.bench import bench_import as run
+
+    run(out)
+
+
+def main() -> None:  # pragma: no cover - entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

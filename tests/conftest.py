@@ -1,0 +1,106 @@
+"""One PostGIS per test session, started with the same code as `onemap db up`.
+
+Each test gets a Session inside a transaction that is rolled back at the end (SQLAlchemy 2's
+"join an external transaction" recipe), so tests never see each other's writes. Two databases:
+``onemap`` starts empty; ``demo`` holds the demo city, loaded once.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session
+
+from gis import pg
+from scripts.migrate import upgrade
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[pg.ClusterState]:
+    """A throw-away cluster (or ONEMAP_TEST_DATABASE_URL's server, if set)."""
+    folder = Path(tempfile.mkdtemp(prefix="onemap-test-"))
+    os.chmod(folder, 0o755)
+    state = pg.up(folder, options={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"})
+    yield state
+    pg.down(folder)
+
+
+def _database(state: pg.ClusterState, name: str) -> str:
+    with psycopg.connect(state.dsn("postgres"), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(state.dsn(name), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    url = f"postgresql+psycopg://{state.user}@127.0.0.1:{state.port}/{name}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def db_url(cluster: pg.ClusterState) -> str:
+    return _database(cluster, "onemap")
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = create_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_url(cluster: pg.ClusterState) -> str:
+    from scripts.demo_load import load_into
+
+    url = _database(cluster, "demo")
+    eng = create_engine(url)
+    with Session(eng) as session:
+        load_into(session, validate=False)
+        session.commit()
+    eng.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def demo_engine(demo_url: str) -> Iterator[Engine]:
+    eng = create_engine(demo_url)
+    yield eng
+    eng.dispose()
+
+
+def _rolled_back(eng: Engine) -> Iterator[Session]:
+    conn = eng.connect()
+    trans = conn.begin()
+    session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        trans.rollback()
+        conn.close()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """An empty registry; everything written is rolled back."""
+    yield from _rolled_back(engine)
+
+
+@pytest.fixture
+def demo_session(demo_engine: Engine) -> Iterator[Session]:
+    """The demo city; everything written is rolled back."""
+    yield from _rolled_back(demo_engine)
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
