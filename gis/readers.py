@@ -12,14 +12,17 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import shutil
 import struct
 import tempfile
 import warnings
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -45,8 +48,10 @@ LONLAT_SAME = {"EPSG:4326", "EPSG:4490"}  # WGS84 and CGCS2000 are treated as eq
 _POLYGON, _MULTIPOLYGON = 3, 6
 _KIND = {0: "point", 4: "point", 1: "line", 2: "line", 5: "line", 7: "geometry-collection"}
 _CODEPAGES = {"65001": "utf-8", "936": "gbk", "54936": "gb18030", "20936": "gb2312", "950": "big5"}
-_DETECT_ORDER = ("utf-8", "gb18030")  # UTF-8 first: GB18030 accepts most UTF-8 byte runs as mojibake
+# UTF-8 first: GB18030 would accept most UTF-8 byte runs, as mojibake
+_DETECT_ORDER = ("utf-8", "gb18030")
 _CHUNK_RECORDS = 65536
+_CUT_REASONS = {"unexpected end of data", "incomplete multibyte sequence"}
 
 
 @dataclass(frozen=True)
@@ -94,13 +99,17 @@ def read_features(
     _check_exists(source)
     suffix = source.suffix.lower()
     if suffix in ARCHIVES:
-        return _read_zip(source, crs=crs, fields=fields, encoding=encoding, layer=layer, max_bytes=max_bytes)
+        return _read_zip(
+            source, crs=crs, fields=fields, encoding=encoding, layer=layer, max_bytes=max_bytes
+        )
     if suffix not in DRIVERS:
         raise InvalidInput(
             f"{source.name}: unsupported file type {source.suffix or '(none)'!r}; "
             "expected .shp, .zip (zipped shapefile), .gpkg, .geojson or .json"
         )
-    return _read_file(source, crs=crs, fields=fields, encoding=encoding, layer=layer, max_bytes=max_bytes)
+    return _read_file(
+        source, crs=crs, fields=fields, encoding=encoding, layer=layer, max_bytes=max_bytes
+    )
 
 
 def _check_exists(path: Path) -> None:
@@ -132,17 +141,20 @@ def _read_file(
     notes = _Notes()
     driver = DRIVERS[path.suffix.lower()]
     _check_exists(path)
-    if driver == "ESRI Shapefile":
-        path = _check_shapefile(path, max_bytes)
-        codec = shapefile_encoding(path, encoding, notes)
-    else:
-        _check_size([path], max_bytes)
-        codec = _other_encoding(driver, encoding, notes)
-    layer = _pick_layer(path, layer, driver)
-    with _driver_errors(path, driver):
-        info = pyogrio.read_info(path, layer=layer, encoding=codec)
-        frame = _read_frame(path, layer, codec, notes)
-    source_crs = resolve_crs(info.get("crs"), crs, path.name, notes)
+    with ExitStack() as stack:
+        if driver == "ESRI Shapefile":
+            _check_shapefile(path, max_bytes)
+            codec = shapefile_encoding(path, encoding, notes)
+            path = _with_whole_names(path, codec, stack, notes)
+        else:
+            _check_size(path, max_bytes)
+            codec = _other_encoding(driver, encoding, notes)
+        layer = _pick_layer(path, layer, driver)
+        with _driver_errors(path, driver):
+            info = pyogrio.read_info(path, layer=layer, encoding=codec)
+        source_crs = resolve_crs(info.get("crs"), crs, path.name, notes)  # before the costly read
+        with _driver_errors(path, driver):
+            frame = _read_frame(path, layer, codec, notes)
     frame = _finish(frame, source_crs, fields, path.name, notes)
     return ReadResult(
         frame=frame,
@@ -155,7 +167,9 @@ def _read_file(
     )
 
 
-def _read_frame(path: Path, layer: str | None, codec: str | None, notes: _Notes) -> gpd.GeoDataFrame:
+def _read_frame(
+    path: Path, layer: str | None, codec: str | None, notes: _Notes
+) -> gpd.GeoDataFrame:
     """Read through pyogrio, turning the driver's Python warnings into notes."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -166,7 +180,11 @@ def _read_frame(path: Path, layer: str | None, codec: str | None, notes: _Notes)
 
 
 def _finish(
-    frame: gpd.GeoDataFrame, source_crs: str | CRS, fields: dict[str, str] | None, name: str, notes: _Notes
+    frame: gpd.GeoDataFrame,
+    source_crs: str | CRS,
+    fields: dict[str, str] | None,
+    name: str,
+    notes: _Notes,
 ) -> gpd.GeoDataFrame:
     """The checks and conversions every format shares, in the order that gives the clearest message."""
     if len(frame) == 0:
@@ -203,7 +221,18 @@ def extract_zip(archive: Path, dest: Path, *, max_bytes: int = MAX_BYTES) -> lis
         names = [_safe_member_name(m, archive.name) for m in members]
         _check_bomb(members, archive.name, max_bytes)
         budget = [max_bytes]
-        return [_extract_member(zf, m, dest / n, budget, archive.name) for m, n in zip(members, names, strict=True)]
+        try:
+            return [
+                _extract_member(zf, m, dest / n, budget, archive.name)
+                for m, n in zip(members, names, strict=True)
+            ]
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise InvalidInput(f"{archive.name} is corrupt ({exc})") from exc
+        except NotImplementedError as exc:
+            raise InvalidInput(
+                f"{archive.name} uses a compression method that cannot be read ({exc}); "
+                "zip it again with ordinary deflate"
+            ) from exc
 
 
 def _member_name(info: zipfile.ZipInfo) -> str:
@@ -227,11 +256,15 @@ def _safe_member_name(info: zipfile.ZipInfo, archive: str) -> PurePosixPath:
     name = _member_name(info).replace("\\", "/")
     parts = PurePosixPath(name).parts
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
-        raise InvalidInput(f"{archive}: refused, member {name!r} would be written outside the folder")
+        raise InvalidInput(
+            f"{archive}: refused, member {name!r} would be written outside the folder"
+        )
     if (info.external_attr >> 16) & 0o170000 == 0o120000:
         raise InvalidInput(f"{archive}: refused, member {name!r} is a symbolic link")
     if info.flag_bits & 0x1:
-        raise InvalidInput(f"{archive}: member {name!r} is encrypted; unzip it yourself and give the .shp")
+        raise InvalidInput(
+            f"{archive}: member {name!r} is encrypted; unzip it yourself and give the .shp"
+        )
     return PurePosixPath(*[p for p in parts if p not in ("", ".")])
 
 
@@ -261,15 +294,20 @@ def _extract_member(
             written += len(chunk)
             budget[0] -= len(chunk)
             if written > info.file_size or budget[0] < 0:
-                raise InvalidInput(f"{archive}: refused, member {info.filename!r} inflates beyond its declared size")
+                raise InvalidInput(
+                    f"{archive}: refused, member {info.filename!r} inflates beyond its declared size"
+                )
             dst.write(chunk)
     return target
 
 
-def _pick_member(files: list[Path], root: Path, layer: str | None, archive: str) -> tuple[Path, str | None]:
+def _pick_member(
+    files: list[Path], root: Path, layer: str | None, archive: str
+) -> tuple[Path, str | None]:
     """Find the one readable file in an unpacked zip; ``layer`` names it when there are several."""
     candidates = [
-        f for f in files
+        f
+        for f in files
         if f.suffix.lower() in DRIVERS and "__MACOSX" not in f.parts and not f.name.startswith("._")
     ]
     shapefiles = [f for f in candidates if f.suffix.lower() == ".shp"]
@@ -279,13 +317,19 @@ def _pick_member(files: list[Path], root: Path, layer: str | None, archive: str)
     labels = [f.relative_to(root).as_posix() for f in candidates]
     if len(candidates) == 1:
         only = candidates[0]
-        if layer is not None and only.suffix.lower() == ".shp" and layer not in (only.stem, labels[0]):
+        if (
+            layer is not None
+            and only.suffix.lower() == ".shp"
+            and layer not in (only.stem, labels[0])
+        ):
             raise InvalidInput(f"{archive}: no layer {layer!r}; it holds {labels[0]!r}")
         return only, (layer if only.suffix.lower() != ".shp" else None)
     matches = [f for f, label in zip(candidates, labels, strict=True) if layer in (f.stem, label)]
     if layer is None or len(matches) != 1:
         what = "several" if layer is None else f"no single match for layer {layer!r} among"
-        raise InvalidInput(f"{archive}: {what} layers: {', '.join(labels)}; choose one with layer (--layer)")
+        raise InvalidInput(
+            f"{archive}: {what} layers: {', '.join(labels)}; choose one with layer (--layer)"
+        )
     return matches[0], None
 
 
@@ -304,8 +348,10 @@ def _check_shapefile(shp: Path, max_bytes: int) -> Path:
     """Refuse missing parts and truncated .shp files: GDAL reads those as null geometries, silently."""
     missing = [ext for ext in (".shx", ".dbf") if _sidecar(shp, ext) is None]
     if missing:
-        raise InvalidInput(f"{shp.name} comes without its {' and '.join(missing)} file: give all parts")
-    _check_size([shp, _sidecar(shp, ".dbf")], max_bytes)
+        raise InvalidInput(
+            f"{shp.name} comes without its {' and '.join(missing)} file: give all parts"
+        )
+    _check_size(shp, max_bytes, _sidecar(shp, ".dbf"))
     with open(shp, "rb") as f:
         header = f.read(100)
     size = shp.stat().st_size
@@ -319,10 +365,12 @@ def _check_shapefile(shp: Path, max_bytes: int) -> Path:
     return shp
 
 
-def _check_size(paths: list[Path | None], max_bytes: int) -> None:
-    total = sum(p.stat().st_size for p in paths if p is not None)
+def _check_size(first: Path, max_bytes: int, *others: Path | None) -> None:
+    total = sum(p.stat().st_size for p in (first, *others) if p is not None)
     if total > max_bytes:
-        raise InvalidInput(f"{paths[0].name}: {total:,} bytes, above the import limit of {max_bytes:,}")
+        raise InvalidInput(
+            f"{first.name}: {total:,} bytes, above the import limit of {max_bytes:,}"
+        )
 
 
 def shapefile_encoding(shp: Path, explicit: str | None, notes: _Notes | None = None) -> str:
@@ -344,7 +392,9 @@ def shapefile_encoding(shp: Path, explicit: str | None, notes: _Notes | None = N
         codec = _python_codec(declared)
         if codec is not None and layout.problem(codec) is None:
             return codec
-        notes.add(f"{shp.name}: the .cpg says {declared!r} but the attributes do not decode so; detecting")
+        notes.add(
+            f"{shp.name}: the .cpg says {declared!r} but the attributes do not decode so; detecting"
+        )
     codec = detect_encoding(layout, shp.name)
     if cpg is None:
         notes.add(f"{shp.name}: no .cpg; attribute text detected as {codec}")
@@ -378,7 +428,9 @@ def detect_encoding(layout: DbfLayout, name: str) -> str:
 def _require_decodes(layout: DbfLayout, codec: str, name: str) -> None:
     problem = layout.problem(codec)
     if problem is not None:
-        raise InvalidInput(f"{name}: the attributes do not decode as {codec} ({problem}); check --encoding")
+        raise InvalidInput(
+            f"{name}: the attributes do not decode as {codec} ({problem}); check --encoding"
+        )
 
 
 @dataclass(frozen=True)
@@ -421,17 +473,19 @@ class DbfLayout:
                 _decode_name(raw, codec)
             except UnicodeDecodeError:
                 return f"field name {raw!r}"
-        for raw_name, first, column in self._text_columns():
-            width = next(w for n, _, w in self.text_fields if n == raw_name)
+        for raw_name, width, records, column in self._text_columns():
             try:
                 column.decode(codec)
             except UnicodeDecodeError as exc:
-                record = first + exc.start // width + 1
+                record = int(records[exc.start // width]) + 1
                 return f"record {record}, field {raw_name.decode(codec, errors='replace')!r}"
         return None
 
-    def _text_columns(self) -> Iterator[tuple[bytes, int, bytes]]:
-        """Each text field's values, chunk by chunk, as one byte string (deleted records left out)."""
+    def _text_columns(self) -> Iterator[tuple[bytes, int, np.ndarray, bytes]]:
+        """Each text field's values, chunk by chunk, as one byte string (deleted records left out).
+
+        Yields (raw name, width, the 0-based record numbers in the chunk, the bytes).
+        """
         if not self.text_fields or self.record_len == 0:
             return
         with open(self.path, "rb") as f:
@@ -439,21 +493,59 @@ class DbfLayout:
             for first in range(0, self.n_records, _CHUNK_RECORDS):
                 count = min(_CHUNK_RECORDS, self.n_records - first)
                 raw = f.read(count * self.record_len)
-                rows = np.frombuffer(raw[: len(raw) // self.record_len * self.record_len], dtype=np.uint8)
-                rows = rows.reshape(-1, self.record_len)
-                rows = rows[rows[:, 0] != 0x2A]
+                if len(raw) < self.record_len:
+                    return  # the header promised more records than the file holds
+                usable = len(raw) // self.record_len * self.record_len
+                rows = np.frombuffer(raw[:usable], dtype=np.uint8).reshape(-1, self.record_len)
+                live = np.flatnonzero(rows[:, 0] != 0x2A)
                 for raw_name, offset, width in self.text_fields:
-                    yield raw_name, first, np.ascontiguousarray(rows[:, offset : offset + width]).tobytes()
+                    column = np.ascontiguousarray(rows[live, offset : offset + width]).tobytes()
+                    yield raw_name, width, first + live, column
 
 
 def _decode_name(raw: bytes, codec: str) -> str:
-    """Field names are 10 bytes at most; writers cut long UTF-8 names mid-character, so forgive a cut tail."""
+    """Field names are 10 bytes at most; writers cut long names mid-character, so forgive a cut tail."""
     try:
         return raw.decode(codec)
     except UnicodeDecodeError as exc:
-        if codec != "utf-8" or exc.reason != "unexpected end of data":
+        cut = exc.end == len(raw) and exc.reason in _CUT_REASONS
+        if not cut:
             raise
         return raw[: exc.start].decode(codec)
+
+
+def _with_whole_names(shp: Path, codec: str, stack: ExitStack, notes: _Notes) -> Path:
+    """A copy of the shapefile whose DBF field names no longer end in half a UTF-8 character.
+
+    GDAL and others cut names to the DBF's 10 bytes, so 网格编码 (12 bytes) becomes 网格编 plus one
+    stray byte, which no reader can decode. Only the header of a copy is patched; the original stays.
+    """
+    layout = DbfLayout.read(_sidecar(shp, ".dbf"))
+    fixes = {i: _decode_name(raw, codec).encode(codec) for i, raw in enumerate(layout.names)}
+    fixes = {i: fixed for i, fixed in fixes.items() if fixed != layout.names[i]}
+    if not fixes:
+        return shp
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="onemap-dbf-")))
+    for part in shp.parent.glob(glob_escape(shp.stem) + ".*"):
+        if part.suffix.lower() != ".dbf":
+            _link_or_copy(part, folder / part.name)
+    copy = folder / f"{shp.stem}.dbf"
+    shutil.copyfile(layout.path, copy)
+    with open(copy, "r+b") as f:
+        for i, fixed in fixes.items():
+            f.seek(32 + 32 * i)
+            f.write(fixed.ljust(11, b"\0"))
+            notes.add(
+                f"{shp.name}: field name {layout.names[i]!r} was cut mid-character; read as {fixed.decode(codec)!r}"
+            )
+    return folder / shp.name
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        target.symlink_to(source.resolve())
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _other_encoding(driver: str, explicit: str | None, notes: _Notes) -> str | None:
@@ -503,7 +595,11 @@ def _driver_errors(path: Path, driver: str) -> Iterator[None]:
         raise InvalidInput(
             f"cannot read {path.name}: text is not valid {exc.encoding} ({exc.reason}); pass --encoding"
         ) from exc
-    except (pyogrio.errors.FieldError, pyogrio.errors.GeometryError, pyogrio.errors.FeatureError) as exc:
+    except (
+        pyogrio.errors.FieldError,
+        pyogrio.errors.GeometryError,
+        pyogrio.errors.FeatureError,
+    ) as exc:
         raise InvalidInput(f"cannot read {path.name}, it is corrupt: {_first_line(exc)}") from exc
     except (RuntimeError, OSError, ValueError) as exc:
         if isinstance(exc, InvalidInput):
@@ -526,14 +622,16 @@ def json_problem(path: Path) -> str | None:
     except UnicodeDecodeError:
         return "not valid JSON: the text is not UTF-8"
     if not isinstance(data, dict) or "type" not in data:
-        return "valid JSON but not GeoJSON (no \"type\": \"FeatureCollection\" object)"
+        return 'valid JSON but not GeoJSON (no "type": "FeatureCollection" object)'
     return None
 
 
 # ---------------------------------------------------------------------------------------------- CRS
 
 
-def resolve_crs(file_crs: str | None, given: str | None, name: str, notes: _Notes | None = None) -> str | CRS:
+def resolve_crs(
+    file_crs: str | None, given: str | None, name: str, notes: _Notes | None = None
+) -> str | CRS:
     """The CRS to read coordinates in: the file's, or ``given``; refusing none and conflicts.
 
     Returns "EPSG:n", "gcj02"/"bd09", or a pyproj CRS when the file's CRS has no EPSG equivalent.
@@ -551,7 +649,9 @@ def resolve_crs(file_crs: str | None, given: str | None, name: str, notes: _Note
         return wanted
     found = _file_crs(file_crs, name)
     if wanted in SPECIAL and _is_lonlat(found):
-        notes.add(f"{name}: the file says {_crs_label(found)}; its lon/lat are read as {wanted} as asked")
+        notes.add(
+            f"{name}: the file says {_crs_label(found)}; its lon/lat are read as {wanted} as asked"
+        )
         return wanted
     if wanted not in SPECIAL and _equivalent(found, wanted):
         return wanted
@@ -565,7 +665,9 @@ def _file_crs(text: str, name: str) -> str | CRS:
     try:
         parsed = CRS.from_user_input(text)
     except CRSError as exc:
-        raise InvalidInput(f"{name}: its .prj cannot be understood ({_first_line(exc)}); pass --crs") from exc
+        raise InvalidInput(
+            f"{name}: its .prj cannot be understood ({_first_line(exc)}); pass --crs"
+        ) from exc
     code = parsed.to_epsg(min_confidence=70)
     return f"EPSG:{code}" if code else parsed
 
@@ -575,11 +677,13 @@ def _as_crs(value: str | CRS) -> CRS:
 
 
 def _is_lonlat(value: str | CRS) -> bool:
-    return value in LONLAT_SAME or _as_crs(value).is_geographic
+    if isinstance(value, str) and value in LONLAT_SAME:
+        return True
+    return _as_crs(value).is_geographic
 
 
 def _equivalent(a: str | CRS, b: str | CRS) -> bool:
-    if a == b or (a in LONLAT_SAME and b in LONLAT_SAME):
+    if isinstance(a, str) and isinstance(b, str) and (a == b or {a, b} <= LONLAT_SAME):
         return True
     return _as_crs(a).equals(_as_crs(b), ignore_axis_order=True)
 
@@ -621,7 +725,9 @@ def check_geometries(geoms: np.ndarray, name: str) -> None:
     counts = Counter(g.geom_type for g in geoms[wrong])
     types = ", ".join(f"{kind} ×{n}" for kind, n in sorted(counts.items()))
     if wrong.size == len(geoms):
-        raise InvalidGeometry(f"{name}: {'/'.join(kinds)} layer given as grids: expected polygons (found {types})")
+        raise InvalidGeometry(
+            f"{name}: {'/'.join(kinds)} layer given as grids: expected polygons (found {types})"
+        )
     raise InvalidGeometry(f"{name}: expected polygons, but rows {_rows(wrong)} are {types}")
 
 
@@ -629,7 +735,12 @@ def check_in_china(geoms: np.ndarray, name: str, source: str | CRS) -> None:
     """After reprojection every vertex must be in China; if not, the CRS was almost surely wrong."""
     coords, index = shapely.get_coordinates(geoms, return_index=True)
     lon, lat = coords[:, 0], coords[:, 1]
-    inside = (lon >= CHINA_LON[0]) & (lon <= CHINA_LON[1]) & (lat >= CHINA_LAT[0]) & (lat <= CHINA_LAT[1])
+    inside = (
+        (lon >= CHINA_LON[0])
+        & (lon <= CHINA_LON[1])
+        & (lat >= CHINA_LAT[0])
+        & (lat <= CHINA_LAT[1])
+    )
     if inside.all():
         return
     rows = np.unique(index[~inside])
@@ -659,7 +770,9 @@ def _rows(index: np.ndarray, limit: int = 10) -> str:
 # --------------------------------------------------------------------------------------- attributes
 
 
-def apply_fields(frame: pd.DataFrame, fields: dict[str, str] | None, name: str, notes: _Notes) -> pd.DataFrame:
+def apply_fields(
+    frame: pd.DataFrame, fields: dict[str, str] | None, name: str, notes: _Notes
+) -> pd.DataFrame:
     """Rename source columns to target names (target → source), targets first; refuse missing ones."""
     if not fields:
         return frame
@@ -673,9 +786,13 @@ def apply_fields(frame: pd.DataFrame, fields: dict[str, str] | None, name: str, 
     used = set(sources.values())
     clashes = [c for c in available if c in sources and c not in used]
     for column in clashes:
-        notes.add(f"{name}: column {column!r} dropped, its name is taken by the mapped field {sources[column]!r}")
+        notes.add(
+            f"{name}: column {column!r} dropped, its name is taken by the mapped field {sources[column]!r}"
+        )
     rest = [c for c in available if c not in used and c not in clashes and c not in sources]
-    out = pd.DataFrame({target: frame[source] for target, source in sources.items()}, index=frame.index)
+    out = pd.DataFrame(
+        {target: frame[source] for target, source in sources.items()}, index=frame.index
+    )
     return pd.concat([out, frame[rest]], axis=1)
 
 

@@ -284,8 +284,9 @@ def prepare_areas(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         frame["level"] = None
     frame["level"] = [lv if isinstance(lv, str) and lv else C.level_of(c).value
                       for lv, c in zip(frame["level"], frame["code"], strict=True)]
-    frame["parent_code"] = [C.parent_code(c) for c in frame["code"]]
-    for code, level, parent in zip(frame["code"], frame["level"], frame["parent_code"], strict=True):
+    parents = [C.parent_code(c) for c in frame["code"]]
+    frame["parent_code"] = pd.Series(parents, index=frame.index, dtype=object)
+    for code, level, parent in zip(frame["code"], frame["level"], parents, strict=True):
         C.validate_area_code(code, level, parent)
     frame["kind"] = [C.town_kind(c) if lv == "town" else C.village_kind(c) if lv == "village" else "district"
                      for c, lv in zip(frame["code"], frame["level"], strict=True)]
@@ -320,7 +321,8 @@ def import_areas(session: Session, frame: gpd.GeoDataFrame, *, who: str, why: st
     if clash:
         session.execute(update(Area).where(Area.code.in_(clash), Area.valid_to.is_(None)).values(valid_to=now))
     session.execute(insert(Area), [
-        {"code": r.code, "level": r.level, "kind": r.kind, "name": r.name, "parent_code": r.parent_code,
+        {"code": r.code, "level": r.level, "kind": r.kind, "name": r.name,
+         "parent_code": r.parent_code if isinstance(r.parent_code, str) else None,
          "geom": from_shape(r.geometry, srid=4326), "valid_from": now, "edit_id": edit.id}
         for r in prepared.itertuples()])
     return EditResult(edit.id, list(prepared["code"]), clash, report)

@@ -250,6 +250,41 @@ def bench_import() -> None:
     run(out)
 
 
+# Sub-commands that live beside their layer: each module exposes `register(app)`.
+COMMAND_MODULES = [
+    "scripts.cli_resolve",
+    "scripts.cli_geocode",
+    "scripts.cli_tickets",
+    "scripts.cli_sensors",
+    "scripts.cli_workers",
+    "scripts.cli_vision",
+    "scripts.cli_export",
+    "scripts.cli_users",
+]
+
+
+def _exists(module: str) -> bool:
+    """Whether a module is present (a layer not yet written is skipped)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _register_modules() -> None:
+    import importlib
+    import importlib.util
+
+    for name in COMMAND_MODULES:
+        if _exists(name):
+            importlib.import_module(name).register(app)
+
+
+_register_modules()
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 

@@ -1,4 +1,8 @@
-"""Run Alembic migrations programmatically (used by `onemap db up`, `onemap db migrate` and tests)."""
+"""Run Alembic migrations programmatically (used by `onemap db up`, `onemap db migrate` and tests).
+
+Each layer owns a branch of migrations rooted at 0001 (the registry), so layers can evolve their
+tables independently; "heads" applies every branch.
+"""
 
 from __future__ import annotations
 
@@ -17,5 +21,5 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
     command.upgrade(alembic_config(url), revision)

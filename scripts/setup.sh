@@ -18,7 +18,7 @@ done
 
 PACKAGES="postgresql-15 postgresql-15-postgis-3"
 command -v npm >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs npm"
-[ "$TEST" = 1 ] && PACKAGES="$PACKAGES chromium"
+[ "$TEST" = 1 ] && PACKAGES="$PACKAGES chromium fonts-wqy-microhei"
 
 missing=""
 for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

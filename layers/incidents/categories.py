@@ -179,8 +179,13 @@ def load_categories(path: Path | None = None) -> Mapping[str, Category]:
 
 def close_matches(text: str, limit: int = 3) -> list[str]:
     """The categories nearest to ``text`` (a mistyped code or a name), as "code name" strings."""
-    choices = {code: f"{code} {c.name}" for code, c in load_categories().items()}
-    found = process.extract(str(text), choices, scorer=fuzz.WRatio, limit=limit)
+    categories = load_categories()
+    text = str(text).strip()
+    if text.isdigit():  # a mistyped code: most similar digits first, then the nearest number
+        ranked = sorted(categories, key=lambda c: (-fuzz.ratio(text, c), abs(int(c) - int(text))))
+        return [f"{c} {categories[c].name}" for c in ranked[:limit]]
+    choices = {code: f"{code} {c.name}" for code, c in categories.items()}
+    found = process.extract(text, choices, scorer=fuzz.WRatio, limit=limit)
     return [label for label, _score, _code in found]
 
 

@@ -5,9 +5,35 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-import gis.models  # noqa: F401  (registers the tables on Base.metadata)
+import importlib
+import importlib.util
+
 from gis.db import Base
 from gis.settings import database_settings
+
+def _exists(module: str) -> bool:
+    """Whether a module is present (a layer not yet written is skipped)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+# Every module that defines tables on Base.metadata (each layer owns its tables).
+MODEL_MODULES = [
+    "gis.models",
+    "gis.geocode",
+    "layers.incidents.models",
+    "layers.sensors.models",
+    "layers.workers.models",
+    "layers.cameras.models",
+    "layers.accounts.models",
+]
+for _name in MODEL_MODULES:
+    if _exists(_name):
+        importlib.import_module(_name)
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,0 +1,159 @@
+"""The resolver as a service: point(s) → grid, village, town, district, over the registry in PostGIS.
+
+The in-process :class:`gis.resolve.GridIndex` answers; this module keeps one per registry version and
+checks the version (the newest edit id) on every call, so an edit made by any process is seen at
+once and no answer comes from a stale index. ``as_of`` builds (and caches) an index of the grid
+version valid at that time. :func:`postgis_resolve` asks PostGIS the same question (GiST index,
+``ST_Covers``; lowest code on ties): the two must agree point for point.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from gis.coords import to_wgs84
+from gis.errors import InvalidInput
+from gis.registry import load_grids, registry_version
+from gis.resolve import GridIndex
+from gis.settings import grid_settings
+
+COLUMNS = ["grid_code", "grid_name", "village_code", "village_name", "town_code", "town_name",
+           "district_code", "district_name", "match", "distance_m"]
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where one point is and how it matched (``inside``, ``boundary``, ``snapped``, ``outside``)."""
+
+    grid_code: str | None
+    grid_name: str | None
+    village_code: str | None
+    village_name: str | None
+    town_code: str | None
+    town_name: str | None
+    district_code: str | None
+    district_name: str | None
+    match: str
+    distance_m: float | None
+    registry_version: int
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Entry:
+    index: GridIndex
+    meta: pd.DataFrame  # indexed by grid code: grid_name, village_code, ..., district_name
+
+
+class _Cache:
+    """Indexes by key: ('current', version) or ('as_of', version-at-that-time, count)."""
+
+    def __init__(self, size: int = 4) -> None:
+        self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._size = size
+
+    def get(self, key: tuple, build) -> _Entry:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry
+        entry = build()
+        with self._lock:
+            self._entries[key] = entry
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return entry
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+CACHE = _Cache()
+
+
+def _names(session: Session) -> dict[str, str]:
+    return dict(session.execute(text("SELECT code, name FROM areas WHERE valid_to IS NULL")).all())
+
+
+def _entry(session: Session, as_of: datetime | None) -> tuple[_Entry, int]:
+    version = registry_version(session)
+    if as_of is None:
+        key: tuple = ("current", version, session.bind.url.render_as_string() if session.bind else "")
+    else:
+        if as_of.tzinfo is None:
+            raise InvalidInput("as_of needs a timezone, e.g. 2026-11-01T08:00:00+08:00")
+        row = session.execute(text(
+            "SELECT coalesce(max(id), 0), count(*) FROM grids "
+            "WHERE valid_from <= :t AND (valid_to IS NULL OR valid_to > :t)"), {"t": as_of}).one()
+        key = ("as_of", int(row[0]), int(row[1]), session.bind.url.render_as_string() if session.bind else "")
+
+    def build() -> _Entry:
+        grids = load_grids(session, as_of=as_of)
+        index = GridIndex.from_frame(grids, version=version, snap_m=grid_settings().snap_m)
+        names = _names(session)
+        meta = grids[["code", "name", "village_code", "town_code", "district_code"]].rename(
+            columns={"code": "grid_code", "name": "grid_name"}).set_index("grid_code")
+        for level in ("village", "town", "district"):
+            meta[f"{level}_name"] = meta[f"{level}_code"].map(names)
+        return _Entry(index, meta)
+
+    return CACHE.get(key, build), version
+
+
+def locate_many(session: Session, lon, lat, *, crs: str = "EPSG:4326",
+                as_of: datetime | None = None) -> pd.DataFrame:
+    """Resolve arrays of points; one row per input point, in order, with the COLUMNS above."""
+    entry, _ = _entry(session, as_of)
+    if len(entry.index.codes) == 0:
+        n = len(np.ravel(lon))
+        frame = pd.DataFrame({c: [None] * n for c in COLUMNS})
+        frame["match"] = "outside"
+        return frame
+    res = entry.index.resolve(lon, lat, crs=crs)
+    frame = entry.meta.reindex(res.grid_code).reset_index()
+    frame = frame.rename(columns={frame.columns[0]: "grid_code"})
+    frame["match"] = res.match
+    frame["distance_m"] = np.where(np.isnan(res.distance_m), None, np.round(res.distance_m, 2))
+    return frame[COLUMNS]
+
+
+def locate(session: Session, lon: float, lat: float, *, crs: str = "EPSG:4326",
+           as_of: datetime | None = None) -> Located:
+    """Resolve one point."""
+    entry, version = _entry(session, as_of)
+    if len(entry.index.codes) == 0:
+        return Located(None, None, None, None, None, None, None, None, "outside", None, version)
+    code, match, dist = entry.index.resolve_one(float(lon), float(lat), crs=crs)
+    if code is None:
+        return Located(None, None, None, None, None, None, None, None, match, None, version)
+    m = entry.meta.loc[code]
+    return Located(code, m.grid_name, m.village_code, m.village_name, m.town_code, m.town_name,
+                   m.district_code, m.district_name, match, round(float(dist), 2), version)
+
+
+def postgis_resolve(session: Session, lon, lat, *, crs: str = "EPSG:4326") -> np.ndarray:
+    """The same question asked of PostGIS: the lowest code of the current grids covering each point
+    (None where no grid covers it). Used to check the in-process resolver and as a bench baseline."""
+    x, y = to_wgs84(np.ravel(lon), np.ravel(lat), crs)
+    rows = session.execute(text("""
+        SELECT p.i, min(g.code)
+        FROM unnest(CAST(:xs AS float8[]), CAST(:ys AS float8[])) WITH ORDINALITY AS p(x, y, i)
+        JOIN grids g ON g.valid_to IS NULL AND ST_Covers(g.geom, ST_SetSRID(ST_MakePoint(p.x, p.y), 4326))
+        GROUP BY p.i"""), {"xs": x.tolist(), "ys": y.tolist()}).all()
+    out = np.full(len(x), None, dtype=object)
+    for i, code in rows:
+        out[i - 1] = code
+    return out
