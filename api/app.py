@@ -25,6 +25,7 @@ ROUTERS = [
     "api.routers.sensors",
     "api.routers.workers",
     "api.routers.cameras",
+    "api.routers.editor",
     "api.routers.tiles",
     "api.routers.live",
     "api.routers.exports",

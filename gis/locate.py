@@ -88,17 +88,23 @@ def _names(session: Session) -> dict[str, str]:
     return dict(session.execute(text("SELECT code, name FROM areas WHERE valid_to IS NULL")).all())
 
 
+def _database(session: Session) -> str:
+    bind = session.get_bind()
+    url = getattr(bind, "url", None) or bind.engine.url
+    return url.render_as_string(hide_password=True)
+
+
 def _entry(session: Session, as_of: datetime | None) -> tuple[_Entry, int]:
     version = registry_version(session)
     if as_of is None:
-        key: tuple = ("current", version, session.bind.url.render_as_string() if session.bind else "")
+        key: tuple = ("current", version, _database(session))
     else:
         if as_of.tzinfo is None:
             raise InvalidInput("as_of needs a timezone, e.g. 2026-11-01T08:00:00+08:00")
         row = session.execute(text(
             "SELECT coalesce(max(id), 0), count(*) FROM grids "
             "WHERE valid_from <= :t AND (valid_to IS NULL OR valid_to > :t)"), {"t": as_of}).one()
-        key = ("as_of", int(row[0]), int(row[1]), session.bind.url.render_as_string() if session.bind else "")
+        key = ("as_of", int(row[0]), int(row[1]), _database(session))
 
     def build() -> _Entry:
         grids = load_grids(session, as_of=as_of)
@@ -156,4 +162,43 @@ def postgis_resolve(session: Session, lon, lat, *, crs: str = "EPSG:4326") -> np
     out = np.full(len(x), None, dtype=object)
     for i, code in rows:
         out[i - 1] = code
+    return out
+
+
+def _coerce(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    return numbers, ~np.isfinite(numbers)
+
+
+def locate_table(session: Session, frame: pd.DataFrame, *, lon_col: str = "lon", lat_col: str = "lat",
+                 crs: str = "EPSG:4326", as_of: datetime | None = None, row_offset: int = 0) -> pd.DataFrame:
+    """Resolve a table of points; every input row comes back, in order, with the resolved columns and
+    an ``error`` column naming what was wrong with the rows that could not be resolved."""
+    missing = [c for c in (lon_col, lat_col) if c not in frame.columns]
+    if missing:
+        raise InvalidInput(f"column {', '.join(repr(m) for m in missing)} not found; columns are: "
+                           f"{', '.join(map(str, frame.columns))}")
+    from gis.coords import normalize_crs
+
+    crs = normalize_crs(crs)
+    lon, bad_lon = _coerce(frame[lon_col])
+    lat, bad_lat = _coerce(frame[lat_col])
+    errors = np.full(len(frame), None, dtype=object)
+    errors[bad_lon] = f"{lon_col} is missing or not a number"
+    errors[bad_lat & ~bad_lon] = f"{lat_col} is missing or not a number"
+    geographic = crs in ("EPSG:4326", "EPSG:4490", "gcj02", "bd09")
+    if geographic:
+        out_of_range = ~bad_lat & ~bad_lon & ((np.abs(lat) > 90) | (np.abs(lon) > 180))
+        errors[out_of_range] = "latitude must be within ±90 and longitude within ±180"
+    ok = np.array([e is None for e in errors], dtype=bool)
+    result = pd.DataFrame({c: pd.Series([None] * len(frame), dtype=object) for c in COLUMNS})
+    if ok.any():
+        located = locate_many(session, lon[ok], lat[ok], crs=crs, as_of=as_of)
+        for column in COLUMNS:
+            values = result[column].to_numpy(dtype=object).copy()
+            values[ok] = located[column].to_numpy(dtype=object)
+            result[column] = values
+    result["error"] = errors
+    out = pd.concat([frame.reset_index(drop=True), result.add_prefix("")], axis=1)
+    out.insert(0, "row", np.arange(row_offset + 1, row_offset + len(frame) + 1))
     return out

@@ -11,8 +11,11 @@ Semantics (the same as :func:`resolve_reference`, the slow shapely version, and 
 - ``inside``: covered by exactly one grid and in its interior.
 - ``boundary``: covered by a grid but on its edge, or by several grids (shared edge or vertex, or an
   overlap in bad data): the lowest code among all covering grids wins, always.
-- ``snapped``: covered by none, but within ``snap_m`` metres of one (distance in the city's CGCS2000
-  3-degree Gauss-Krüger zone): the nearest grid, ties to the lowest code; ``distance_m`` says how far.
+- ``snapped``: covered by none, but within ``snap_m`` metres of one: the nearest grid, ties to the
+  lowest code; ``distance_m`` says how far. Metres are measured in the city's CGCS2000 3-degree
+  Gauss-Krüger zone, to the grid's boundary (edges projected vertex by vertex, straight in the zone),
+  so a snapped point never reports 0 m even where a projected edge bulges past it. In PostGIS:
+  ``ST_Distance(ST_Boundary(ST_Transform(geom, zone)), ST_Transform(point, zone))``.
 - ``outside``: none of the above; ``grid_code`` None, ``distance_m`` NaN.
 - ``invalid``: a NaN or infinite coordinate. Callers should reject such input before resolving; the
   resolver marks it rather than guessing.
@@ -90,7 +93,9 @@ def _prepare_frame(grids: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def _segments(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every ring edge as start point, end point and owning grid index."""
-    rings, owner = shapely.get_rings(geoms, return_index=True)
+    parts, part_owner = shapely.get_parts(geoms, return_index=True)  # get_rings skips MultiPolygons
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    owner = part_owner[ring_part]
     xy, ring = shapely.get_coordinates(rings, return_index=True)
     same = ring[1:] == ring[:-1]
     return xy[:-1][same], xy[1:][same], owner[ring[:-1][same]]
@@ -131,23 +136,46 @@ def _crossings(ua, va, ub, vb, owner) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return k, va[edge] + t * (vb[edge] - va[edge]), owner[edge]
 
 
-def _touched(r: _Raster, ua, va, ub, vb, owner) -> np.ndarray:
-    """Unique (cell, grid) pairs: cells an edge of the grid comes within _EPS cells of.
+def _touched(r: _Raster, ua, va, ub, vb) -> tuple[np.ndarray, np.ndarray]:
+    """Unique (cell, edge) pairs: the cells each edge comes within _EPS cells of.
 
     An edge piece between two consecutive raster-line crossings lies in one cell, so probing around
     its vertices and crossing points (+-_EPS on both axes) reaches every cell it touches."""
-    cu, cv, cg = _crossings(ua, va, ub, vb, owner)
-    hv, hu, hg = _crossings(va, ua, vb, ub, owner)
+    edge = np.arange(len(ua))
+    cu, cv, ce = _crossings(ua, va, ub, vb, edge)
+    hv, hu, he = _crossings(va, ua, vb, ub, edge)
     u = np.concatenate([ua, cu, hu])
     v = np.concatenate([va, cv, hv])
-    g = np.concatenate([owner, cg, hg]).astype(np.int64)
+    e = np.concatenate([edge, ce, he]).astype(np.int64)
     keys = []
     for du in (-_EPS, _EPS):
         for dv in (-_EPS, _EPS):
             i = np.clip(np.floor(u + du), 0, r.nx - 1).astype(np.int64)
             j = np.clip(np.floor(v + dv), 0, r.ny - 1).astype(np.int64)
-            keys.append((j * r.nx + i) * (owner.max() + 1) + g)
-    return np.unique(np.concatenate(keys))
+            keys.append((j * r.nx + i) * len(ua) + e)
+    return np.divmod(np.unique(np.concatenate(keys)), len(ua))
+
+
+def _line_ids(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges as undirected lines: an id per edge (a shared edge's two copies get one id) and, per
+    id, its endpoints (x1, y1, x2, y2) in a fixed order."""
+    swap = (a[:, 0] > b[:, 0]) | ((a[:, 0] == b[:, 0]) & (a[:, 1] > b[:, 1]))
+    ends = np.ascontiguousarray(
+        np.hstack([np.where(swap[:, None], b, a), np.where(swap[:, None], a, b)])
+    )
+    _, first, line = np.unique(
+        ends.view(np.dtype((np.void, 32))).ravel(), return_index=True, return_inverse=True
+    )
+    return line.ravel(), ends[first]
+
+
+def _orient(line: np.ndarray, x, y) -> tuple[np.ndarray, np.ndarray]:
+    """Signed area of (a, b, p) (> 0: p left of a→b) and whether its sign is certain in floating
+    point (Shewchuk's orient2d error bound, with margin); uncertain signs go to GEOS."""
+    left = (line[:, 2] - line[:, 0]) * (y - line[:, 1])
+    right = (line[:, 3] - line[:, 1]) * (x - line[:, 0])
+    det = left - right
+    return det, np.abs(det) > 1e-15 * (np.abs(left) + np.abs(right))
 
 
 def _scanline(r: _Raster, ua, va, ub, vb, owner) -> tuple[np.ndarray, np.ndarray]:
@@ -270,7 +298,8 @@ class GridIndex:
         ua, va = r.uv(a[:, 0], a[:, 1])
         ub, vb = r.uv(b[:, 0], b[:, 1])
         n = len(geoms)
-        touched = _touched(r, ua, va, ub, vb, owner)
+        t_cell, t_edge = _touched(r, ua, va, ub, vb)
+        touched = np.unique(t_cell * n + owner[t_edge])
         cov, ids = _scanline(r, ua, va, ub, vb, owner)
         marked = np.zeros(r.nx * r.ny, dtype=bool)
         marked[touched // n] = True
@@ -288,6 +317,7 @@ class GridIndex:
         table[mixed_cells] = _MIXED0 - np.arange(len(mixed_cells), dtype=np.int32)
         self._table = table
         self._candidates(touched, mixed_cells, cov, ids, deep_overlap)
+        self._single_lines(a, b, t_cell, t_edge, mixed_cells)
         snap = near | (marked & _grow(outside.reshape(r.ny, r.nx), 1, 1).ravel())
         self._snap_lists(snap, ua, va, ub, vb, a, b, owner, kx, ky)
 
@@ -311,6 +341,37 @@ class GridIndex:
         self._cand_ptr, self._cand = ptr, grid[order]
         overlapping = _overlapping(self._geoms)
         self._cell_clean = ~np.logical_or.reduceat(overlapping[self._cand], ptr[:-1])
+
+    def _single_lines(self, a, b, t_cell, t_edge, mixed_cells) -> None:
+        """Mixed cells crossed by one straight edge only (most of them) are split by that line into
+        two parts, each wholly in one grid or in none: settle a corner of each part with GEOS now,
+        and points later by which side of the line they fall (``_side``: grid, n = none, -1 = ask
+        GEOS). Only where no candidate overlaps another."""
+        r, n = self._r, len(self.codes)
+        line_of_edge, ends = _line_ids(a, b)
+        pairs = np.unique(t_cell * len(ends) + line_of_edge[t_edge])
+        cell, line = np.divmod(pairs, len(ends))
+        cells, first, count = np.unique(cell, return_index=True, return_counts=True)
+        one = (count == 1) & np.isin(cells, mixed_cells)
+        cells, line = cells[one], line[first[one]]
+        m = np.searchsorted(mixed_cells, cells)
+        keep = self._cell_clean[m]
+        cells, line, m = cells[keep], ends[line[keep]], m[keep]
+        j, i = np.divmod(cells, r.nx)
+        cx = r.x0 + (i[:, None] + np.array([0, 1, 0, 1])) / r.sx
+        cy = r.y0 + (j[:, None] + np.array([0, 0, 1, 1])) / r.sy
+        det = np.column_stack([_orient(line, cx[:, k], cy[:, k])[0] for k in range(4)])
+        self._line = np.full((len(mixed_cells), 4), np.nan)
+        self._line[m] = line
+        self._side = np.full((len(mixed_cells), 2), -1, dtype=np.int64)
+        rows = np.arange(len(m))
+        for col, pick in ((0, np.argmax(det, axis=1)), (1, np.argmin(det, axis=1))):
+            px, py = cx[rows, pick], cy[rows, pick]
+            d, sure = _orient(line, px, py)
+            usable = np.flatnonzero(sure & ((d > 0) if col == 0 else (d < 0)))
+            grid, match = self._covering(px[usable], py[usable], m[usable])
+            side = np.where(match == INSIDE, grid, np.where(match == OUTSIDE, n, -1))
+            self._side[m[usable], col] = side
 
     def _box_query(self, cells: np.ndarray) -> np.ndarray:
         """(cell, grid) keys for grids intersecting each cell box grown by _EPS (rare: overlaps)."""
@@ -398,7 +459,7 @@ class GridIndex:
     def _resolve_wgs84(
         self, x: np.ndarray, y: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        r, none = self._r, len(self.codes)
+        r = self._r
         u, v = r.uv(x, y)
         all_ok = len(x) == 0 or bool(
             u.min() >= 0 and u.max() < r.nx and v.min() >= 0 and v.max() < r.ny
@@ -411,22 +472,22 @@ class GridIndex:
         if not all_ok:
             state[~ok] = _FAR
         clean = state >= 0
-        grid = np.where(clean, state, none)
-        match = np.where(clean, np.int8(INSIDE), np.int8(OUTSIDE))
+        match = (~clean).view(np.int8) * np.int8(OUTSIDE)
         dist = np.where(clean, 0.0, np.nan)
         rest = np.flatnonzero(state < _FAR)
         if len(rest):
-            self._settle(x, y, cell, state, rest, grid, match, dist)
+            self._settle(x, y, cell, state, rest, state, match, dist)
+        grid = state  # settled in place; -1 (far) reads as the trailing None of _codes_none
         if not all_ok:
             match[~(np.isfinite(x) & np.isfinite(y))] = INVALID
         return grid, match, dist
 
     def _settle(self, x, y, cell, state, rest, grid, match, dist) -> None:
         """Exact answers for points in mixed and near cells, written into grid/match/dist."""
-        mixed = rest[state[rest] <= _MIXED0]
-        uncovered = rest[state[rest] == _NEAR]
+        kind = state[rest]  # read before grid (which may be state itself) is written
+        mixed, uncovered = rest[kind <= _MIXED0], rest[kind == _NEAR]
         if len(mixed):
-            g, m = self._settle_mixed(x[mixed], y[mixed], _MIXED0 - state[mixed])
+            g, m = self._settle_mixed(x[mixed], y[mixed], _MIXED0 - kind[kind <= _MIXED0])
             grid[mixed], match[mixed], dist[mixed] = g, m, 0.0
             uncovered = np.concatenate([uncovered, mixed[m == OUTSIDE]])
         if len(uncovered) and self.snap_m > 0:
@@ -442,7 +503,12 @@ class GridIndex:
         none = len(self.codes)
         grid = np.full(len(m), none, dtype=np.int64)
         match = np.full(len(m), np.int8(OUTSIDE))
-        todo = np.argsort(m, kind="stable")  # raster order: neighbours test the same polygons
+        det, sure = _orient(self._line[m], x, y)
+        side = np.where(sure, self._side[m, (det <= 0).view(np.int8)], -1)
+        grid[side >= 0] = side[side >= 0]
+        match[(side >= 0) & (side < none)] = INSIDE
+        todo = np.flatnonzero(side < 0)
+        todo = todo[np.argsort(m[todo], kind="stable")]  # raster order: same polygons in a row
         todo = todo[self._cell_clean[m[todo]]]
         start, count = self._cand_ptr[m], self._cand_ptr[m + 1] - self._cand_ptr[m]
         for k in range(int(count.max(initial=0))):
@@ -451,7 +517,7 @@ class GridIndex:
             hit = shapely.contains_xy(self._geoms[cand], x[todo], y[todo])
             grid[todo[hit]], match[todo[hit]] = cand[hit], INSIDE
             todo = todo[~hit]
-        rest = np.flatnonzero(match != INSIDE)
+        rest = np.flatnonzero((match != INSIDE) & (side < 0))
         if len(rest):
             grid[rest], match[rest] = self._covering(x[rest], y[rest], m[rest])
         return grid, match
@@ -498,7 +564,7 @@ class GridIndex:
 
     def _gk_tree(self) -> shapely.STRtree:
         if getattr(self, "_tree", None) is None:
-            self._tree = shapely.STRtree(_to_gk(self._geoms, self._gk))
+            self._tree = shapely.STRtree(shapely.boundary(_to_gk(self._geoms, self._gk)))
         return self._tree
 
 
@@ -563,7 +629,8 @@ def resolve_reference(
     if len(rest) and snap_m > 0:
         gk = f"EPSG:{gauss_kruger_epsg(float(np.mean(shapely.total_bounds(geoms)[[0, 2]])))}"
         gx, gy = from_wgs84(x[rest], y[rest], gk)
-        d, low = _nearest_reference(shapely.STRtree(_to_gk(geoms, gk)), gx, gy, snap_m)
+        edges = shapely.boundary(_to_gk(geoms, gk))
+        d, low = _nearest_reference(shapely.STRtree(edges), gx, gy, snap_m)
         hit = d <= snap_m
         grid[rest[hit]], match[rest[hit]], dist[rest[hit]] = low[hit], SNAPPED, d[hit]
     return Resolution(np.append(codes, None).take(grid), MATCHES.take(match), dist)

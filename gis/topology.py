@@ -107,9 +107,7 @@ class Report:
         found = ", ".join(f"{n} {kind}" for kind, n in self.counts.items() if n)
         verdict = "OK" if self.ok else "FAILED"
         lines = [f"{verdict}: checked {checked}; " + (f"found {found}" if found else "no problems")]
-        for p in self.problems:
-            area = "" if p.area_m2 is None else f" [{p.area_m2:.1f} m²]"
-            lines.append(f"  {p.severity:7} {p.kind:14} {p.message}{area}")
+        lines += [f"  {p.severity:7} {p.kind:14} {p.message}" for p in self.problems]
         return "\n".join(lines)
 
     def to_geojson(self) -> dict[str, Any]:
@@ -126,7 +124,6 @@ class _Layer:
     what: str  # "grid", "village", "area"
     codes: list[str]
     labels: list[str]
-    lonlat: np.ndarray
     usable: np.ndarray  # polygonal and non-empty (invalid ones repaired for the spatial checks)
     repaired: np.ndarray  # lon/lat, None where unusable
     metric: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
@@ -162,7 +159,7 @@ def _layer(frame: gpd.GeoDataFrame, what: str, problems: list[Problem],
               for w, c, n in zip(whats, codes, names, strict=True)]
     lonlat = lonlat_array(frame)
     usable, repaired = _check_shapes(what, codes, labels, lonlat, problems)
-    return _Layer(what, codes, labels, lonlat, usable, repaired)
+    return _Layer(what, codes, labels, usable, repaired)
 
 
 def _check_shapes(what: str, codes: list[str], labels: list[str], geoms: np.ndarray,
@@ -310,12 +307,12 @@ def _check_gaps(parent: _Layer, child: _Layer, index: np.ndarray, tolerance: flo
     order = members[np.argsort(index[members], kind="stable")]
     groups = np.split(order, np.flatnonzero(np.diff(index[order])) + 1) if len(order) else []
     covered = {int(index[g[0]]): shapely.union_all(child.metric[g]) for g in groups}
-    rows = [k for k in np.flatnonzero(parent.usable) if require_children or int(k) in covered]
-    unions = np.array([covered.get(int(k), shapely.Polygon()) for k in rows], dtype=object)
+    rows = [int(k) for k in np.flatnonzero(parent.usable) if require_children or int(k) in covered]
+    unions = np.array([covered.get(k, shapely.Polygon()) for k in rows], dtype=object)
     left = shapely.difference(parent.metric[rows], unions) if rows else np.empty(0, dtype=object)
-    _report_parts("gap", left, [parent.codes[k] for k in rows],
-                  [f"{parent.labels[k]} is not covered by its {child.what}s" for k in rows],
-                  tolerance, epsg, problems)
+    messages = [f"{parent.labels[k]} " + (f"is not covered by its {child.what}s" if k in covered
+                                          else f"has no {child.what}s") for k in rows]
+    _report_parts("gap", left, [parent.codes[k] for k in rows], messages, tolerance, epsg, problems)
 
 
 def _check_holes(child: _Layer, group_codes: list[str], tolerance: float, epsg: int,
@@ -401,8 +398,7 @@ def validate_grids(grids: gpd.GeoDataFrame, villages: gpd.GeoDataFrame | None = 
     village_codes = [_code_text(v) or (c[:12] if len(c) == 15 else "")
                      for v, c in zip(_column(grids, "village_code"), grid.codes, strict=True)]
     kinds = _column(grids, "kind")
-    _check_codes(grid, lambda i: C.validate_grid_code(grid.codes[i], village_code=village_codes[i] or None,
-                                                      kind=kinds[i]), problems)
+    _check_codes(grid, lambda i: _grid_code(grid.codes[i], village_codes[i], kinds[i]), problems)
     _check_duplicates(grid, problems)
     layers = [grid]
     if villages is not None:
@@ -439,8 +435,7 @@ def validate_areas(areas: gpd.GeoDataFrame, *, tolerance_m2: float = 1.0, sliver
     layer = _layer(areas, "area", problems, [lv or "area" for lv in levels])
     parents = [_code_text(p) or _derived_parent(c) for p, c in zip(_column(areas, "parent_code"),
                                                                  layer.codes, strict=True)]
-    _check_codes(layer, lambda i: C.validate_area_code(layer.codes[i], levels[i] or C.level_of(layer.codes[i]),
-                                                       parents[i] or None), problems)
+    _check_codes(layer, lambda i: _area_code(layer.codes[i], levels[i], parents[i]), problems)
     _check_duplicates(layer, problems)
     index = _parent_index(layer, parents)
     has_parent = np.array([bool(p) for p in parents])
@@ -454,8 +449,22 @@ def validate_areas(areas: gpd.GeoDataFrame, *, tolerance_m2: float = 1.0, sliver
         _check_gaps(layer, layer, index, tolerance_m2, epsg, problems, require_children=False)
         _check_outside(layer, layer, index, tolerance_m2, epsg, problems)
         _check_slivers(layer, sliver_m2, sliver_width_m, epsg, problems)
-    checked: dict[str, int] = {lv: levels.count(lv) for lv in ("district", "town", "village") if lv in levels}
+    checked = {f"{lv}s": levels.count(lv) for lv in ("district", "town", "village") if lv in levels}
     return Report(_sorted(problems), checked or {"areas": len(layer)})
+
+
+def _grid_code(code: str, village_code: str, kind: Any) -> None:
+    if not code:
+        raise CodeError("has no grid code")
+    if kind is not None and kind not in {k.value for k in C.GridKind}:
+        raise CodeError(f"unknown grid kind {kind!r}: use basic or dedicated")
+    C.validate_grid_code(code, village_code=village_code or None, kind=kind)
+
+
+def _area_code(code: str, level: str, parent: str) -> None:
+    if level and level not in {lv.value for lv in C.Level}:
+        raise CodeError(f"unknown level {level!r}: use district, town or village")
+    C.validate_area_code(code, level or C.level_of(code), parent or None)
 
 
 def _derived_parent(code: str) -> str:
@@ -468,4 +477,4 @@ def _derived_parent(code: str) -> str:
 def _subset(layer: _Layer, mask: np.ndarray) -> _Layer:
     rows = np.flatnonzero(mask)
     return _Layer(layer.what, [layer.codes[i] for i in rows], [layer.labels[i] for i in rows],
-                  layer.lonlat[rows], layer.usable[rows], layer.repaired[rows])
+                  layer.usable[rows], layer.repaired[rows])

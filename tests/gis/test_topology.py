@@ -108,13 +108,29 @@ def test_duplicate_code():
     ("37078310520100", "exactly 15 digits"),  # 14 digits
     ("370783105202003", "does not start with its village/community code 370783105201"),
     ("370783105201950", "dedicated code but the grid is basic"),
+    (None, "has no grid code"),
 ])
 def test_bad_codes(bad, message):
     grids = G.three_grids()
     grids.loc[2, "code"] = bad
     report = validate_grids(grids, G.villages())
     assert kinds(report) == ["bad_code"]
-    assert report.problems[0].codes == [bad] and message in report.problems[0].message
+    assert report.problems[0].codes == [bad or ""] and message in report.problems[0].message
+
+
+def test_unknown_grid_kind():
+    grids = G.three_grids()
+    grids.loc[0, "kind"] = "专属"
+    report = validate_grids(grids, G.villages())
+    assert kinds(report) == ["bad_code"] and "unknown grid kind '专属'" in report.problems[0].message
+
+
+def test_village_without_grids_is_one_gap():
+    villages = G.villages([(V, G.VILLAGE_BOX), (G.VILLAGE_2, G.box(300, 0, 600, 200))])
+    report = validate_grids(G.three_grids(), villages)
+    assert kinds(report) == ["gap"] and report.problems[0].codes == [G.VILLAGE_2]
+    assert "西关村 has no grids" in report.problems[0].message
+    assert report.problems[0].area_m2 == pytest.approx(60000.0, abs=1.0)
 
 
 def test_point_given_as_grid_is_wrong_type_and_leaves_a_gap():
@@ -212,7 +228,7 @@ def test_synthetic_city_finds_one_planted_overlap():
 def test_clean_hierarchy_passes():
     report = validate_areas(G.areas())
     assert report.ok and report.problems == []
-    assert report.summary()["checked"] == {"district": 1, "town": 1, "village": 2}
+    assert report.summary()["checked"] == {"districts": 1, "towns": 1, "villages": 2}
 
 
 @pytest.mark.parametrize("village2, kind, codes, area", [

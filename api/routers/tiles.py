@@ -1,0 +1,252 @@
+"""Vector tiles (Mapbox Vector Tile) straight from PostGIS: ``GET /tiles/{layer}/{z}/{x}/{y}.pbf``.
+
+Why tiles: the demo city's grids as plain GeoJSON are 7.8 MB, too heavy for every screen on every load,
+and 100,000 ticket dots are a blur. PostGIS clips and quantises each tile (ST_TileEnvelope,
+ST_AsMVTGeom, ST_AsMVT), so a screen fetches only what it shows at the detail it can show.
+
+Layers: ``towns``, ``villages``, ``grids`` (with open-ticket counts and the worst card when the tickets
+table exists) and ``tickets`` (aggregated per grid below zoom 13, single tickets above). Each polygon
+layer carries a second MVT layer ``<layer>_labels`` of one label point per feature, kept only in the
+tile that holds the point, so labels are never repeated at tile edges.
+
+GCJ-02 base maps (``?crs=gcj02``): each tile's overlay is translated by the GCJ-02 offset at the tile's
+centre (gis.coords' published formula). The offset varies by metres over tens of kilometres, so within
+one tile the error is far below a pixel at every zoom.
+
+Registry tiles change only with an edit, so they are cached per process keyed by the registry
+version (the newest edit id) and sent with an ETag; ticket tiles are cached for a few seconds only.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from api.deps import SessionDep
+from gis.coords import wgs84_to_gcj02
+from gis.errors import InvalidInput, NotFound
+
+router = APIRouter(tags=["map"])
+
+MVT = "application/vnd.mapbox-vector-tile"
+EXTENT = 4096
+BUFFER = 64
+WORLD_M = 40075016.68557849  # EPSG:3857 width of the world
+TICKET_POINT_ZOOM = 13  # below: one aggregate per grid; from here: single tickets
+MAX_TICKETS_PER_TILE = 20_000
+CACHE_SIZE = 4096
+OPEN_STATES_SQL = "state NOT IN ('closed', 'signed_off')"
+CARD_RANK_SQL = "CASE card WHEN 'red' THEN 2 WHEN 'yellow' THEN 1 ELSE 0 END"
+
+AREA_SQL = """
+WITH env AS (SELECT ST_TileEnvelope(:z, :x, :y) AS m,
+                    ST_Translate(ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326), -:dlon, -:dlat) AS g),
+src AS (
+  SELECT a.id, a.code, a.name, a.kind, a.parent_code,
+         ST_Translate(ST_Simplify(ST_Transform(a.geom, 3857), :tol, true), :dx, :dy) AS m3857
+  FROM areas a, env WHERE a.valid_to IS NULL AND a.level = :level AND a.geom && env.g)
+SELECT
+ (SELECT ST_AsMVT(t, :layer, 4096, 'geom', 'id') FROM (
+    SELECT id, code, name, kind, parent_code, ST_AsMVTGeom(m3857, env.m, 4096, 64, true) AS geom
+    FROM src, env) t WHERE geom IS NOT NULL)
+ || (SELECT ST_AsMVT(t, :layer || '_labels', 4096, 'geom', 'id') FROM (
+    SELECT id, code, name, ST_AsMVTGeom(ST_PointOnSurface(m3857), env.m, 4096, 0, true) AS geom
+    FROM src, env) t WHERE geom IS NOT NULL)
+"""
+
+GRID_SQL = """
+WITH env AS (SELECT ST_TileEnvelope(:z, :x, :y) AS m,
+                    ST_Translate(ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326), -:dlon, -:dlat) AS g),
+src AS (
+  SELECT g.id, g.code, g.name, g.kind, g.village_code, g.town_code, g.households, g.population,
+         coalesce(o.open, 0) AS open, coalesce(o.card, 0) AS card,
+         ST_Translate(ST_Simplify(ST_Transform(g.geom, 3857), :tol, true), :dx, :dy) AS m3857
+  FROM grids g CROSS JOIN env
+  LEFT JOIN unnest(CAST(:codes AS text[]), CAST(:opens AS int[]), CAST(:cards AS int[])) AS o(code, open, card)
+         ON o.code = g.code
+  WHERE g.valid_to IS NULL AND g.geom && env.g)
+SELECT
+ (SELECT ST_AsMVT(t, 'grids', 4096, 'geom', 'id') FROM (
+    SELECT id, code, name, kind, village_code, town_code, households, population, open, card,
+           ST_AsMVTGeom(m3857, env.m, 4096, 64, true) AS geom
+    FROM src, env) t WHERE geom IS NOT NULL)
+ || (SELECT ST_AsMVT(t, 'grids_labels', 4096, 'geom', 'id') FROM (
+    SELECT id, code, name, open, card, ST_AsMVTGeom(ST_PointOnSurface(m3857), env.m, 4096, 0, true) AS geom
+    FROM src, env) t WHERE geom IS NOT NULL)
+"""
+
+TICKET_AGG_SQL = """
+WITH env AS (SELECT ST_TileEnvelope(:z, :x, :y) AS m,
+                    ST_Translate(ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326), -:dlon, -:dlat) AS g),
+agg AS (SELECT o.code, o.open, o.card, o.red, o.yellow
+        FROM unnest(CAST(:codes AS text[]), CAST(:opens AS int[]), CAST(:cards AS int[]),
+                    CAST(:reds AS int[]), CAST(:yellows AS int[])) AS o(code, open, card, red, yellow)
+        WHERE o.open > 0)
+SELECT ST_AsMVT(t, 'tickets', 4096, 'geom', 'id') FROM (
+  SELECT g.id, g.code AS grid_code, g.name, agg.open AS count, agg.card, agg.red, agg.yellow, 1 AS aggregate,
+         ST_AsMVTGeom(ST_Translate(ST_Transform(ST_PointOnSurface(g.geom), 3857), :dx, :dy), env.m, 4096, 0, true) AS geom
+  FROM grids g JOIN agg ON agg.code = g.code CROSS JOIN env
+  WHERE g.valid_to IS NULL AND g.geom && env.g) t WHERE geom IS NOT NULL
+"""
+
+TICKET_POINT_SQL = f"""
+WITH env AS (SELECT ST_TileEnvelope(:z, :x, :y) AS m,
+                    ST_Translate(ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326), -:dlon, -:dlat) AS g)
+SELECT ST_AsMVT(t, 'tickets', 4096, 'geom', 'id') FROM (
+  SELECT k.id, k.state, k.card, {CARD_RANK_SQL} AS card_rank, k.category, k.severity, k.channel,
+         k.grid_code, 1 AS count, 0 AS aggregate, extract(epoch FROM k.created_at)::bigint AS created,
+         ST_AsMVTGeom(ST_Translate(ST_Transform(k.geom, 3857), :dx, :dy), env.m, 4096, 0, true) AS geom
+  FROM tickets k CROSS JOIN env
+  WHERE k.geom && env.g AND k.{OPEN_STATES_SQL}
+  ORDER BY k.id DESC LIMIT {MAX_TICKETS_PER_TILE}) t WHERE geom IS NOT NULL
+"""
+
+OPEN_BY_GRID_SQL = f"""
+SELECT grid_code, count(*)::int, max({CARD_RANK_SQL})::int,
+       count(*) FILTER (WHERE card = 'red')::int, count(*) FILTER (WHERE card = 'yellow')::int
+FROM tickets WHERE {OPEN_STATES_SQL} AND grid_code IS NOT NULL GROUP BY grid_code
+"""
+
+
+# ----------------------------------------------------------------------------- tile maths
+
+def tile_centre(z: int, x: int, y: int) -> tuple[float, float]:
+    """Longitude and latitude of a tile's centre (Web Mercator, XYZ scheme)."""
+    n = 2.0 ** z
+    lon = (x + 0.5) / n * 360.0 - 180.0
+    lat = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * (y + 0.5) / n))))
+    return lon, lat
+
+
+def mercator(lon: float, lat: float) -> tuple[float, float]:
+    r = WORLD_M / (2 * math.pi)
+    return math.radians(lon) * r, r * math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
+
+
+def crs_offset(z: int, x: int, y: int, crs: str) -> dict[str, float]:
+    """The shift that lays WGS84 overlays on this tile of a base map in ``crs`` (zero for wgs84)."""
+    if crs == "wgs84":
+        return {"dlon": 0.0, "dlat": 0.0, "dx": 0.0, "dy": 0.0}
+    lon, lat = tile_centre(z, x, y)
+    glon, glat = (float(v) for v in wgs84_to_gcj02(lon, lat))
+    (mx, my), (gx, gy) = mercator(lon, lat), mercator(glon, glat)
+    return {"dlon": glon - lon, "dlat": glat - lat, "dx": gx - mx, "dy": gy - my}
+
+
+def tile_params(z: int, x: int, y: int, crs: str) -> dict[str, float | int]:
+    if not (0 <= x < 2**z and 0 <= y < 2**z):
+        raise InvalidInput(f"tile {z}/{x}/{y} does not exist: x and y must be in 0..{2**z - 1} at zoom {z}")
+    size_m = WORLD_M / 2**z
+    return {"z": z, "x": x, "y": y, "tol": size_m / EXTENT, "margin": BUFFER / EXTENT,
+            **crs_offset(z, x, y, crs)}
+
+
+# ----------------------------------------------------------------------------- data
+
+def has_tickets(session: Session) -> bool:
+    return session.scalar(text("SELECT to_regclass('public.tickets') IS NOT NULL")) is True
+
+
+def open_by_grid(session: Session) -> dict[str, list]:
+    """Open tickets per grid as parallel arrays: counts, worst card (0 ok, 1 yellow, 2 red), reds, yellows."""
+    out: dict[str, list] = {"codes": [], "opens": [], "cards": [], "reds": [], "yellows": []}
+    if not has_tickets(session):
+        return out
+    for code, n, card, red, yellow in session.execute(text(OPEN_BY_GRID_SQL)):
+        for key, value in zip(out, (code, n, card, red, yellow), strict=True):
+            out[key].append(value)
+    return out
+
+
+def registry_version(session: Session) -> int:
+    return int(session.scalar(text("SELECT coalesce(max(id), 0) FROM grid_edits")))
+
+
+class TileCache:
+    """A small LRU of finished tiles; entries expire after ``ttl`` seconds (None: never)."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self.items: OrderedDict[tuple, tuple[float | None, bytes]] = OrderedDict()
+
+    def get(self, key: tuple) -> bytes | None:
+        hit = self.items.get(key)
+        if hit is None or (hit[0] is not None and hit[0] < time.monotonic()):
+            return None
+        self.items.move_to_end(key)
+        return hit[1]
+
+    def put(self, key: tuple, tile: bytes, ttl: float | None) -> None:
+        self.items[key] = (None if ttl is None else time.monotonic() + ttl, tile)
+        self.items.move_to_end(key)
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+
+CACHE = TileCache()
+TICKET_TTL_S = 5.0
+
+
+def render_tile(session: Session, layer: str, params: dict) -> bytes:
+    """One tile's bytes for ``layer`` (empty bytes when nothing is in it)."""
+    if layer in ("towns", "villages"):
+        sql, extra = AREA_SQL, {"level": layer[:-1], "layer": layer}
+    elif layer == "grids":
+        sql, extra = GRID_SQL, _arrays(open_by_grid(session), ("codes", "opens", "cards"))
+    elif params["z"] < TICKET_POINT_ZOOM:
+        sql, extra = TICKET_AGG_SQL, open_by_grid(session)
+    else:
+        sql, extra = TICKET_POINT_SQL, {}
+    tile = session.scalar(text(sql), {**params, **extra})
+    return bytes(tile or b"")
+
+
+def _arrays(agg: dict[str, list], keys: tuple[str, ...]) -> dict[str, list]:
+    return {k: agg[k] for k in keys}
+
+
+def cache_key(session: Session, layer: str, params: dict, crs: str) -> tuple[tuple, str, float | None]:
+    """(key, etag, ttl): registry layers are versioned by edit id; ticket-coloured ones expire quickly."""
+    db = str(session.get_bind().engine.url)
+    version = registry_version(session)
+    ticket_driven = layer == "tickets" or (layer == "grids" and has_tickets(session))
+    ttl = TICKET_TTL_S if ticket_driven else None
+    stamp = f"{version}" + (f".{int(time.time() // TICKET_TTL_S)}" if ticket_driven else "")
+    key = (db, layer, params["z"], params["x"], params["y"], crs, stamp)
+    return key, f'W/"{layer}-{crs}-{stamp}"', ttl
+
+
+# ----------------------------------------------------------------------------- route
+
+LAYERS = ("towns", "villages", "grids", "tickets")
+
+
+@router.get("/tiles/{layer}/{z}/{x}/{y}.pbf", response_class=Response,
+            responses={200: {"content": {MVT: {}}, "description": "a Mapbox Vector Tile"}})
+def tile(request: Request, session: SessionDep, layer: str,
+         z: Annotated[int, Path(ge=0, le=22)], x: Annotated[int, Path(ge=0)], y: Annotated[int, Path(ge=0)],
+         crs: Annotated[str, Query(pattern="^(wgs84|gcj02)$")] = "wgs84") -> Response:
+    """One vector tile of ``towns``, ``villages``, ``grids`` or ``tickets`` (XYZ scheme, EPSG:3857)."""
+    if layer not in LAYERS:
+        raise NotFound(f"no tile layer {layer!r}; layers: {', '.join(LAYERS)}")
+    if layer == "tickets" and not has_tickets(session):
+        raise NotFound("no tile layer 'tickets': the tickets table does not exist yet")
+    params = tile_params(z, x, y, crs)
+    key, etag, ttl = cache_key(session, layer, params, crs)
+    headers = {"ETag": etag, "Cache-Control": f"public, max-age={int(ttl) if ttl else 300}",
+               "Access-Control-Allow-Origin": "*"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    body = CACHE.get(key)
+    headers["X-Tile-Cache"] = "miss" if body is None else "hit"
+    if body is None:
+        body = render_tile(session, layer, params)
+        CACHE.put(key, body, ttl)
+    return Response(body, media_type=MVT, headers=headers)
