@@ -198,7 +198,7 @@ def locate_table(session: Session, frame: pd.DataFrame, *, lon_col: str = "lon",
             values = result[column].to_numpy(dtype=object).copy()
             values[ok] = located[column].to_numpy(dtype=object)
             result[column] = values
-    result["error"] = errors
+    result["error"] = pd.Series(errors, dtype=object)
     out = pd.concat([frame.reset_index(drop=True), result.add_prefix("")], axis=1)
     out.insert(0, "row", np.arange(row_offset + 1, row_offset + len(frame) + 1))
     return out

@@ -452,7 +452,7 @@ class GridIndex:
         ]
         if not covering:
             return None
-        g = covering[0]
+        g = min(covering)  # candidates are listed likeliest first, not in code order
         inside = len(covering) == 1 and shapely.contains_xy(self._geoms[g], lon, lat)
         return self._codes_list[g], "inside" if inside else "boundary", 0.0
 
@@ -589,7 +589,8 @@ def _to_gk(geoms: np.ndarray, gk: str) -> np.ndarray:
 def _nearest_reference(
     tree: shapely.STRtree, gx, gy, snap_m: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per point: GEOS distance to the nearest grid within snap_m and its lowest index (else NaN, n)."""
+    """Per point: GEOS distance to the nearest grid boundary (the tree holds boundaries in metres)
+    within snap_m, and the lowest index at that distance (else NaN and n)."""
     none = len(tree.geometries)
     dist, grid = np.full(len(gx), np.nan), np.full(len(gx), none, dtype=np.int64)
     pts = shapely.points(gx, gy)
