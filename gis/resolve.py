@@ -262,8 +262,25 @@ class GridIndex:
     whose candidate grids are ``_cand[_cand_ptr[m]:_cand_ptr[m + 1]]``, tested exactly by GEOS."""
 
     version: int
-    codes: np.ndarray
+    codes: np.ndarray  # grid codes in code order; every index below points into it
     snap_m: float
+    _geoms: np.ndarray  # prepared WGS84 polygons, code order
+    _cell_m: float | None
+    _bounds: np.ndarray
+    _codes_none: np.ndarray  # codes + a trailing None (index n or -1: unresolved)
+    _codes_list: list[str]
+    _gk: str  # "EPSG:45xx", the city's Gauss-Krüger zone
+    _r: _Raster
+    _table: np.ndarray  # int32 per cell, see above
+    _cand_ptr: np.ndarray
+    _cand: np.ndarray
+    _cell_clean: np.ndarray  # per mixed cell: no candidate overlaps another
+    _line: np.ndarray  # per mixed cell: the one edge crossing it (x1, y1, x2, y2) or NaN
+    _side: np.ndarray  # per mixed cell: grid left / right of that edge (n none, -1 ask GEOS)
+    _snap_cells: np.ndarray
+    _snap_ptr: np.ndarray
+    _snap_seg: tuple[np.ndarray, ...]  # Gauss-Krüger edges (ax, ay, bx, by, grid) per snap cell
+    _tree: shapely.STRtree | None = None
 
     @classmethod
     def from_frame(
@@ -285,7 +302,7 @@ class GridIndex:
         self._geoms, self._cell_m = geoms, cell_m
         self._bounds = shapely.total_bounds(geoms)
         shapely.prepare(geoms)
-        self._codes_none = np.append(codes, None)
+        self._codes_none = _with_none(codes)
         self._codes_list = list(codes)
         self._gk = f"EPSG:{gauss_kruger_epsg(float(np.mean(shapely.total_bounds(geoms)[[0, 2]])))}"
         self._build(geoms)
@@ -316,12 +333,12 @@ class GridIndex:
         mixed_cells = np.flatnonzero(mixed)
         table[mixed_cells] = _MIXED0 - np.arange(len(mixed_cells), dtype=np.int32)
         self._table = table
-        self._candidates(touched, mixed_cells, cov, ids, deep_overlap)
+        self._candidates(touched, mixed_cells, cov, ids)
         self._single_lines(a, b, t_cell, t_edge, mixed_cells)
         snap = near | (marked & _grow(outside.reshape(r.ny, r.nx), 1, 1).ravel())
         self._snap_lists(snap, ua, va, ub, vb, a, b, owner, kx, ky)
 
-    def _candidates(self, touched, mixed_cells, cov, ids, deep_overlap):
+    def _candidates(self, touched, mixed_cells, cov, ids) -> None:
         """Grids a point in each mixed cell may fall in: those whose edges touch the cell, plus the
         grid holding the cell centre (it may hold the whole cell), or an R-tree answer in overlaps.
 
@@ -329,11 +346,11 @@ class GridIndex:
         n = len(self.codes)
         centre_grid = np.where(cov[mixed_cells] == 1, ids[mixed_cells] - 1, -1)
         centre = mixed_cells[centre_grid >= 0]
-        keys = [touched, centre * n + ids[centre] - 1]
+        parts = [touched, centre * n + ids[centre] - 1]
         many = mixed_cells[cov[mixed_cells] >= 2]
         if len(many):
-            keys.append(self._box_query(many))
-        keys = np.unique(np.concatenate(keys))
+            parts.append(self._box_query(many))
+        keys = np.unique(np.concatenate(parts))
         row = np.searchsorted(mixed_cells, keys // n)
         grid = keys % n
         order = np.lexsort((grid, grid != centre_grid[row], row))
@@ -435,12 +452,14 @@ class GridIndex:
         state = self._table.item(int(v) * r.nx + int(u))
         if state >= 0:
             return self._codes_list[state], "inside", 0.0
-        if state == _FAR:
+        if state == _FAR or (state == _NEAR and self.snap_m == 0):
             return None, "outside", math.nan
         if state <= _MIXED0:
             hit = self._settle_one(_MIXED0 - state, lon, lat)
             if hit is not None:
                 return hit
+            if self.snap_m == 0:
+                return None, "outside", math.nan
         g, m, d = self._snap(np.array([lon]), np.array([lat]), np.array([int(v) * r.nx + int(u)]))
         return self._codes_none[g[0]], str(MATCHES[m[0]]), float(d[0])
 
@@ -493,8 +512,8 @@ class GridIndex:
         if len(uncovered) and self.snap_m > 0:
             g, m, d = self._snap(x[uncovered], y[uncovered], cell[uncovered])
             grid[uncovered], match[uncovered], dist[uncovered] = g, m, d
-        elif len(uncovered):
-            dist[uncovered] = np.nan
+        elif len(uncovered):  # snapping switched off
+            grid[uncovered], dist[uncovered] = len(self.codes), np.nan
 
     def _settle_mixed(self, x, y, m) -> tuple[np.ndarray, np.ndarray]:
         """Exact answers in mixed cells. Where no candidate overlaps another, a point strictly
@@ -563,9 +582,13 @@ class GridIndex:
         return grid, np.where(far, np.int8(OUTSIDE), np.int8(SNAPPED)), dist
 
     def _gk_tree(self) -> shapely.STRtree:
-        if getattr(self, "_tree", None) is None:
+        if self._tree is None:
             self._tree = shapely.STRtree(shapely.boundary(_to_gk(self._geoms, self._gk)))
         return self._tree
+
+
+def _with_none(codes: np.ndarray) -> np.ndarray:
+    return np.array([*codes, None], dtype=object)
 
 
 def _overlapping(geoms: np.ndarray) -> np.ndarray:
@@ -634,4 +657,4 @@ def resolve_reference(
         d, low = _nearest_reference(shapely.STRtree(edges), gx, gy, snap_m)
         hit = d <= snap_m
         grid[rest[hit]], match[rest[hit]], dist[rest[hit]] = low[hit], SNAPPED, d[hit]
-    return Resolution(np.append(codes, None).take(grid), MATCHES.take(match), dist)
+    return Resolution(_with_none(codes).take(grid), MATCHES.take(match), dist)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 
 from gis.resolve import GridIndex
@@ -87,6 +88,19 @@ def _sjoin_codes(grids: gpd.GeoDataFrame, lon: np.ndarray, lat: np.ndarray) -> n
     return joined["code"].to_numpy(dtype=object)
 
 
+def _index_bytes(index: GridIndex) -> int:
+    """Memory held by the index's arrays (the raster table dominates)."""
+    arrays = [v for v in vars(index).values() if isinstance(v, np.ndarray)]
+    arrays += [
+        a
+        for v in vars(index).values()
+        if isinstance(v, tuple)
+        for a in v
+        if isinstance(a, np.ndarray)
+    ]
+    return sum(a.nbytes for a in arrays)
+
+
 def _single_point_us(index: GridIndex, lon: np.ndarray, lat: np.ndarray) -> float:
     times = []
     for x, y in zip(lon.tolist(), lat.tolist(), strict=True):
@@ -129,7 +143,8 @@ def run(
             m: int((res.match == m).sum()) for m in ("inside", "boundary", "snapped", "outside")
         },
         "inside_disagreements_vs_sjoin": int((res.grid_code[inside] != sjoin_codes[inside]).sum()),
-        "sjoin_found_but_onemap_not_inside": int((~inside & (sjoin_codes != None)).sum()),  # noqa: E711
+        "sjoin_found_but_onemap_not_inside": int((~inside & ~pd.isna(sjoin_codes)).sum()),
+        "index_mb": round(_index_bytes(index) / 2**20, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     if postgis_join is not None:

@@ -104,3 +104,26 @@ def demo_session(demo_engine: Engine) -> Iterator[Session]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def scratch_url(cluster: pg.ClusterState, request) -> Iterator[str]:
+    """A fresh, migrated, empty database for tests whose code commits (CLI runs); dropped afterwards."""
+    name = "t_" + request.node.name.lower().replace("[", "_").replace("]", "").replace("-", "_")[:40]
+    url = _database(cluster, name)
+    yield url
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def cli_env(scratch_url: str, monkeypatch) -> str:
+    """Point the `onemap` CLI at the scratch database."""
+    from gis.db import engine
+    from gis.settings import database_settings
+
+    monkeypatch.setenv("ONEMAP_DATABASE_URL", scratch_url)
+    database_settings.cache_clear()
+    yield scratch_url
+    database_settings.cache_clear()
+    engine.cache_clear()

@@ -43,6 +43,7 @@ TICKET_POINT_ZOOM = 13  # below: one aggregate per grid; from here: single ticke
 MAX_TICKETS_PER_TILE = 20_000
 CACHE_SIZE = 4096
 OPEN_STATES_SQL = "state NOT IN ('closed', 'signed_off')"
+CARD_RANK = {"ok": 0, "yellow": 1, "red": 2}
 CARD_RANK_SQL = "CASE card WHEN 'red' THEN 2 WHEN 'yellow' THEN 1 ELSE 0 END"
 
 AREA_SQL = """
@@ -104,15 +105,11 @@ SELECT ST_AsMVT(t, 'tickets', 4096, 'geom', 'id') FROM (
          k.grid_code, 1 AS count, 0 AS aggregate, extract(epoch FROM k.created_at)::bigint AS created,
          ST_AsMVTGeom(ST_Translate(ST_Transform(k.geom, 3857), :dx, :dy), env.m, 4096, 0, true) AS geom
   FROM tickets k CROSS JOIN env
-  WHERE k.geom && env.g AND k.{OPEN_STATES_SQL}
+  WHERE k.geom && env.g AND k.{OPEN_STATES_SQL} AND k.duplicate_of IS NULL
   ORDER BY k.id DESC LIMIT {MAX_TICKETS_PER_TILE}) t WHERE geom IS NOT NULL
 """
 
-OPEN_BY_GRID_SQL = f"""
-SELECT grid_code, count(*)::int, max({CARD_RANK_SQL})::int,
-       count(*) FILTER (WHERE card = 'red')::int, count(*) FILTER (WHERE card = 'yellow')::int
-FROM tickets WHERE {OPEN_STATES_SQL} AND grid_code IS NOT NULL GROUP BY grid_code
-"""
+
 
 
 # ----------------------------------------------------------------------------- tile maths
@@ -156,13 +153,14 @@ def has_tickets(session: Session) -> bool:
 
 def open_by_grid(session: Session) -> dict[str, list]:
     """Open tickets per grid as parallel arrays: counts, worst card (0 ok, 1 yellow, 2 red), reds, yellows."""
-    out: dict[str, list] = {"codes": [], "opens": [], "cards": [], "reds": [], "yellows": []}
     if not has_tickets(session):
-        return out
-    for code, n, card, red, yellow in session.execute(text(OPEN_BY_GRID_SQL)):
-        for key, value in zip(out, (code, n, card, red, yellow), strict=True):
-            out[key].append(value)
-    return out
+        return {"codes": [], "opens": [], "cards": [], "reds": [], "yellows": []}
+    from layers.incidents.layer import grid_counts
+
+    frame = grid_counts(session)
+    return {"codes": frame["grid_code"].tolist(), "opens": frame["open_count"].tolist(),
+            "cards": frame["worst_card"].map(CARD_RANK).tolist(), "reds": frame["red"].tolist(),
+            "yellows": frame["yellow"].tolist()}
 
 
 def registry_version(session: Session) -> int:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from geoalchemy2.shape import from_shape, to_shape
@@ -246,11 +246,11 @@ def find_duplicate(session: Session, *, category: str, lon: float, lat: float,
         FROM tickets t, p
         WHERE t.category = :cat AND t.duplicate_of IS NULL AND t.parent_id IS NULL
           AND t.state NOT IN ('closed', 'signed_off') AND t.geom IS NOT NULL
-          AND t.created_at BETWEEN :at - make_interval(hours => :hours) AND :at
+          AND t.created_at BETWEEN :since AND :at
           AND t.geom && ST_Expand(p.g, :deg)
           AND ST_DWithin(t.geom::geography, p.g::geography, :metres)
         ORDER BY t.created_at, t.id LIMIT 1"""),
-        {"lon": lon, "lat": lat, "at": at, "cat": category, "hours": DUPLICATE_HOURS,
+        {"lon": lon, "lat": lat, "at": at, "cat": category, "since": at - timedelta(hours=DUPLICATE_HOURS),
          "metres": DUPLICATE_M, "deg": DUPLICATE_M / 80000.0}).first()
     return None if row is None else (int(row[0]), float(row[1]), float(row[2]))
 

@@ -102,6 +102,16 @@ def test_snapping_tie_goes_to_the_lowest_code():
     _same(res, resolve_reference(grids, [118.71], [36.9052]))
 
 
+def test_snapping_can_be_switched_off(three):
+    index = GridIndex.from_frame(three, snap_m=0)
+    lon, lat = [118.705, 118.715, 118.705], [36.9103, 36.9104, 36.905]
+    res = index.resolve(lon, lat)
+    assert list(res.match) == ["outside", "outside", "inside"]
+    assert list(res.grid_code) == [None, None, A]
+    _same(res, resolve_reference(three, lon, lat, snap_m=0))
+    assert index.resolve_one(118.705, 36.9103)[:2] == (None, "outside")
+
+
 def test_invalid_and_far_points(three_index):
     res = three_index.resolve([np.nan, 118.705, 0.0, np.inf], [36.9, np.nan, 0.0, 36.9])
     assert list(res.match) == ["invalid", "invalid", "outside", "invalid"]
