@@ -104,7 +104,8 @@ class CityContext:
     counties: tuple[str, ...] = ()
     towns: tuple[str, ...] = ()
     villages: tuple[str, ...] = ()
-    other_counties: frozenset[str] = field(default_factory=frozenset)  # optional gazetteer
+    # Optional gazetteer: other prefectures (full and short names) and other counties (full names).
+    elsewhere: frozenset[str] = field(default_factory=frozenset)
 
     def own_prefixes(self) -> list[str]:
         names = [n for n in (self.province, self.prefecture, *self.counties) if n]
@@ -151,7 +152,9 @@ def address_key(road: str | None, number: str | None, building: str | None = Non
 
 
 def _digits(value: str | None) -> str:
-    return str(int(value)) if value and value.isdigit() else (value or "")
+    if not isinstance(value, str):  # None (or NaN from a frame)
+        return ""
+    return str(int(value)) if value.isdigit() else value
 
 
 def compose(road: str | None, number: str | None, building: str | None = None, unit: str | None = None,
@@ -169,7 +172,7 @@ def _strip_prefix(s: str, city: CityContext) -> tuple[str, str | None, str | Non
 
     A county-level token (区/县/市) right after this city's province or prefecture that is not one of
     its counties is another place (潍坊市奎文区…); a lone 区 further in may be local (开发区), so it
-    counts as foreign only when the optional gazetteer knows it as another county.
+    counts as foreign only when the optional gazetteer (``city.elsewhere``) knows it.
     """
     own = city.own_prefixes()
     parents = {n for n in (city.province, city.prefecture) if n} | {_short(n) for n in (city.province, city.prefecture) if n}
@@ -181,21 +184,37 @@ def _strip_prefix(s: str, city: CityContext) -> tuple[str, str | None, str | Non
             after_parent = hit in parents
             s = s[len(hit):]
             continue
-        if any(s.startswith(t) for t in city.towns):
+        if any(s.startswith(t) for t in (*city.towns, *city.villages)):
             break
+        other = _elsewhere(s, city.elsewhere)
+        if other:
+            return s, county, other
         province = next((full for full, short in PROVINCES if s.startswith((full, short))
                          and s[len(short):len(short) + 1] not in _ROAD_AFTER), None)
         if province:
             return s, county, province
         m = _ADMIN.match(s)
-        if not m or m.group(1).endswith(_LOCAL_AREA):
+        if not m or _not_admin(m.group(1), s[m.end():m.end() + 1]):
             break
         token = m.group(1)
-        if token.endswith(("省", "自治区", "特别行政区", "市", "自治州", "地区", "盟")) or after_parent \
-                or token in city.other_counties:
+        if token.endswith(("省", "自治区", "特别行政区", "市", "自治州", "地区", "盟")) or after_parent:
             return s, county, token
         break
     return s, county, None
+
+
+def _elsewhere(s: str, names: frozenset[str]) -> str | None:
+    """The longest gazetteer name ``s`` starts with, unless a road word follows (北京路 is a road)."""
+    for k in range(min(len(s) - 1, 9), 1, -1):
+        if s[:k] in names and s[k] not in _ROAD_AFTER:
+            return s[:k]
+    return None
+
+
+def _not_admin(token: str, after: str) -> bool:
+    """A token that only looks like an area name: 东关社区, 新华路农贸市(场), 新华超市, 开发区."""
+    return token.endswith(_LOCAL_AREA) or token.endswith(("超市", "集市", "门市")) or after == "场" \
+        or re.search("[路街巷道村]", token) is not None
 
 
 def _take(s: str, names: tuple[str, ...]) -> tuple[str, str | None]:

@@ -5,7 +5,10 @@ every point lies well inside one grid. A regular raster laid over the grids sett
 integer arithmetic alone; only the thin band of cells that a boundary passes through needs an exact
 (GEOS) test. The raster is built by scan-line filling cell centres (no polygon test per cell) and by
 marking every cell a boundary edge comes within ``_EPS`` cells of, so an unmarked cell is provably
-inside exactly one grid, or outside all of them.
+inside exactly one grid, or outside all of them. Most marked cells are crossed by a single straight
+edge; there a floating-point orientation test with Shewchuk's error bound picks the side (doubtful
+signs go to GEOS), so GEOS sees only cells holding a vertex. Snapping distances use numpy with the
+arithmetic of GEOS's point-to-segment distance over the edges listed for the cell.
 
 Semantics (the same as :func:`resolve_reference`, the slow shapely version, and as PostGIS):
 - ``inside``: covered by exactly one grid and in its interior.

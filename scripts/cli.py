@@ -285,6 +285,24 @@ def _register_modules() -> None:
 _register_modules()
 
 
+@bench_app.command("resolve")
+@guarded
+def bench_resolve(points: int = typer.Option(1_000_000, help="Random points over the city."),
+                  postgis: bool = typer.Option(True, help="Also time the PostGIS GiST join.")) -> None:
+    """OneMap's resolver vs geopandas.sjoin and the PostGIS join, on the registry's grids."""
+    from gis.db import session_scope
+    from gis.locate import postgis_resolve
+    from gis.registry import load_grids
+    from scripts.bench_resolve import run
+
+    with session_scope() as session:
+        grids = load_grids(session)
+        if grids.empty:
+            fail("the registry has no grids: run `onemap demo --no-serve` first")
+        join = (lambda lon, lat: postgis_resolve(session, lon, lat)) if postgis else None
+        run(points, grids, postgis_join=join, echo=out.print)
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 

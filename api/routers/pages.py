@@ -1,4 +1,8 @@
-"""HTML pages (templates in web/templates); they talk to the API over HTTP only."""
+"""HTML pages (templates in web/templates): the big-screen map, grid editor, ticket desk, export page.
+
+The pages talk to the API over HTTP only; the template passes nothing but the optional base map
+(``ONEMAP_TILE_URL``) and its CRS, so a page never knows more than any other API client.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,35 @@ from fastapi.templating import Jinja2Templates
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "web" / "templates")
 
+PAGES = {"map": "map.html", "editor": "editor.html", "desk": "desk.html", "export": "export.html"}
+
+
+def render(request: Request, page: str) -> HTMLResponse:
+    settings = request.app.state.settings
+    tile_crs = "gcj02" if str(settings.tile_crs).lower().replace("-", "") == "gcj02" else "wgs84"
+    return templates.TemplateResponse(request, PAGES[page], {"tile_url": settings.tile_url, "tile_crs": tile_crs,
+                                                             "page": page})
+
 
 @router.get("/", response_class=HTMLResponse)
 def map_page(request: Request) -> HTMLResponse:
-    settings = request.app.state.settings
-    return templates.TemplateResponse(request, "map.html", {"tile_url": settings.tile_url,
-                                                            "tile_crs": settings.tile_crs})
+    """The command hall's big-screen map (指挥大屏)."""
+    return render(request, "map")
+
+
+@router.get("/editor", response_class=HTMLResponse)
+def editor_page(request: Request) -> HTMLResponse:
+    """The planners' grid editor (网格编辑)."""
+    return render(request, "editor")
+
+
+@router.get("/desk", response_class=HTMLResponse)
+def desk_page(request: Request) -> HTMLResponse:
+    """The ticket desk (工单受理台) for town and department staff."""
+    return render(request, "desk")
+
+
+@router.get("/export", response_class=HTMLResponse)
+def export_page(request: Request) -> HTMLResponse:
+    """The analysts' export page (数据导出)."""
+    return render(request, "export")

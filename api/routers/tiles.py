@@ -38,6 +38,7 @@ router = APIRouter(tags=["map"])
 MVT = "application/vnd.mapbox-vector-tile"
 EXTENT = 4096
 BUFFER = 64
+POINT_BUFFER = 512  # ticket symbols are up to ~30 px wide: neighbours draw the overhang too
 WORLD_M = 40075016.68557849  # EPSG:3857 width of the world
 TICKET_POINT_ZOOM = 13  # below: one aggregate per grid; from here: single tickets
 MAX_TICKETS_PER_TILE = 20_000
@@ -67,19 +68,21 @@ WITH env AS (SELECT ST_TileEnvelope(:z, :x, :y) AS m,
                     ST_Translate(ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326), -:dlon, -:dlat) AS g),
 src AS (
   SELECT g.id, g.code, g.name, g.kind, g.village_code, g.town_code, g.households, g.population,
-         coalesce(o.open, 0) AS open, coalesce(o.card, 0) AS card,
+         coalesce(o.open, 0) AS open, coalesce(o.card, 0) AS card, coalesce(o.red, 0) AS red,
+         coalesce(o.yellow, 0) AS yellow,
          ST_Translate(ST_Simplify(ST_Transform(g.geom, 3857), :tol, true), :dx, :dy) AS m3857
   FROM grids g CROSS JOIN env
-  LEFT JOIN unnest(CAST(:codes AS text[]), CAST(:opens AS int[]), CAST(:cards AS int[])) AS o(code, open, card)
+  LEFT JOIN unnest(CAST(:codes AS text[]), CAST(:opens AS int[]), CAST(:cards AS int[]), CAST(:reds AS int[]),
+                   CAST(:yellows AS int[])) AS o(code, open, card, red, yellow)
          ON o.code = g.code
   WHERE g.valid_to IS NULL AND g.geom && env.g)
 SELECT
  (SELECT ST_AsMVT(t, 'grids', 4096, 'geom', 'id') FROM (
-    SELECT id, code, name, kind, village_code, town_code, households, population, open, card,
+    SELECT id, code, name, kind, village_code, town_code, households, population, open, card, red, yellow,
            ST_AsMVTGeom(m3857, env.m, 4096, 64, true) AS geom
     FROM src, env) t WHERE geom IS NOT NULL)
  || (SELECT ST_AsMVT(t, 'grids_labels', 4096, 'geom', 'id') FROM (
-    SELECT id, code, name, open, card, ST_AsMVTGeom(ST_PointOnSurface(m3857), env.m, 4096, 0, true) AS geom
+    SELECT id, code, name, open, card, red, ST_AsMVTGeom(ST_PointOnSurface(m3857), env.m, 4096, 0, true) AS geom
     FROM src, env) t WHERE geom IS NOT NULL)
 """
 
@@ -92,7 +95,7 @@ agg AS (SELECT o.code, o.open, o.card, o.red, o.yellow
         WHERE o.open > 0)
 SELECT ST_AsMVT(t, 'tickets', 4096, 'geom', 'id') FROM (
   SELECT g.id, g.code AS grid_code, g.name, agg.open AS count, agg.card, agg.red, agg.yellow, 1 AS aggregate,
-         ST_AsMVTGeom(ST_Translate(ST_Transform(ST_PointOnSurface(g.geom), 3857), :dx, :dy), env.m, 4096, 0, true) AS geom
+         ST_AsMVTGeom(ST_Translate(ST_Transform(ST_PointOnSurface(g.geom), 3857), :dx, :dy), env.m, 4096, :pbuf, true) AS geom
   FROM grids g JOIN agg ON agg.code = g.code CROSS JOIN env
   WHERE g.valid_to IS NULL AND g.geom && env.g) t WHERE geom IS NOT NULL
 """
@@ -103,7 +106,7 @@ WITH env AS (SELECT ST_TileEnvelope(:z, :x, :y) AS m,
 SELECT ST_AsMVT(t, 'tickets', 4096, 'geom', 'id') FROM (
   SELECT k.id, k.state, k.card, {CARD_RANK_SQL} AS card_rank, k.category, k.severity, k.channel,
          k.grid_code, 1 AS count, 0 AS aggregate, extract(epoch FROM k.created_at)::bigint AS created,
-         ST_AsMVTGeom(ST_Translate(ST_Transform(k.geom, 3857), :dx, :dy), env.m, 4096, 0, true) AS geom
+         ST_AsMVTGeom(ST_Translate(ST_Transform(k.geom, 3857), :dx, :dy), env.m, 4096, :pbuf, true) AS geom
   FROM tickets k CROSS JOIN env
   WHERE k.geom && env.g AND k.{OPEN_STATES_SQL} AND k.duplicate_of IS NULL
   ORDER BY k.id DESC LIMIT {MAX_TICKETS_PER_TILE}) t WHERE geom IS NOT NULL
@@ -147,20 +150,55 @@ def tile_params(z: int, x: int, y: int, crs: str) -> dict[str, float | int]:
 
 # ----------------------------------------------------------------------------- data
 
+_TABLE_SEEN: dict[str, float] = {}  # database → when the tickets table was last looked for and missing
+_AGGREGATES: dict[tuple, dict[str, list]] = {}
+
+
+def _db(session: Session) -> str:
+    return str(session.get_bind().engine.url)
+
+
 def has_tickets(session: Session) -> bool:
-    return session.scalar(text("SELECT to_regclass('public.tickets') IS NOT NULL")) is True
+    """Whether the tickets table exists (once seen it stays; a missing one is looked for every 30 s)."""
+    db = _db(session)
+    missing_since = _TABLE_SEEN.get(db)
+    if missing_since == 0.0:
+        return True
+    if missing_since is not None and time.monotonic() - missing_since < 30:
+        return False
+    found = session.scalar(text("SELECT to_regclass('public.tickets') IS NOT NULL")) is True
+    _TABLE_SEEN[db] = 0.0 if found else time.monotonic()
+    return found
 
 
-def open_by_grid(session: Session) -> dict[str, list]:
-    """Open tickets per grid as parallel arrays: counts, worst card (0 ok, 1 yellow, 2 red), reds, yellows."""
+def open_by_grid(session: Session, stamp: str = "") -> dict[str, list]:
+    """Open tickets per grid as parallel arrays: counts, worst card (0 ok, 1 yellow, 2 red), reds, yellows.
+
+    One GROUP BY serves every tile of the same ``stamp`` (time bucket + client version) in this process.
+    """
     if not has_tickets(session):
         return {"codes": [], "opens": [], "cards": [], "reds": [], "yellows": []}
+    key = (_db(session), stamp)
+    if stamp and key in _AGGREGATES:
+        return _AGGREGATES[key]
     from layers.incidents.layer import grid_counts
 
     frame = grid_counts(session)
-    return {"codes": frame["grid_code"].tolist(), "opens": frame["open_count"].tolist(),
-            "cards": frame["worst_card"].map(CARD_RANK).tolist(), "reds": frame["red"].tolist(),
-            "yellows": frame["yellow"].tolist()}
+    out = {"codes": frame["grid_code"].tolist(), "opens": frame["open_count"].tolist(),
+           "cards": frame["worst_card"].map(CARD_RANK).tolist(), "reds": frame["red"].tolist(),
+           "yellows": frame["yellow"].tolist()}
+    if stamp:
+        if len(_AGGREGATES) > 16:
+            _AGGREGATES.clear()
+        _AGGREGATES[key] = out
+    return out
+
+
+def clear_caches() -> None:
+    """Forget cached tiles, aggregates and table lookups (tests that write tickets call this)."""
+    CACHE.items.clear()
+    _AGGREGATES.clear()
+    _TABLE_SEEN.clear()
 
 
 def registry_version(session: Session) -> int:
@@ -192,52 +230,70 @@ CACHE = TileCache()
 TICKET_TTL_S = 5.0
 
 
-def render_tile(session: Session, layer: str, params: dict) -> bytes:
-    """One tile's bytes for ``layer`` (empty bytes when nothing is in it)."""
+def render_tile(session: Session, layer: str, params: dict, stamp: str = "") -> bytes:
+    """One tile's bytes for ``layer`` (empty bytes when nothing is in it).
+
+    ``all`` is every layer in one tile (grids, villages, towns, then tickets when they exist): a
+    big screen then makes a quarter of the requests, drawn in that order.
+    """
+    if layer == "all":
+        names = ["grids", "villages", "towns"] + (["tickets"] if has_tickets(session) else [])
+        return b"".join(render_tile(session, name, params, stamp) for name in names)
     if layer in ("towns", "villages"):
         sql, extra = AREA_SQL, {"level": layer[:-1], "layer": layer}
     elif layer == "grids":
-        sql, extra = GRID_SQL, _arrays(open_by_grid(session), ("codes", "opens", "cards"))
+        sql, extra = GRID_SQL, open_by_grid(session, stamp)
     elif params["z"] < TICKET_POINT_ZOOM:
-        sql, extra = TICKET_AGG_SQL, open_by_grid(session)
+        sql, extra = TICKET_AGG_SQL, open_by_grid(session, stamp)
     else:
         sql, extra = TICKET_POINT_SQL, {}
+    if layer == "tickets":
+        extra = {**extra, "pbuf": POINT_BUFFER, "margin": POINT_BUFFER / EXTENT}
     tile = session.scalar(text(sql), {**params, **extra})
     return bytes(tile or b"")
 
 
-def _arrays(agg: dict[str, list], keys: tuple[str, ...]) -> dict[str, list]:
-    return {k: agg[k] for k in keys}
-
-
-def cache_key(session: Session, layer: str, params: dict, crs: str) -> tuple[tuple, str, float | None]:
-    """(key, etag, ttl): registry layers are versioned by edit id; ticket-coloured ones expire quickly."""
-    db = str(session.get_bind().engine.url)
+def cache_key(session: Session, layer: str, params: dict, crs: str,
+              client_version: int = 0) -> tuple[tuple, str, float | None, str]:
+    """(key, etag, ttl, ticket stamp): registry layers are versioned by edit id; ticket-coloured ones
+    by a few-second time bucket plus the client's version (bumped on every live ticket event)."""
     version = registry_version(session)
-    ticket_driven = layer == "tickets" or (layer == "grids" and has_tickets(session))
+    ticket_driven = layer in ("tickets", "all", "grids") and has_tickets(session)
     ttl = TICKET_TTL_S if ticket_driven else None
-    stamp = f"{version}" + (f".{int(time.time() // TICKET_TTL_S)}" if ticket_driven else "")
-    key = (db, layer, params["z"], params["x"], params["y"], crs, stamp)
-    return key, f'W/"{layer}-{crs}-{stamp}"', ttl
+    ticket_stamp = f"{int(time.time() // TICKET_TTL_S)}.{client_version}" if ticket_driven else ""
+    stamp = f"{version}" + (f".{ticket_stamp}" if ticket_driven else "")
+    key = (_db(session), layer, params["z"], params["x"], params["y"], crs, stamp)
+    return key, f'W/"{layer}-{crs}-{stamp}"', ttl, ticket_stamp
 
 
-# ----------------------------------------------------------------------------- route
+# ----------------------------------------------------------------------------- routes
 
-LAYERS = ("towns", "villages", "grids", "tickets")
+LAYERS = ("towns", "villages", "grids", "tickets", "all")
+
+
+@router.get("/tiles")
+def tile_layers(session: SessionDep) -> dict:
+    """The tile layers this server has now (``tickets`` appears once its table exists)."""
+    names = [n for n in LAYERS if n != "tickets" or has_tickets(session)]  # "all": every layer in one tile
+    return {"layers": [{"name": n, "tiles": [f"/tiles/{n}/{{z}}/{{x}}/{{y}}.pbf"], "minzoom": 0, "maxzoom": 22,
+                        "labels": f"{n}_labels" if n != "tickets" else None,
+                        "aggregate_below_zoom": TICKET_POINT_ZOOM if n == "tickets" else None} for n in names]}
 
 
 @router.get("/tiles/{layer}/{z}/{x}/{y}.pbf", response_class=Response,
             responses={200: {"content": {MVT: {}}, "description": "a Mapbox Vector Tile"}})
 def tile(request: Request, session: SessionDep, layer: str,
          z: Annotated[int, Path(ge=0, le=22)], x: Annotated[int, Path(ge=0)], y: Annotated[int, Path(ge=0)],
-         crs: Annotated[str, Query(pattern="^(wgs84|gcj02)$")] = "wgs84") -> Response:
-    """One vector tile of ``towns``, ``villages``, ``grids`` or ``tickets`` (XYZ scheme, EPSG:3857)."""
+         crs: Annotated[str, Query(pattern="^(wgs84|gcj02)$")] = "wgs84",
+         v: Annotated[int, Query(ge=0, description="client's live version: a new one skips cached ticket data")] = 0,
+         ) -> Response:
+    """One vector tile of ``towns``, ``villages``, ``grids``, ``tickets`` or ``all`` (XYZ, EPSG:3857)."""
     if layer not in LAYERS:
         raise NotFound(f"no tile layer {layer!r}; layers: {', '.join(LAYERS)}")
     if layer == "tickets" and not has_tickets(session):
         raise NotFound("no tile layer 'tickets': the tickets table does not exist yet")
     params = tile_params(z, x, y, crs)
-    key, etag, ttl = cache_key(session, layer, params, crs)
+    key, etag, ttl, ticket_stamp = cache_key(session, layer, params, crs, v)
     headers = {"ETag": etag, "Cache-Control": f"public, max-age={int(ttl) if ttl else 300}",
                "Access-Control-Allow-Origin": "*"}
     if request.headers.get("if-none-match") == etag:
@@ -245,6 +301,6 @@ def tile(request: Request, session: SessionDep, layer: str,
     body = CACHE.get(key)
     headers["X-Tile-Cache"] = "miss" if body is None else "hit"
     if body is None:
-        body = render_tile(session, layer, params)
+        body = render_tile(session, layer, params, ticket_stamp)
         CACHE.put(key, body, ttl)
     return Response(body, media_type=MVT, headers=headers)

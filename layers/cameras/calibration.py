@@ -118,6 +118,9 @@ def dlt_homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         rows.append([0, 0, 0, -x, -y, -1, v * x, v * y, v])
     _, _, vt = np.linalg.svd(np.asarray(rows))
     h = np.linalg.inv(td) @ vt[-1].reshape(3, 3) @ ts
+    centre = src.mean(axis=0)
+    if h[2, 0] * centre[0] + h[2, 1] * centre[1] + h[2, 2] < 0:
+        h = -h  # keep the source points on the w > 0 side (see apply_h)
     return h / np.linalg.norm(h)
 
 

@@ -200,7 +200,11 @@ class RuleEngine:
             if tr is None:
                 tr = self.tracks[s.track_id] = _Track(t, t, (cx, cy), t, t - self.start_t <= self.warmup_s)
             if np.hypot(cx - tr.anchor[0], cy - tr.anchor[1]) > self.rule.stationary_px:
-                tr.anchor, tr.anchor_t, tr.preexisting = (cx, cy), t, False  # it moved: it counts now
+                if tr.preexisting:  # it moved: it counts from now on, its dwell starts now
+                    tr.preexisting, tr.roi_since = False, None
+                tr.anchor, tr.anchor_t = (cx, cy), t
+            if t - tr.last_t > self.rule.clear_s:
+                tr.roi_since = None  # gone for a while: its dwell starts again
             tr.last_t = t
             tr.roi_since = (tr.roi_since if tr.roi_since is not None else t) if ok else None
         for tid in [k for k, tr in self.tracks.items() if t - tr.last_t > self.lost_s]:

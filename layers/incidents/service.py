@@ -725,3 +725,23 @@ def list_tickets(session: Session, *, state: str | None = None, town: str | None
 
 def _bad_state(value: str) -> None:
     raise InvalidInput(f"unknown state {value!r}; use one of {', '.join(s.value for s in State)}")
+
+
+def find_tickets(session: Session, *, ids: list[int] | None = None, category: str | None = None,
+                 since: datetime | None = None, until: datetime | None = None,
+                 is_open: bool | None = None, limit: int = 1000) -> list[Ticket]:
+    """Tickets by id list or filters, newest first (the Open311 ``GET requests`` query)."""
+    stmt = select(Ticket)
+    if ids is not None:
+        stmt = stmt.where(Ticket.id.in_(ids))
+    if category:
+        stmt = stmt.where(Ticket.category == category)
+    if since:
+        stmt = stmt.where(Ticket.created_at >= _aware(since, "start_date"))
+    if until:
+        stmt = stmt.where(Ticket.created_at <= _aware(until, "end_date"))
+    if is_open is not None:
+        terminal = [s.value for s in TERMINAL]
+        stmt = stmt.where(Ticket.state.not_in(terminal) if is_open else Ticket.state.in_(terminal))
+    return list(session.scalars(stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc())
+                                .limit(limit)))

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from gis.errors import InvalidInput
 
 CITY_TZ = ZoneInfo("Asia/Shanghai")
+COPY_CHUNK = 200_000
 FUTURE_TOLERANCE = timedelta(minutes=5)  # device clocks drift; beyond this a timestamp is refused
 
 
@@ -104,12 +105,21 @@ def _jsonl(body: str) -> pd.DataFrame:
 
 def blank(values: pd.Series) -> np.ndarray:
     """True where a cell is missing or only whitespace."""
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        return values.isna().to_numpy()
     as_text = values.astype(object).where(values.notna(), "").astype(str).str.strip()
     return (as_text == "").to_numpy()
 
 
 def parse_times(values: pd.Series) -> pd.Series:
     """Timestamps → UTC. Naive ones are city time (Asia/Shanghai); epoch seconds are accepted."""
+    if pd.api.types.is_datetime64_any_dtype(values):  # already typed (a DataFrame from code): fast path
+        stamps = pd.to_datetime(values)
+        if stamps.dt.tz is None:
+            stamps = stamps.dt.tz_localize(CITY_TZ)
+        return stamps.dt.tz_convert(UTC)
+    if values.map(lambda v: isinstance(v, datetime)).any():
+        values = values.map(lambda v: v.isoformat() if isinstance(v, datetime) else v)
     text_values = values.astype(object).where(values.notna(), None)
     numeric = pd.to_numeric(text_values, errors="coerce")
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
@@ -143,7 +153,7 @@ def check_times(batch: Batch, column: str = "ts", *, now: datetime | None = None
     if column not in batch.frame:
         batch.frame[column] = None
     batch.reject(blank(batch.frame[column]), "missing timestamp")
-    stamps = parse_times(batch.frame[column])
+    stamps = parse_times(batch.frame[column]).dt.floor("us")  # PostgreSQL keeps microseconds
     batch.frame[column] = stamps
     batch.reject(stamps.isna().to_numpy(), "unreadable timestamp")
     limit = pd.Timestamp(now or datetime.now(UTC)) + FUTURE_TOLERANCE
@@ -152,7 +162,9 @@ def check_times(batch: Batch, column: str = "ts", *, now: datetime | None = None
 
 
 def check_ids(batch: Batch, column: str, known: set[str], what: str) -> None:
-    """Refuse rows whose id is missing or not registered."""
+    """Refuse rows that are not JSON, or whose id is missing or not registered."""
+    if "_bad_json" in batch.frame:
+        batch.reject(batch.frame["_bad_json"].notna().to_numpy(), "not a JSON object")
     if column not in batch.frame:
         batch.frame[column] = None
     batch.reject(blank(batch.frame[column]), f"missing {what} id")
@@ -163,6 +175,11 @@ def check_ids(batch: Batch, column: str, known: set[str], what: str) -> None:
 
 # --------------------------------------------------------------------------- partitions and COPY
 
+def seconds(stamps: pd.Series) -> np.ndarray:
+    """Aware timestamps → float seconds since the epoch, whatever the column's resolution."""
+    return ((stamps - pd.Timestamp(0, tz=UTC)) / pd.Timedelta(seconds=1)).to_numpy(dtype=float)
+
+
 def raw_connection(session: Session):
     """The psycopg 3 connection under the session, inside the session's own transaction."""
     return session.connection().connection.driver_connection
@@ -172,7 +189,7 @@ def month_starts(stamps: pd.Series) -> list[pd.Timestamp]:
     """The distinct UTC month starts a batch touches."""
     if stamps.empty:
         return []
-    months = stamps.dt.tz_convert(UTC).dt.to_period("M").unique()
+    months = stamps.dt.tz_convert(UTC).dt.tz_localize(None).dt.to_period("M").unique()
     return [p.to_timestamp().tz_localize(UTC) for p in sorted(months)]
 
 
@@ -210,9 +227,9 @@ def copy_upsert(session: Session, table: str, frame: pd.DataFrame, columns: list
         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
                     f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
         cur.execute(f"TRUNCATE {stage}")
-        buffer = _csv_text(frame[columns])
         with cur.copy(f"COPY {stage} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
-            copy.write(buffer)
+            for start in range(0, len(frame), COPY_CHUNK):  # bounded memory for million-row batches
+                copy.write(_csv_text(frame[columns].iloc[start:start + COPY_CHUNK]))
         cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING")
         inserted = cur.rowcount
         cur.execute(f"TRUNCATE {stage}")

@@ -248,17 +248,21 @@ def describe(breach: Breach, sensor: dict) -> str:
             f"峰值 {breach.peak:g} {unit}，限值 {breach.limit_value:g} {unit}{also}")
 
 
-def open_ticket(session: Session, alarm_id: int, breach: Breach, sensor) -> int | None:
-    """One ticket in the sensor's grid through the tickets service (channel ``sensor``)."""
+def open_ticket(session: Session, alarm_id: int, breach: Breach, sensor) -> int:
+    """One ticket in the sensor's grid through the tickets service (channel ``sensor``, category 1101).
+
+    The ticket is received at the breach time (or now, if the clock says the breach is in the future),
+    so a replayed day keeps its timeline; ``source_ref`` names the sensor.
+    """
     from layers.incidents import service
 
-    ticket = service.intake(
+    at = min(breach.breach_at.to_pydatetime(), datetime.now(UTC))
+    ticket = service.create_ticket(
         session, channel="sensor", category=POLLUTION_CATEGORY, severity="important",
-        description=describe(breach, dict(sensor)), lon=sensor["lon"], lat=sensor["lat"],
-        source_ref=breach.sensor_id, actor="sensor-alarm")
-    ticket_id = int(getattr(ticket, "id", ticket))
-    session.execute(text("UPDATE sensor_alarms SET ticket_id = :t WHERE id = :a"), {"t": ticket_id, "a": alarm_id})
-    return ticket_id
+        description=describe(breach, dict(sensor)), lon=float(sensor["lon"]), lat=float(sensor["lat"]),
+        source_ref=breach.sensor_id, actor="sensor-alarm", at=at)
+    session.execute(text("UPDATE sensor_alarms SET ticket_id = :t WHERE id = :a"), {"t": ticket.id, "a": alarm_id})
+    return int(ticket.id)
 
 
 def list_alarms(session: Session, *, state: str | None = None, sensor_id: str | None = None,
@@ -270,7 +274,3 @@ def list_alarms(session: Session, *, state: str | None = None, sensor_id: str | 
         "WHERE (CAST(:st AS text) IS NULL OR a.state = :st) AND (CAST(:sid AS text) IS NULL OR a.sensor_id = :sid) "
         "ORDER BY a.breach_at DESC LIMIT :lim"), {"st": state, "sid": sensor_id, "lim": limit}).mappings().all()
     return [dict(r) for r in rows]
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

@@ -50,3 +50,24 @@ def offline() -> Path:
     if any(settings.get(k) != v for k, v in QUIET_SETTINGS.items()):
         settings.update(QUIET_SETTINGS)
     return folder
+
+
+from pydantic_settings import BaseSettings, SettingsConfigDict  # noqa: E402
+
+
+class VisionSettings(BaseSettings):
+    """``ONEMAP_YOLO_WEIGHTS`` (a user points it at yolo11n.pt or their own model), key frame folder."""
+
+    model_config = SettingsConfigDict(env_prefix="ONEMAP_", extra="ignore")
+
+    yolo_weights: Path = DEMO_WEIGHTS
+    keyframe_dir: Path = PROJECT_ROOT / ".onemap" / "keyframes"
+    yolo_conf: float = 0.35
+    yolo_imgsz: int | None = None  # None: the size the model was trained at
+    batch: int = 8
+    reconnect_tries: int = 5
+    reconnect_base_s: float = 1.0
+
+
+def vision_settings() -> VisionSettings:
+    return VisionSettings()

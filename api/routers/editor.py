@@ -1,0 +1,176 @@
+"""The planners' grid editor over HTTP: validate a proposal, then save it as a new registry version.
+
+``POST /grids/validate`` answers the topology report for a proposed set of grids (the proposal
+replaces the current grids with the same codes, plus any listed in ``closes``) with every problem as
+GeoJSON the editor draws. The edit routes (``add``, ``reshape``, ``split``, ``merge``) call the
+registry's own edit functions, so the browser can never save what the CLI would refuse: a refused
+edit is a TopologyError, answered 422 with the problems as GeoJSON (api/errors.py).
+
+Geometry may be sent in GCJ-02 (``crs: "gcj02"``) when the editor runs over an Amap-style base map;
+it is converted to WGS84 with gis.coords before anything else sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import geopandas as gpd
+import pandas as pd
+import shapely
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from shapely.geometry.base import BaseGeometry
+
+from api.deps import SessionDep
+from gis import edits, registry
+from gis.coords import normalize_crs, to_wgs84
+from gis.errors import InvalidGeometry, InvalidInput
+from gis.registry import EditResult
+
+router = APIRouter(prefix="/grids", tags=["editor"])
+
+Who = Annotated[str, Field(min_length=1, max_length=100, description="who makes the edit")]
+Why = Annotated[str, Field(min_length=1, description="why (recorded with the edit)")]
+Crs = Annotated[str, Field(description="CRS of the coordinates: EPSG code, gcj02 or bd09")]
+
+
+class Proposal(BaseModel):
+    """Proposed grids: features with optional properties code, village_code, kind, name."""
+
+    type: str = "FeatureCollection"
+    features: list[dict[str, Any]] = Field(min_length=1)
+    closes: list[str] = Field(default_factory=list, description="current grid codes the proposal retires")
+    crs: Crs = "EPSG:4326"
+
+
+class AddEdit(BaseModel):
+    who: Who
+    why: Why
+    grids: Proposal
+    dry_run: bool = False
+
+
+class ReshapeEdit(BaseModel):
+    who: Who
+    why: Why
+    grids: Proposal  # every feature carries the code of the grid it redraws
+    dry_run: bool = False
+
+
+class SplitEdit(BaseModel):
+    who: Who
+    why: Why
+    code: str
+    line: dict[str, Any]
+    crs: Crs = "EPSG:4326"
+    dry_run: bool = False
+
+
+class MergeEdit(BaseModel):
+    who: Who
+    why: Why
+    codes: list[str] = Field(min_length=2)
+    name: str | None = None
+    dry_run: bool = False
+
+
+# ----------------------------------------------------------------------------- parsing
+
+def to_wgs84_geometry(geometry: dict[str, Any] | None, crs: str) -> BaseGeometry:
+    """A GeoJSON geometry as shapely in WGS84 (GCJ-02/BD-09/EPSG input converted)."""
+    if not geometry:
+        raise InvalidGeometry("a feature has no geometry")
+    try:
+        shape = shapely.geometry.shape(geometry)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidGeometry(f"not a GeoJSON geometry: {exc}") from exc
+    if normalize_crs(crs) in ("EPSG:4326", "EPSG:4490"):
+        return shape
+    return shapely.transform(shape, lambda xy: _stack(*to_wgs84(xy[:, 0], xy[:, 1], crs)))
+
+
+def _stack(x, y):
+    import numpy as np
+
+    return np.column_stack([x, y])
+
+
+def proposal_frame(proposal: Proposal) -> gpd.GeoDataFrame:
+    rows = []
+    for i, feature in enumerate(proposal.features):
+        props = dict(feature.get("properties") or {})
+        try:
+            geom = to_wgs84_geometry(feature.get("geometry"), proposal.crs)
+        except InvalidGeometry as exc:
+            raise InvalidGeometry(f"feature {i + 1}: {exc.message}") from exc
+        rows.append({"code": props.get("code") or None, "village_code": props.get("village_code") or None,
+                     "kind": props.get("kind") or None, "name": props.get("name") or None,
+                     "households": props.get("households"), "population": props.get("population"),
+                     "geometry": geom})
+    return gpd.GeoDataFrame(rows, geometry="geometry", crs=4326)
+
+
+# ----------------------------------------------------------------------------- services
+
+def validate_proposal(session, proposal: Proposal) -> dict[str, Any]:
+    """The topology report of the villages the proposal touches, as if it were saved."""
+    prepared = registry.prepare_grids(session, proposal_frame(proposal))
+    current = registry.load_grids(session)
+    closes = set(proposal.closes) | (set(prepared["code"]) & set(current["code"]))
+    unknown = set(proposal.closes) - set(current["code"])
+    if unknown:
+        raise InvalidInput(f"closes names grids that are not current: {', '.join(sorted(unknown))}")
+    villages = sorted(set(prepared["village_code"]) | {c[:12] for c in closes})
+    kept = current[current["village_code"].isin(villages) & ~current["code"].isin(list(closes))]
+    cols = ["code", "village_code", "kind", "name", "geometry"]
+    merged = gpd.GeoDataFrame(pd.concat([kept[cols], prepared[cols]], ignore_index=True), geometry="geometry",
+                              crs=4326)
+    report = registry.validate_villages(session, merged, villages)
+    return {"ok": report.ok, "report": report.summary(), "problems": report.to_geojson(),
+            "codes": list(prepared["code"]), "closes": sorted(closes), "villages": villages}
+
+
+def edit_answer(result: EditResult) -> dict[str, Any]:
+    report = result.report
+    return {"edit_id": result.edit_id, "opened": result.opened, "closed": result.closed,
+            "dry_run": result.dry_run, "report": report.summary() if report else None,
+            "problems": report.to_geojson() if report else {"type": "FeatureCollection", "features": []}}
+
+
+# ----------------------------------------------------------------------------- routes
+
+@router.post("/validate")
+def validate(proposal: Proposal, session: SessionDep) -> dict[str, Any]:
+    """Topology report for proposed grids (problems as GeoJSON); nothing is written."""
+    return validate_proposal(session, proposal)
+
+
+@router.post("/edits/add")
+def add(body: AddEdit, session: SessionDep) -> dict[str, Any]:
+    """Register newly drawn grids (codes assigned in reading order when missing)."""
+    frame = proposal_frame(body.grids)
+    return edit_answer(registry.import_grids(session, frame, who=body.who, why=body.why, dry_run=body.dry_run))
+
+
+@router.post("/edits/reshape")
+def reshape(body: ReshapeEdit, session: SessionDep) -> dict[str, Any]:
+    """New outlines for existing grids; each keeps its code as a new version."""
+    frame = proposal_frame(body.grids)
+    if frame["code"].isna().any():
+        raise InvalidInput("every reshaped grid needs the code of the grid it redraws")
+    changes = dict(zip(frame["code"], frame.geometry, strict=True))
+    return edit_answer(edits.reshape(session, changes, who=body.who, why=body.why, dry_run=body.dry_run))
+
+
+@router.post("/edits/split")
+def split(body: SplitEdit, session: SessionDep) -> dict[str, Any]:
+    """Cut one grid by a drawn line into grids with new codes."""
+    line = to_wgs84_geometry(body.line, body.crs)
+    return edit_answer(edits.split(session, body.code, line, who=body.who, why=body.why, dry_run=body.dry_run))
+
+
+@router.post("/edits/merge")
+def merge(body: MergeEdit, session: SessionDep) -> dict[str, Any]:
+    """Join neighbouring grids of one village into one grid with a new code."""
+    return edit_answer(edits.merge(session, body.codes, who=body.who, why=body.why, name=body.name,
+                                   dry_run=body.dry_run))

@@ -1,0 +1,146 @@
+"""Live updates for the big screen: ``GET /live`` server-sent events fed by PostgreSQL LISTEN/NOTIFY.
+
+Why the database and not an in-process bus: the API runs as several processes, and a ticket created
+through one must reach screens connected to another. Any writer (a route, the CLI, a worker job, a
+trigger) says ``SELECT pg_notify('onemap_tickets', '{"id": 42, ...}')``; each API process holds ONE
+listening connection (a background task, started with the first subscriber) and fans every
+notification out to its own subscribers' queues. A slow screen loses its oldest events, never blocks
+the others. The listener reconnects after a database restart; browsers' EventSource reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import psycopg
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import make_url
+
+from gis.errors import InvalidInput
+
+log = logging.getLogger("onemap.live")
+router = APIRouter(tags=["map"])
+
+CHANNELS = {"tickets": "onemap_tickets", "registry": "onemap_registry", "alarms": "onemap_alarms",
+            "workers": "onemap_workers", "sensors": "onemap_sensors", "cameras": "onemap_cameras"}
+QUEUE_SIZE = 1000
+HEARTBEAT_S = 15.0
+RETRY_S = 2.0
+
+
+def event_text(name: str, payload: str) -> str:
+    """One SSE message; the payload is passed on as JSON (plain text is wrapped as {"payload": ...})."""
+    try:
+        data = json.loads(payload) if payload else {}
+    except ValueError:
+        data = {"payload": payload}
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+def libpq_dsn(sqlalchemy_url: str) -> str:
+    """psycopg's connection string for the API's SQLAlchemy URL (driver suffix dropped)."""
+    url = make_url(sqlalchemy_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+class Hub:
+    """One LISTEN connection per process, fanned out to every subscriber's queue."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.subscribers: set[asyncio.Queue[str]] = set()
+        self.task: asyncio.Task | None = None
+        self.listening = asyncio.Event()
+
+    def subscribe(self) -> asyncio.Queue[str]:
+        queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_SIZE)
+        self.subscribers.add(queue)
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run())
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[str]) -> None:
+        self.subscribers.discard(queue)
+
+    def publish(self, channel: str, payload: str) -> None:
+        name = next((k for k, v in CHANNELS.items() if v == channel), channel)
+        message = event_text(name, payload)
+        for queue in list(self.subscribers):
+            if queue.full():  # a stalled screen drops its oldest event
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(message)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._listen()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - database gone: retry, screens keep their stream
+                self.listening.clear()
+                log.warning("live listener lost its connection (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(RETRY_S)
+
+    async def _listen(self) -> None:
+        async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
+            for channel in CHANNELS.values():
+                await conn.execute(f"LISTEN {channel}")
+            self.listening.set()
+            async for note in conn.notifies():
+                self.publish(note.channel, note.payload)
+
+
+def hub_for(request: Request) -> Hub:
+    """This process's hub (made on first use, bound to the app)."""
+    state = request.app.state
+    hub = getattr(state, "live_hub", None)
+    if hub is None:
+        engine_url = state.sessions.kw["bind"].url.render_as_string(hide_password=False)
+        dsn = getattr(state, "live_dsn", None) or libpq_dsn(engine_url)
+        hub = state.live_hub = Hub(dsn)
+    return hub
+
+
+def _wanted(channels: str | None) -> set[str]:
+    names = set(CHANNELS) if not channels else {c.strip() for c in channels.split(",") if c.strip()}
+    unknown = names - set(CHANNELS)
+    if unknown:
+        raise InvalidInput(f"unknown live channel {', '.join(sorted(unknown))}; channels: {', '.join(CHANNELS)}")
+    return names
+
+
+async def stream(request: Request, hub: Hub, names: set[str]) -> AsyncIterator[str]:
+    queue = hub.subscribe()
+    try:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(hub.listening.wait(), timeout=5.0)
+        yield "retry: 3000\n" + event_text("hello", json.dumps({"channels": sorted(names),
+                                                              "listening": hub.listening.is_set()}))
+        while not await request.is_disconnected():
+            try:
+                message = await asyncio.wait_for(queue.get(), timeout=HEARTBEAT_S)
+            except asyncio.TimeoutError:
+                yield ": ping\n\n"
+                continue
+            if message.split("\n", 1)[0].removeprefix("event: ") in names:
+                yield message
+    finally:
+        hub.unsubscribe(queue)
+
+
+@router.get("/live")
+async def live(request: Request,
+               channels: Annotated[str | None, Query(description="comma-separated: " + ", ".join(CHANNELS))] = None
+               ) -> StreamingResponse:
+    """Server-sent events: ``tickets``, ``registry``, ``alarms``, ``workers``, ``sensors``, ``cameras``."""
+    names = _wanted(channels)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(request, hub_for(request), names), media_type="text/event-stream",
+                             headers=headers)

@@ -1,0 +1,207 @@
+"""Tickets (事件工单) and assessment (考核): thin routes over layers.incidents.
+
+Every route calls one service function; domain errors become 400/404/409 in api/errors.py, so a
+refused move answers 409 with the allowed moves in ``info.allowed``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from api.deps import SessionDep
+from api.geojson import GeoJSONResponse, feature_collection
+from layers.incidents import kpis as K
+from layers.incidents import layer as L
+from layers.incidents import service as S
+
+router = APIRouter(tags=["tickets"])
+
+
+class TicketIn(BaseModel):
+    """A report from any channel; a location by coordinates (any CRS the resolver takes) or address."""
+
+    channel: Literal["hotline", "app", "wechat", "patrol", "camera", "sensor"]
+    category: str = Field(description="4-digit category code (GB/T 30428.2 小类 or OneMap extension)")
+    severity: Literal["general", "important", "urgent"] = "general"
+    description: str = Field(min_length=1, max_length=4000)
+    lon: float | None = None
+    lat: float | None = None
+    crs: str = "EPSG:4326"
+    address: str | None = Field(None, max_length=500)
+    reporter_name: str | None = Field(None, max_length=50)
+    reporter_phone: str | None = Field(None, max_length=30)
+    source_ref: str | None = Field(None, max_length=100)
+    actor: str = "api"
+    require_place: bool = Field(False, description="refuse (400) instead of queueing as unplaced")
+
+
+class MoveIn(BaseModel):
+    actor: str = Field(min_length=1, max_length=100)
+    role: str
+    note: str | None = Field(None, max_length=4000)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    satisfaction: int | str | None = Field(None, description="shortcut for revisit")
+    at: datetime | None = Field(None, description="when it happened (default now)")
+
+
+class PlaceIn(BaseModel):
+    lon: float
+    lat: float
+    crs: str = "EPSG:4326"
+    actor: str = Field(min_length=1)
+    role: str = "district"
+
+
+class RouteIn(BaseModel):
+    department: str
+    needs_town: bool
+    who: str = Field(min_length=1)
+    why: str = ""
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+
+def _csv(frame: pd.DataFrame, name: str) -> Response:
+    return Response(K.to_csv(frame), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+@router.post("/tickets", status_code=201)
+def create(body: TicketIn, session: SessionDep) -> dict[str, Any]:
+    """Receive a report; ``unplaced`` is true when its place could not be resolved (kept, listed)."""
+    fields = body.model_dump()
+    ticket = S.create_ticket(session, **fields)
+    return S.detail(session, ticket.id)
+
+
+@router.get("/tickets")
+def list_(
+    session: SessionDep,
+    state: str | None = None, town: str | None = None, grid: str | None = None,
+    category: str | None = None, channel: str | None = None, department: str | None = None,
+    overdue: bool | None = None, unplaced: bool | None = None,
+    card: Annotated[str | None, Query(pattern="^(ok|yellow|red)$")] = None,
+    since: datetime | None = None, until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Tickets newest first; reporter phones masked."""
+    total, rows = S.list_tickets(session, state=state, town=town, grid=grid, category=category,
+                                 channel=channel, department=department, overdue=overdue,
+                                 unplaced=unplaced, card=card, since=since, until=until,
+                                 limit=limit, offset=offset)
+    return {"total": total, "limit": limit, "offset": offset, "items": rows}
+
+
+@router.get("/tickets/layer/grids")
+def grid_layer(session: SessionDep, town: str | None = None) -> list[dict[str, Any]]:
+    """Per grid: open tickets, yellow/red cards and the worst card, for colouring the map."""
+    return _records(L.grid_counts(session, town=town))
+
+
+@router.get("/tickets/layer/points", response_class=GeoJSONResponse)
+def point_layer(session: SessionDep, town: str | None = None,
+                limit: Annotated[int, Query(ge=1, le=20000)] = 5000) -> GeoJSONResponse:
+    """Open tickets as GeoJSON points."""
+    frame = L.open_points(session, town=town, limit=limit)
+    return GeoJSONResponse(feature_collection(frame, id_column="id"))
+
+
+@router.post("/tickets/cards/refresh")
+def cards(session: SessionDep, now: datetime | None = None) -> dict[str, int]:
+    """Recompute yellow/red cards; each change is a ``card`` event."""
+    return S.refresh_cards(session, now)
+
+
+@router.get("/tickets/routing")
+def get_routing(session: SessionDep) -> list[dict[str, Any]]:
+    """Category → department and whether a town handles it first (CSV defaults + overrides)."""
+    return [r.__dict__ for r in S.routing_table(session).rows()]
+
+
+@router.put("/tickets/routing/{category}")
+def put_routing(category: str, body: RouteIn, session: SessionDep) -> dict[str, Any]:
+    row = S.set_route(session, category, department=body.department,
+                      needs_town=body.needs_town, who=body.who, why=body.why)
+    return {"category": row.category, "department": row.department, "needs_town": row.needs_town}
+
+
+@router.get("/tickets/{ticket_id}")
+def show(ticket_id: int, session: SessionDep) -> dict[str, Any]:
+    """Detail: place codes, state, deadlines, cards, timeline, photos, allowed moves by role."""
+    return S.detail(session, ticket_id)
+
+
+@router.post("/tickets/{ticket_id}/attachments", status_code=201)
+async def attach(ticket_id: int, session: SessionDep, file: Annotated[UploadFile, File()],
+                 uploaded_by: Annotated[str, Form()] = "api") -> dict[str, Any]:
+    """A photo (JPEG/PNG/WebP, at most 5 MB)."""
+    data = await file.read(S.MAX_ATTACHMENT_BYTES + 1)
+    row = S.add_attachment(session, ticket_id, filename=file.filename or "photo",
+                           content_type=file.content_type or "", data=data,
+                           uploaded_by=uploaded_by)
+    return {"id": row.id, "filename": row.filename, "content_type": row.content_type,
+            "size": row.size}
+
+
+@router.get("/tickets/{ticket_id}/attachments/{attachment_id}")
+def attachment(ticket_id: int, attachment_id: int, session: SessionDep) -> Response:
+    row = S.get_attachment(session, ticket_id, attachment_id)
+    return Response(row.data, media_type=row.content_type)
+
+
+@router.post("/tickets/{ticket_id}/place")
+def place(ticket_id: int, body: PlaceIn, session: SessionDep) -> dict[str, Any]:
+    """Place an unplaced ticket (the desk found it on the map)."""
+    S.place_ticket(session, ticket_id, lon=body.lon, lat=body.lat, crs=body.crs, actor=body.actor,
+                   role=body.role)
+    return S.detail(session, ticket_id)
+
+
+@router.post("/tickets/{ticket_id}/{move}")
+def do_move(ticket_id: int, move: str, body: MoveIn, session: SessionDep) -> dict[str, Any]:
+    """One move: check, reject, grab, dispatch, split, join, return, sign, start, complete,
+    verify_fix, review_pass, review_fail, revisit, close, sign_off, extend."""
+    payload = dict(body.payload)
+    if body.satisfaction is not None:
+        payload["satisfaction"] = body.satisfaction
+    S.apply_move(session, ticket_id, move, actor=body.actor, role=body.role, note=body.note,
+                 payload=payload, at=body.at)
+    return S.detail(session, ticket_id)
+
+
+Level = Literal["town", "department", "grid"]
+
+
+@router.get("/kpis", response_model=None)
+def kpis(session: SessionDep, level: Level = "town", code: str | None = None,
+         month: str | None = None, start: datetime | None = None, end: datetime | None = None,
+         format: Literal["json", "csv"] = "json") -> dict[str, Any] | Response:
+    """Timely sign-for, on-time completion, first-time fix, satisfaction, closure; counts by category."""
+    month = month or (None if start else datetime.now(K.SHANGHAI).strftime("%Y-%m"))
+    frame = K.kpis(session, level, month=month, start=start, end=end, code=code)
+    if format == "csv":
+        return _csv(frame, f"kpis-{level}-{month or 'period'}")
+    cats = K.counts_by_category(session, level, month=month, start=start, end=end, code=code)
+    p = K.period(month, start, end)
+    return {"level": level, "period": {"label": p.label, "start": p.start, "end": p.end},
+            "rows": _records(frame), "by_category": _records(cats)}
+
+
+@router.get("/kpis/ranking", response_model=None)
+def ranking(session: SessionDep, level: Literal["town", "department"] = "town",
+            month: str | None = None, format: Literal["json", "csv"] = "json"
+            ) -> dict[str, Any] | Response:
+    """The monthly ranking (月度排名): rank 1 has the best mean of the five rates."""
+    month = month or datetime.now(K.SHANGHAI).strftime("%Y-%m")
+    frame = K.ranking(session, level, month=month)
+    if format == "csv":
+        return _csv(frame, f"ranking-{level}-{month}")
+    return {"level": level, "month": month, "rows": _records(frame)}

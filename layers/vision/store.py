@@ -1,0 +1,112 @@
+"""Where the runner's output goes: detections into PostGIS, key frames onto disk, events into alarms.
+
+Kept apart from the runner so the loop can be tested without a database (``NullSink``) and the
+database side without a model. Detections go in with one multi-row INSERT per frame; their map points
+are resolved to grids in one vectorised call.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from gis.errors import NotFound
+from gis.locate import locate_many
+from layers.cameras import alarms
+from layers.cameras.calibration import Calibration
+from layers.cameras.models import Camera, CameraRule, Detection, KeyFrame
+from layers.cameras.rules import Rule, make_rule
+from layers.vision import vision_settings
+from layers.vision.runner import Feed, Frame, annotate, open_source, write_key_frame
+
+
+def rule_of(row: CameraRule) -> Rule:
+    return make_rule(row.kind, classes=tuple(row.classes), roi=row.roi, min_count=row.min_count,
+                     min_dwell_s=row.min_dwell_s, cooldown_s=row.cooldown_s, clear_s=row.clear_s,
+                     stationary_s=row.stationary_s, stationary_px=row.stationary_px, category=row.category,
+                     severity=row.severity, name=row.name, id=row.id)
+
+
+def feed_for(session: Session, camera_id: str, *, source: str | None = None, start: float | None = None) -> Feed:
+    """A runner feed for a registered camera: its source (or ``source``), rules and calibration."""
+    cam = session.get(Camera, camera_id)
+    if cam is None:
+        raise NotFound(f"no camera {camera_id}")
+    rows = session.scalars(select(CameraRule).where(CameraRule.camera_id == camera_id,
+                                                    CameraRule.enabled.is_(True)).order_by(CameraRule.id)).all()
+    src = open_source(source or cam.source, None if source else cam.source_kind, cam.sample_fps)
+    calib = Calibration.from_dict(cam.calibration) if cam.calibration else None
+    feed = Feed(camera_id, src, [rule_of(r) for r in rows], calib)
+    if start is not None:
+        feed.start = start
+    return feed
+
+
+class DatabaseSink:
+    """Writes each processed frame; ``commit=True`` commits per frame (long runs), else only flushes."""
+
+    def __init__(self, session: Session, *, keyframe_dir: Path | None = None, latest_every_s: float = 10.0,
+                 commit: bool = False) -> None:
+        self.session, self.commit = session, commit
+        self.folder = Path(keyframe_dir or vision_settings().keyframe_dir)
+        self.latest_every_s = latest_every_s
+        self.last_key: dict[str, float] = {}
+
+    def _camera(self, camera_id: str) -> Camera:
+        cam = self.session.get(Camera, camera_id)
+        if cam is None:
+            raise NotFound(f"no camera {camera_id}")
+        return cam
+
+    def _detections(self, fr: Frame, when: datetime) -> None:
+        if not fr.seen:
+            return
+        grids: list[str | None] = [None] * len(fr.seen)
+        points: list[str | None] = [None] * len(fr.seen)
+        if fr.lonlat is not None:
+            ok = np.all(np.isfinite(fr.lonlat), axis=1)
+            if ok.any():
+                found = locate_many(self.session, fr.lonlat[ok, 0], fr.lonlat[ok, 1])["grid_code"].tolist()
+                for j, i in enumerate(np.flatnonzero(ok)):
+                    grids[i] = found[j]
+                    points[i] = f"SRID=4326;POINT({fr.lonlat[i, 0]:.7f} {fr.lonlat[i, 1]:.7f})"
+        rows = [{"camera_id": fr.feed.camera_id, "at": when, "class_name": s.cls, "confidence": s.conf,
+                 "x1": s.box[0], "y1": s.box[1], "x2": s.box[2], "y2": s.box[3], "track_id": s.track_id,
+                 "geom": points[i], "grid_code": grids[i]} for i, s in enumerate(fr.seen)]
+        self.session.execute(insert(Detection), rows)
+
+    def _key_frame(self, fr: Frame) -> str | None:
+        due = fr.at - self.last_key.get(fr.feed.camera_id, -1e18) >= self.latest_every_s
+        if not (fr.events or due):
+            return None
+        self.last_key[fr.feed.camera_id] = fr.at
+        image = annotate(fr.image, fr.seen, fr.feed.rules)
+        return str(write_key_frame(self.folder, fr.feed.camera_id, fr.at, image))
+
+    def frame(self, fr: Frame) -> None:
+        cam = self._camera(fr.feed.camera_id)
+        when = datetime.fromtimestamp(fr.at, UTC)
+        self._detections(fr, when)
+        cam.last_frame_at, cam.status, cam.updated_at = when, "online", when
+        key = self._key_frame(fr)
+        for ev in fr.events:
+            alarms.handle(self.session, cam, ev, at=when, calibration=fr.feed.calibration, key_frame=key)
+        if key and not fr.events:
+            self.session.add(KeyFrame(camera_id=cam.id, at=when, path=key, detections=len(fr.seen)))
+        self._done()
+
+    def status(self, feed: Feed) -> None:
+        cam = self.session.get(Camera, feed.camera_id)
+        if cam is not None:
+            cam.status, cam.status_note = feed.status, feed.note
+            self._done()
+
+    def _done(self) -> None:
+        if self.commit:
+            self.session.commit()
+        else:
+            self.session.flush()

@@ -1,0 +1,151 @@
+"""People and assignments (网格员队伍): create, edit, assign grids, import from CSV, list.
+
+Roles follow "1+1+N+N": a grid chief (网格长, may chair 2-3 grids), at least one full-time worker
+(专职网格员), specialist workers (专业网格员) and helpers (网格协管员). A worker's town is the town of
+the first assigned grid unless given. Phones are masked in every list (138****1234).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from gis import codes as C
+from gis.errors import Conflict, InvalidInput, NotFound
+from layers.incidents.service import mask_phone
+from layers.sensors.bulk import Batch, blank, read_table
+from layers.workers.models import ROLES
+
+ROLE_ALIASES = {**{r: r for r in ROLES}, **{v: k for k, v in ROLES.items()},
+                "chief": "grid_chief", "fulltime": "full_time", "full-time": "full_time"}
+
+
+def role_name(raw: str) -> str:
+    key = str(raw).strip().lower()
+    if key not in ROLE_ALIASES:
+        raise InvalidInput(f"unknown role {raw!r}: use one of {', '.join(ROLES)} (or 网格长, 专职网格员, ...)")
+    return ROLE_ALIASES[key]
+
+
+def grid_list(raw) -> list[str]:
+    parts = raw if isinstance(raw, list | tuple) else str(raw or "").replace("|", ";").replace(",", ";").split(";")
+    return [C.validate_grid_code(p.strip()) for p in parts if str(p).strip()]
+
+
+def _current_grids(session: Session, codes: Iterable[str]) -> dict[str, str]:
+    """Grid code → town code, for the codes that are current grids."""
+    rows = session.execute(text("SELECT code, town_code FROM grids WHERE valid_to IS NULL AND code = ANY(:c)"),
+                           {"c": list(codes)}).all()
+    return dict(rows)
+
+
+def assign(session: Session, worker_id: str, grids: list[str]) -> list[str]:
+    """Replace a worker's grids (one or several); every code must be a current grid."""
+    get_worker(session, worker_id)
+    codes = sorted(set(grid_list(grids)))
+    missing = sorted(set(codes) - set(_current_grids(session, codes)))
+    if missing:
+        raise NotFound(f"no current grid {', '.join(missing)}")
+    session.execute(text("DELETE FROM worker_grids WHERE worker_id = :w AND grid_code <> ALL(:c)"),
+                    {"w": worker_id, "c": codes})
+    session.execute(text("INSERT INTO worker_grids (worker_id, grid_code) SELECT :w, unnest(CAST(:c AS text[])) "
+                         "ON CONFLICT DO NOTHING"), {"w": worker_id, "c": codes})
+    return codes
+
+
+def import_workers(session: Session, data, *, fmt: str | None = None) -> dict:
+    """Register or update workers from CSV / JSON lines: id, name, role, phone, grids ("code;code")."""
+    batch = Batch(read_table(data, fmt=fmt))
+    for col in ("id", "name", "role", "grids"):
+        if col not in batch.frame:
+            batch.frame[col] = None
+    batch.reject(blank(batch.frame["id"]), "missing worker id")
+    batch.reject(blank(batch.frame["name"]), "missing name")
+    batch.reject(batch.frame["id"].astype(str).str.strip().duplicated().to_numpy(), "duplicate worker id in file")
+    rows, bad = [], []
+    for r in batch.frame.to_dict("records"):
+        try:
+            rows.append(_worker_row(session, r))
+        except (InvalidInput, NotFound) as exc:
+            bad.append({"row": int(r["row"]), "reason": exc.message})
+    for row in rows:
+        _upsert(session, row)
+    return {"imported": len(rows), "rejected": sorted(batch.rejected + bad, key=lambda r: r["row"])}
+
+
+def _text(value) -> str | None:
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) or not str(value).strip() \
+        else str(value).strip()
+
+
+def _worker_row(session: Session, r: dict) -> dict:
+    grids = grid_list(r.get("grids"))
+    towns = _current_grids(session, grids)
+    missing = sorted(set(grids) - set(towns))
+    if missing:
+        raise NotFound(f"no current grid {', '.join(missing)}")
+    town = _text(r.get("town_code")) or (towns[grids[0]] if grids else None)
+    on_duty = str(r.get("on_duty", "true")).strip().lower() not in ("false", "0", "no", "off")
+    return {"id": str(r["id"]).strip(), "name": str(r["name"]).strip(), "role": role_name(r.get("role") or "full_time"),
+            "phone": _text(r.get("phone")), "town_code": town, "on_duty": on_duty, "grids": grids}
+
+
+def _upsert(session: Session, row: dict) -> None:
+    session.execute(text(
+        "INSERT INTO workers (id, name, role, phone, town_code, on_duty) VALUES (:id, :name, :role, :phone, "
+        ":town_code, :on_duty) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role, "
+        "phone = EXCLUDED.phone, town_code = EXCLUDED.town_code, on_duty = EXCLUDED.on_duty, active = true"),
+        {k: row[k] for k in ("id", "name", "role", "phone", "town_code", "on_duty")})
+    if row["grids"]:
+        assign(session, row["id"], row["grids"])
+
+
+def create_worker(session: Session, *, id: str, name: str, role: str = "full_time", phone: str | None = None,
+                  grids: list[str] | None = None, on_duty: bool = True) -> dict:
+    if session.scalar(text("SELECT 1 FROM workers WHERE id = :id"), {"id": id}):
+        raise Conflict(f"worker {id} is already registered")
+    _upsert(session, _worker_row(session, {"id": id, "name": name, "role": role, "phone": phone,
+                                           "grids": grids or [], "on_duty": on_duty}))
+    return get_worker(session, id)
+
+
+def update_worker(session: Session, worker_id: str, *, name: str | None = None, role: str | None = None,
+                  phone: str | None = None, on_duty: bool | None = None, active: bool | None = None) -> dict:
+    get_worker(session, worker_id)
+    session.execute(text(
+        "UPDATE workers SET name = coalesce(:name, name), role = coalesce(:role, role), phone = coalesce(:phone, phone), "
+        "on_duty = coalesce(:on_duty, on_duty), active = coalesce(:active, active) WHERE id = :id"),
+        {"id": worker_id, "name": name, "role": role_name(role) if role else None, "phone": phone,
+         "on_duty": on_duty, "active": active})
+    return get_worker(session, worker_id)
+
+
+def get_worker(session: Session, worker_id: str, *, masked: bool = True) -> dict:
+    row = session.execute(text(
+        "SELECT w.id, w.name, w.role, w.phone, w.town_code, w.on_duty, w.active, "
+        "coalesce(array_agg(g.grid_code ORDER BY g.grid_code) FILTER (WHERE g.grid_code IS NOT NULL), '{}') AS grids "
+        "FROM workers w LEFT JOIN worker_grids g ON g.worker_id = w.id WHERE w.id = :id GROUP BY w.id"),
+        {"id": worker_id}).mappings().first()
+    if row is None:
+        raise NotFound(f"no worker {worker_id!r}")
+    out = dict(row)
+    out["role_name"] = ROLES[out["role"]]
+    if masked:
+        out["phone"] = mask_phone(out["phone"])
+    return out
+
+
+def known_ids(session: Session) -> set[str]:
+    return set(session.scalars(text("SELECT id FROM workers WHERE active")))
+
+
+def assignments(session: Session, worker_ids: Iterable[str]) -> dict[str, list[str]]:
+    rows = session.execute(text("SELECT worker_id, grid_code FROM worker_grids WHERE worker_id = ANY(:w) "
+                                "ORDER BY worker_id, grid_code"), {"w": list(worker_ids)}).all()
+    out: dict[str, list[str]] = {}
+    for worker_id, code in rows:
+        out.setdefault(worker_id, []).append(code)
+    return out

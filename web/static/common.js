@@ -1,0 +1,43 @@
+// Shared helpers for OneMap's pages: JSON over HTTP, the API's own paths, small formatting.
+export async function getJSON(url, options) {
+  const res = await fetch(url, options);
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) { const err = new Error(body.detail || url + " → " + res.status); err.status = res.status; err.body = body; throw err; }
+  return body;
+}
+
+export function postJSON(url, data) {
+  return getJSON(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(data) });
+}
+
+let paths = null;
+// The API's paths (from its OpenAPI document): layers whose endpoints have not landed stay absent.
+export async function apiPaths() {
+  if (!paths) paths = getJSON("/openapi.json").then((doc) => doc.paths || {}).catch(() => ({}));
+  return paths;
+}
+
+export async function hasPath(path, method = "get") {
+  const p = await apiPaths();
+  return Boolean(p[path] && p[path][method]);
+}
+
+export function esc(v) {
+  return String(v ?? "—").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+export function pct(v) { return v === null || v === undefined || Number.isNaN(v) ? "—" : (100 * v).toFixed(1) + "%"; }
+
+export function shanghaiDate(d = new Date()) {
+  return new Intl.DateTimeFormat("sv-SE", { timeZone: "Asia/Shanghai" }).format(d); // YYYY-MM-DD
+}
+
+export function timeText(iso) {
+  if (!iso) return "—";
+  return new Intl.DateTimeFormat("zh-CN", { timeZone: "Asia/Shanghai", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" }).format(new Date(iso));
+}
+
+export const STATE_NAMES = { received: "受理", dispatched: "已派单", signed: "已签收", handling: "处置中", completed: "已办结",
+  reviewed: "已审核", revisited: "已回访", closed: "已结案", returned: "已返单", signed_off: "已销号" };
+export const CARD_NAMES = { ok: "正常", yellow: "黄牌", red: "红牌" };
+export const CARD_COLOURS = { ok: "#3ddc97", yellow: "#ffd166", red: "#ff4d5e" };
