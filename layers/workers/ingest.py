@@ -177,15 +177,20 @@ def _update_last(session: Session, frame: pd.DataFrame) -> pd.DataFrame:
         "town_code = EXCLUDED.town_code, updated_at = now() WHERE EXCLUDED.ts > worker_last_positions.ts"),
         {"w": list(latest["worker_id"]), "t": [t.to_pydatetime() for t in latest["ts"]], "g": list(latest["geom"]),
          "a": [None if pd.isna(a) else float(a) for a in latest["accuracy_m"]],
-         "gc": list(latest["grid_code"]), "tc": list(latest["town_code"])})
+         "gc": _texts(latest["grid_code"]), "tc": _texts(latest["town_code"])})
     index = live_index(session)
     for r in latest.itertuples(index=False):
-        index.update(r.worker_id, float(r.x), float(r.y), r.ts.to_pydatetime(), grid_code=r.grid_code)
+        index.update(r.worker_id, float(r.x), float(r.y), r.ts.to_pydatetime(),
+                     grid_code=r.grid_code if isinstance(r.grid_code, str) else None)
     return latest
+
+
+def _texts(values: pd.Series) -> list[str | None]:
+    return [v if isinstance(v, str) else None for v in values]
 
 
 def _publish(session: Session, latest: pd.DataFrame) -> None:
     """Tell the web viewer (LISTEN onemap_workers) where workers are now."""
     notify(session, CHANNEL, {"kind": "positions", "count": len(latest), "workers": [
         {"id": r.worker_id, "lon": round(float(r.x), 6), "lat": round(float(r.y), 6), "ts": r.ts.isoformat(),
-         "grid_code": r.grid_code} for r in latest.itertuples(index=False)]})
+         "grid_code": r.grid_code if isinstance(r.grid_code, str) else None} for r in latest.itertuples(index=False)]})
