@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -33,6 +35,8 @@ ROUTERS = [
     "api.routers.pages",
 ]
 
+log = logging.getLogger("onemap.api")
+
 WEB = Path(__file__).resolve().parent.parent / "web"
 
 
@@ -46,9 +50,25 @@ def _exists(module: str) -> bool:
         return False
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    """Warm the resolver's index in the background so the first requests do not wait for it."""
+    def warm() -> None:
+        from gis.locate import warm as build
+
+        try:
+            with app.state.sessions() as session:
+                log.info("resolver index ready: %d grids", build(session))
+        except Exception:  # noqa: BLE001 - a cold start must not stop the server; requests build it
+            log.warning("could not warm the resolver index at start-up", exc_info=True)
+
+    threading.Thread(target=warm, name="warm-resolver", daemon=True).start()
+    yield
+
+
 def create_app(settings: ApiSettings | None = None, *, database_url: str | None = None) -> FastAPI:
     settings = settings or api_settings()
-    app = FastAPI(title="OneMap", version="0.1.0",
+    app = FastAPI(title="OneMap", version="0.1.0", lifespan=_lifespan,
                   description="One map governs the city: grids, resolver, tickets and sensing over PostGIS.")
     app.state.settings = settings
     app.state.sessions = session_factory(database_url)

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gis import errors as E
 
@@ -61,6 +62,12 @@ def install(app: FastAPI) -> None:
         log.warning("database unavailable: %s", exc.__class__.__name__)
         return JSONResponse({"error": "DatabaseUnavailable", "detail": "the database is unavailable; retry shortly"},
                             status_code=503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(PoolTimeout)
+    async def busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        log.warning("database pool exhausted on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "Busy", "detail": "the service is busy; retry shortly"},
+                            status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

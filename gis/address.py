@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 # Province-level names (full, short). Public facts; enough to recognise "another city" at the start.
 PROVINCES: tuple[tuple[str, str], ...] = (
@@ -107,10 +108,23 @@ class CityContext:
     # Optional gazetteer: other prefectures (full and short names) and other counties (full names).
     elsewhere: frozenset[str] = field(default_factory=frozenset)
 
+    @cached_property
     def own_prefixes(self) -> list[str]:
         names = [n for n in (self.province, self.prefecture, *self.counties) if n]
         shorts = [_short(n) for n in names]
         return sorted({*names, *(s for s in shorts if len(s) >= 2)}, key=len, reverse=True)
+
+    @cached_property
+    def town_names(self) -> frozenset[str]:
+        return frozenset(self.towns)
+
+    @cached_property
+    def village_names(self) -> frozenset[str]:
+        return frozenset(self.villages)
+
+    @cached_property
+    def local_names(self) -> frozenset[str]:
+        return self.town_names | self.village_names
 
 
 def _short(name: str) -> str:
@@ -174,7 +188,7 @@ def _strip_prefix(s: str, city: CityContext) -> tuple[str, str | None, str | Non
     its counties is another place (潍坊市奎文区…); a lone 区 further in may be local (开发区), so it
     counts as foreign only when the optional gazetteer (``city.elsewhere``) knows it.
     """
-    own = city.own_prefixes()
+    own = city.own_prefixes
     parents = {n for n in (city.province, city.prefecture) if n} | {_short(n) for n in (city.province, city.prefecture) if n}
     county, after_parent = None, False
     while s:
@@ -184,7 +198,7 @@ def _strip_prefix(s: str, city: CityContext) -> tuple[str, str | None, str | Non
             after_parent = hit in parents
             s = s[len(hit):]
             continue
-        if any(s.startswith(t) for t in (*city.towns, *city.villages)):
+        if _longest_prefix(s, city.local_names, whole=True):
             break
         other = _elsewhere(s, city.elsewhere)
         if other:
@@ -217,11 +231,18 @@ def _not_admin(token: str, after: str) -> bool:
         or re.search("[路街巷道村]", token) is not None
 
 
-def _take(s: str, names: tuple[str, ...]) -> tuple[str, str | None]:
-    for name in sorted(names, key=len, reverse=True):
-        if name and s.startswith(name) and len(s) > len(name):
-            return s[len(name):], name
-    return s, None
+def _longest_prefix(s: str, names: frozenset[str], *, whole: bool = False) -> str | None:
+    """The longest name in ``names`` that ``s`` starts with (``whole``: may be all of ``s``)."""
+    for k in range(min(len(s) if whole else len(s) - 1, 16), 0, -1):
+        if s[:k] in names:
+            return s[:k]
+    return None
+
+
+def _take(s: str, names: frozenset[str]) -> tuple[str, str | None]:
+    """Split off a leading registered name, leaving something behind (a name alone is no address)."""
+    name = _longest_prefix(s, names) if names else None
+    return (s[len(name):], name) if name else (s, None)
 
 
 def zone_name(zone: re.Match | None) -> str | None:
@@ -235,8 +256,8 @@ def parse(text: str, city: CityContext | None = None) -> ParsedAddress:
     rest, county, foreign = _strip_prefix(norm, city)
     if foreign:
         return ParsedAddress(text=text, normalised=norm, foreign=foreign)
-    rest, town = _take(rest, city.towns)
-    rest, village = _take(rest, city.villages)
+    rest, town = _take(rest, city.town_names)
+    rest, village = _take(rest, city.village_names)
     zone = _ZONE.match(rest)
     rest = rest[zone.end():] if zone and len(rest) > zone.end() else rest
     m = _TAIL.match(rest)

@@ -27,8 +27,8 @@ class Base(DeclarativeBase):
 @lru_cache
 def engine(url: str | None = None) -> Engine:
     settings = database_settings()
-    return create_engine(url or settings.url(), pool_size=settings.pool_size, pool_pre_ping=True,
-                         future=True)
+    return create_engine(url or settings.url(), pool_size=settings.pool_size, max_overflow=settings.pool_size * 2,
+                         pool_timeout=10, pool_pre_ping=True)
 
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:

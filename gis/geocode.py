@@ -35,8 +35,16 @@ from rapidfuzz.distance import Levenshtein
 from sqlalchemy import BigInteger, DateTime, Index, Integer, String, func, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from gis.address import (PROVINCE_BY_CODE, CityContext, ParsedAddress, address_key, chinese_to_int,
-                         compose, normalise, parse)
+from gis.address import (
+    PROVINCE_BY_CODE,
+    CityContext,
+    ParsedAddress,
+    address_key,
+    chinese_to_int,
+    compose,
+    normalise,
+    parse,
+)
 from gis.coords import to_wgs84
 from gis.db import Base
 from gis.errors import InvalidInput
@@ -139,8 +147,8 @@ def _clean(frame: pd.DataFrame) -> dict[str, list]:
     out: dict[str, list] = {}
     for col in ("road", "district", "town"):
         values = frame[col].tolist()
-        seen = {v: normalise(v) if isinstance(v, str) else "" for v in set(values)}
-        out[col] = [seen[v] or None for v in values]
+        norm = {v: normalise(v) if isinstance(v, str) else "" for v in set(values)}
+        out[col] = [norm[v] or None for v in values]
     if None in out["road"]:
         raise InvalidInput(f"row {out['road'].index(None) + 1}: road is empty")
     for col, required in (("number", True), ("building", False), ("unit", False)):
@@ -168,6 +176,7 @@ def _copy(session: Session, records: list[tuple]) -> None:
     """COPY the rows in (about 30x faster than INSERT for a whole table; geometry as EWKT text)."""
     session.flush()
     raw = session.connection().connection.driver_connection
+    assert raw is not None  # a live psycopg connection inside the session's transaction
     with raw.cursor() as cursor, cursor.copy(
             f"COPY standard_addresses ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy:
         for record in records:
@@ -186,6 +195,8 @@ def import_addresses(session: Session, source: str | Path | pd.DataFrame, *, crs
     if np.any(np.abs(lat) > 90) or np.any(np.abs(lon) > 180) or not np.all(np.isfinite(lon + lat)):
         bad = int(np.argmax((np.abs(lat) > 90) | (np.abs(lon) > 180) | ~np.isfinite(lon + lat)))
         raise InvalidInput(f"row {bad + 1}: coordinates out of range (is crs={crs!r} right?)")
+    if not session.execute(text("SELECT EXISTS (SELECT 1 FROM grids WHERE valid_to IS NULL)")).scalar_one():
+        raise InvalidInput("the grid registry is empty: import the grids before the standard addresses")
     located = locate_many(session, lon, lat)
     outside = np.flatnonzero(located["match"].to_numpy() == "outside")
     if len(outside):
@@ -237,7 +248,7 @@ def city_context(session: Session) -> CityContext:
         if adcode in codes:
             prefecture = city if city != prov else ""
     own = {province, prefecture, *counties}
-    for prov, city, county in _china():
+    for _prov, city, county in _china():
         name = county.split("|")[0]
         if city and city not in own:
             elsewhere |= {city, city.removesuffix("市")} if len(city.removesuffix("市")) >= 2 else {city}
@@ -300,6 +311,7 @@ class Gazetteer:
         self.frame, self.city = f, city
         self.lon, self.lat = f["lon"].to_numpy(float), f["lat"].to_numpy(float)
         self.town = f["town"].to_numpy(object)
+        self.full, self.ids = f["full_text"].to_numpy(object), f["id"].to_numpy()
         self.road = f["road"].to_numpy(object)
         self.level = (f["building"].fillna("") + "|" + f["unit"].fillna("")).to_numpy(object)
         self.canon = np.array([compose(r, n, b, u) for r, n, b, u in
@@ -319,9 +331,8 @@ class Gazetteer:
         return len(self.frame)
 
     def candidate(self, i: int, score: float) -> Candidate:
-        row = self.frame.iloc[i]
-        return Candidate(row["full_text"], row["town"], round(float(row["lon"]), 7), round(float(row["lat"]), 7),
-                         round(float(score), 3), int(row["id"]))
+        return Candidate(self.full[i], self.town[i], round(float(self.lon[i]), 7), round(float(self.lat[i]), 7),
+                         round(float(score), 3), int(self.ids[i]))
 
     def match(self, query: str, *, limit: int = 5) -> GeocodeResult:
         p = parse(query, self.city)
@@ -355,7 +366,7 @@ class Gazetteer:
 
     def _fuzzy(self, p: ParsedAddress) -> tuple[list[tuple[int, float]], str | None]:
         """Score rows sharing the house number on similar roads; fall back unit → building → door."""
-        levels = [(p.building, p.unit, 1.0, None)]
+        levels: list[tuple[str | None, str | None, float, str | None]] = [(p.building, p.unit, 1.0, None)]
         if p.unit:
             levels.append((p.building, None, 0.9, f"unit {p.unit} not in the table: placed at building {p.building}"))
         if p.building:
@@ -366,27 +377,43 @@ class Gazetteer:
                 return scored, note
         return [], None
 
+    def _road_variants(self, p: ParsedAddress) -> dict[str, str | None]:
+        """The road as written, and without a misspelt town in front (圣成街道圣城街 → 圣城街, the
+        town then taken as 圣城街道); each variant maps to the town it implies."""
+        road = p.road or ""
+        variants: dict[str, str | None] = {road: p.town}
+        for sep in ("街道", "镇"):
+            if sep in road and road.rsplit(sep, 1)[1]:
+                variants.setdefault(road.rsplit(sep, 1)[1], p.town)
+        if p.town is None:
+            for town in self.city.towns:
+                if len(road) > len(town) and \
+                        Levenshtein.normalized_similarity(road[:len(town)], town) >= THRESHOLD:
+                    variants[road[len(town):]] = town
+        return variants
+
     def _score(self, p: ParsedAddress, building: str | None, unit: str | None,
                factor: float) -> list[tuple[int, float]]:
-        rows = self.by_number.get(p.number)
-        if rows is None:
+        rows = self.by_number.get(p.number or "")
+        if rows is None or not p.road:
             return []
-        roads = {p.road}
-        for sep in ("街道", "镇"):  # a misspelt town left in front of the road: 圣成街道圣城街
-            if sep in p.road and p.road.rsplit(sep, 1)[1]:
-                roads.add(p.road.rsplit(sep, 1)[1])
-        close = {name for r in roads for name, _, _ in process.extract(
+        variants = self._road_variants(p)
+        close = {name for r in variants for name, _, _ in process.extract(
             r, self.roads, scorer=Levenshtein.normalized_similarity, score_cutoff=ROAD_CUTOFF, limit=8)}
         rows = rows[np.isin(self.road[rows], list(close)) & (self.level[rows] == f"{building or ''}|{unit or ''}")]
         if not len(rows):
             return []
-        queries = [compose(r, p.number, building, unit) for r in roads]
-        sims = process.cdist(queries, list(self.canon[rows]), scorer=Levenshtein.normalized_similarity).max(axis=0)
-        if p.town is not None:
-            sims = np.where(self.town[rows] == p.town, sims, sims * 0.9)
-        sims = sims * factor
-        keep = sims >= THRESHOLD
-        return [(int(i), float(s)) for i, s in zip(rows[keep], sims[keep], strict=True)]
+        canon = list(self.canon[rows])
+        best = np.zeros(len(rows))
+        for road, town in variants.items():
+            sims = process.cdist([compose(road, p.number, building, unit)], canon,
+                                 scorer=Levenshtein.normalized_similarity)[0]
+            if town is not None:
+                sims = np.where(self.town[rows] == town, sims, sims * 0.9)
+            best = np.maximum(best, sims)
+        best = best * factor
+        keep = best >= THRESHOLD
+        return [(int(i), float(s)) for i, s in zip(rows[keep], best[keep], strict=True)]
 
     def _decide(self, result: GeocodeResult, scored: list[tuple[int, float]], status: str,
                 note: str | None, limit: int) -> GeocodeResult:
@@ -451,7 +478,7 @@ def geocode(session: Session, query: str, *, limit: int = 5) -> GeocodeResult:
     if query is None or not normalise(query):
         raise InvalidInput("empty address: give a road and house number, e.g. 圣城街123号")
     result = gazetteer(session).match(query, limit=limit)
-    if result.placed:
+    if result.lon is not None and result.lat is not None:
         result.grid = locate(session, result.lon, result.lat).as_dict()
     return result
 

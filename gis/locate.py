@@ -60,20 +60,28 @@ class _Cache:
 
     def __init__(self, size: int = 4) -> None:
         self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
+        self._building: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
         self._size = size
 
     def get(self, key: tuple, build) -> _Entry:
+        """The entry for ``key``, built once: concurrent callers wait for the one build."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
                 self._entries.move_to_end(key)
                 return entry
-        entry = build()
-        with self._lock:
-            self._entries[key] = entry
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            with self._lock:
+                entry = self._entries.get(key)
+            if entry is None:
+                entry = build()
+                with self._lock:
+                    self._entries[key] = entry
+                    self._building.pop(key, None)
+                    while len(self._entries) > self._size:
+                        self._entries.popitem(last=False)
         return entry
 
     def clear(self) -> None:
@@ -117,6 +125,12 @@ def _entry(session: Session, as_of: datetime | None) -> tuple[_Entry, int]:
         return _Entry(index, meta)
 
     return CACHE.get(key, build), version
+
+
+def warm(session: Session) -> int:
+    """Build the current index now (at start-up) so the first request does not pay; returns grids."""
+    entry, _ = _entry(session, None)
+    return len(entry.index.codes)
 
 
 def locate_many(session: Session, lon, lat, *, crs: str = "EPSG:4326",

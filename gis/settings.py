@@ -20,7 +20,7 @@ class DatabaseSettings(BaseSettings):
     database_url: str = ""
     data_dir: Path = Field(default=PROJECT_ROOT / ".onemap")
     pg_bin: Path | None = None  # folder with initdb/pg_ctl; found automatically when unset
-    pool_size: int = 5
+    pool_size: int = 10
 
     @property
     def cluster_dir(self) -> Path:

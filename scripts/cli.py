@@ -303,6 +303,15 @@ def bench_resolve(points: int = typer.Option(1_000_000, help="Random points over
         run(points, grids, postgis_join=join, echo=out.print)
 
 
+@bench_app.command("api")
+@guarded
+def bench_api(rate: float = typer.Option(200.0), seconds: float = typer.Option(10.0)) -> None:
+    """GET /resolve p50/p99 at a fixed rate on loopback, beside GET /health."""
+    from scripts.bench_http import run
+
+    run(rate, seconds, echo=out.print)
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 import typer
@@ -77,11 +78,11 @@ def geocode_file(session: Session, src: Path, dst: Path, *, col: str = "address"
 
 
 def geocode_command(
-    src: Path = typer.Argument(..., help="CSV with an address column."),
-    dst: Path = typer.Argument(..., help="Output CSV: every input row plus the geocode columns."),
-    col: str = typer.Option("address", "--col", help="Name of the address column."),
-    chunk: int = typer.Option(CHUNK, help="Rows per chunk (bounded memory)."),
-    encoding: str = typer.Option("utf-8-sig", help="Input encoding (e.g. gbk for Excel exports)."),
+    src: Annotated[Path, typer.Argument(help="CSV with an address column.")],
+    dst: Annotated[Path, typer.Argument(help="Output CSV: every input row plus the geocode columns.")],
+    col: Annotated[str, typer.Option("--col", help="Name of the address column.")] = "address",
+    chunk: Annotated[int, typer.Option(help="Rows per chunk (bounded memory).")] = CHUNK,
+    encoding: Annotated[str, typer.Option(help="Input encoding (e.g. gbk for Excel exports).")] = "utf-8-sig",
 ) -> None:
     """Geocode a CSV of Chinese addresses against the standard-address table."""
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -98,9 +99,9 @@ def geocode_command(
 
 @addresses_app.command("import")
 def addresses_import(
-    path: Path = typer.Argument(..., help="CSV: road, number, lon, lat (+ district, town, building, unit)."),
-    crs: str = typer.Option("EPSG:4326", help="CRS of lon/lat (EPSG code, gcj02, bd09)."),
-    replace: bool = typer.Option(False, help="Delete the current table first."),
+    path: Annotated[Path, typer.Argument(help="CSV: road, number, lon, lat (+ district, town, building, unit).")],
+    crs: Annotated[str, typer.Option(help="CRS of lon/lat (EPSG code, gcj02, bd09).")] = "EPSG:4326",
+    replace: Annotated[bool, typer.Option(help="Delete the current table first.")] = False,
 ) -> None:
     """Import a standard-address table (all or nothing; a bad row is named)."""
     from gis.geocode import import_addresses

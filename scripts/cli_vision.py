@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -26,10 +27,10 @@ def _fail(message: str) -> None:
 
 
 @vision_app.command("run")
-def run(camera: list[str] = typer.Option(..., "--camera", help="Camera id (repeat for several: one batch)."),
-        source: str | None = typer.Option(None, help="Override the camera's source: a video, folder or URL."),
-        weights: Path | None = typer.Option(None, help="YOLO weights (default: ONEMAP_YOLO_WEIGHTS)."),
-        max_rounds: int | None = typer.Option(None, help="Stop after this many batches.")) -> None:
+def run(camera: Annotated[list[str], typer.Option("--camera", help="Camera id (repeat for several: one batch).")],
+        source: Annotated[str | None, typer.Option(help="Override the camera's source: video, folder or URL.")] = None,
+        weights: Annotated[Path | None, typer.Option(help="YOLO weights (default: ONEMAP_YOLO_WEIGHTS).")] = None,
+        max_rounds: Annotated[int | None, typer.Option(help="Stop after this many batches.")] = None) -> None:
     """Run detection, tracking and the cameras' rules; detections, alarms and tickets go to the database."""
     try:
         from gis.db import session_scope
@@ -54,9 +55,9 @@ def run(camera: list[str] = typer.Option(..., "--camera", help="Camera id (repea
 
 
 @vision_app.command("calibrate")
-def calibrate(camera: str = typer.Option(..., "--camera"),
-              points: Path = typer.Option(..., "--points", help="CSV: u,v,lon,lat per line (≥ 4 lines)."),
-              crs: str = typer.Option("EPSG:4326", help="CRS of lon/lat (EPSG code, gcj02, bd09).")) -> None:
+def calibrate(camera: Annotated[str, typer.Option("--camera")],
+              points: Annotated[Path, typer.Option("--points", help="CSV: u,v,lon,lat per line (≥ 4 lines).")],
+              crs: Annotated[str, typer.Option(help="CRS of lon/lat (EPSG code, gcj02, bd09).")] = "EPSG:4326") -> None:
     """Fit the camera's ground homography and print the reprojection error in metres."""
     try:
         from gis.db import session_scope
@@ -75,8 +76,8 @@ def calibrate(camera: str = typer.Option(..., "--camera"),
 
 
 @vision_app.command("train-demo")
-def train_demo(out_path: Path = typer.Option(Path("data/models/onemap-demo-yolo11n.pt"), "--out"),
-               epochs: int = typer.Option(30)) -> None:
+def train_demo(out_path: Annotated[Path, typer.Option("--out")] = Path("data/models/onemap-demo-yolo11n.pt"),
+               epochs: Annotated[int, typer.Option()] = 30) -> None:
     """Train the demo yolo11n from scratch on synthetic street scenes (CPU, offline, minutes)."""
     from layers.vision.train import train_demo as train
 
@@ -102,7 +103,7 @@ def cameras_import(path: Path) -> None:
         _fail(exc.message)
 
 
-def bench(quick: bool = typer.Option(False, help="Fewer repeats (a smoke run).")) -> None:
+def bench(quick: Annotated[bool, typer.Option(help="Fewer repeats (a smoke run).")] = False) -> None:
     """Frames per second per core at 640 px, batch 1 and 8, PyTorch and ONNX Runtime, beside Ultralytics' figure."""
     from scripts.bench_vision import run as run_bench
 

@@ -33,6 +33,11 @@ def load_into(session, *, who: str = "demo", validate: bool = True) -> str:
     import_areas(session, areas, who=who, why="demo city (Shouguang-like)")
     done = import_grids(session, grids, who=who, why="demo city (Shouguang-like)")
     message = f"loaded {len(areas)} areas and {len(done.opened)} grids"
+    addresses = DATA / "addresses.csv"
+    if addresses.exists():
+        from gis.geocode import import_addresses
+
+        message += f"; {import_addresses(session, addresses, replace=True)} standard addresses"
     if validate:
         report = validate_registry(session)
         message += f"; validation: {'clean' if report.ok else report.to_text()}"

@@ -119,14 +119,14 @@ def _wanted(channels: str | None) -> set[str]:
 async def stream(request: Request, hub: Hub, names: set[str]) -> AsyncIterator[str]:
     queue = hub.subscribe()
     try:
-        with contextlib.suppress(asyncio.TimeoutError):
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(hub.listening.wait(), timeout=5.0)
         yield "retry: 3000\n" + event_text("hello", json.dumps({"channels": sorted(names),
                                                               "listening": hub.listening.is_set()}))
         while not await request.is_disconnected():
             try:
                 message = await asyncio.wait_for(queue.get(), timeout=HEARTBEAT_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 yield ": ping\n\n"
                 continue
             if message.split("\n", 1)[0].removeprefix("event: ") in names:

@@ -44,13 +44,22 @@ def _request(t: Ticket) -> dict[str, Any]:
     closed = t.state in {s.value for s in TERMINAL}
     notes = f"duplicate of {t.duplicate_of}" if t.duplicate_of else t.state
     return {
-        "service_request_id": str(t.id), "status": "closed" if closed else "open",
-        "status_notes": notes, "service_name": load_categories()[t.category].name,
-        "service_code": t.category, "description": t.description,
-        "agency_responsible": get_department(t.department).name, "service_notice": None,
-        "requested_datetime": _time(t.created_at), "updated_datetime": _time(t.updated_at),
+        "service_request_id": str(t.id),
+        "status": "closed" if closed else "open",
+        "status_notes": notes,
+        "service_name": load_categories()[t.category].name,
+        "service_code": t.category,
+        "description": t.description,
+        "agency_responsible": get_department(t.department).name,
+        "service_notice": None,
+        "requested_datetime": _time(t.created_at),
+        "updated_datetime": _time(t.updated_at),
         "expected_datetime": _time(t.complete_due or t.dispatch_due),
-        "address": t.address, "address_id": None, "zipcode": None, "lat": lat, "long": lon,
+        "address": t.address,
+        "address_id": None,
+        "zipcode": None,
+        "lat": lat,
+        "long": lon,
         "media_url": None,
     }
 
@@ -59,9 +68,18 @@ def _request(t: Ticket) -> dict[str, Any]:
 @router.get("/services")
 def services() -> list[dict[str, Any]]:
     """Every category as a service (service_code = 4-digit category code)."""
-    return [{"service_code": c.code, "service_name": c.name, "description": c.acceptance_condition,
-             "metadata": False, "type": "realtime", "keywords": c.major_name, "group": c.major_name}
-            for c in load_categories().values()]
+    return [
+        {
+            "service_code": c.code,
+            "service_name": c.name,
+            "description": c.acceptance_condition,
+            "metadata": False,
+            "type": "realtime",
+            "keywords": c.major_name,
+            "group": c.major_name,
+        }
+        for c in load_categories().values()
+    ]
 
 
 def _float(form: dict[str, str], key: str) -> float | None:
@@ -82,19 +100,34 @@ def _create(session: Any, form: dict[str, str]) -> list[dict[str, Any]]:
     name = " ".join(x for x in (form.get("last_name"), form.get("first_name")) if x) or None
     category = load_categories().get(code)
     description = (form.get("description") or "").strip() or (category.name if category else "")
-    ticket = S.create_ticket(session, channel="app", category=code, description=description,
-                             lon=lon, lat=lat, address=form.get("address_string"),
-                             reporter_name=name, reporter_phone=form.get("phone"),
-                             source_ref=form.get("device_id") or form.get("account_id"),
-                             actor="open311")
+    ticket = S.create_ticket(
+        session,
+        channel="app",
+        category=code,
+        description=description,
+        lon=lon,
+        lat=lat,
+        address=form.get("address_string"),
+        reporter_name=name,
+        reporter_phone=form.get("phone"),
+        source_ref=form.get("device_id") or form.get("account_id"),
+        actor="open311",
+    )
     notice = f"unplaced: {ticket.unplaced_reason}" if ticket.unplaced else ""
-    return [{"service_request_id": str(ticket.id), "service_notice": notice,
-             "account_id": form.get("account_id")}]
+    return [
+        {
+            "service_request_id": str(ticket.id),
+            "service_notice": notice,
+            "account_id": form.get("account_id"),
+        }
+    ]
 
 
 @router.post("/requests.json", status_code=201, response_model=None)
 @router.post("/requests", status_code=201, response_model=None)
-async def post_request(request: Request, session: SessionDep) -> list[dict[str, Any]] | JSONResponse:
+async def post_request(
+    request: Request, session: SessionDep
+) -> list[dict[str, Any]] | JSONResponse:
     """File a request (form-encoded: service_code, lat, long, address_string, description, ...)."""
     form = {k: str(v) for k, v in (await request.form()).items()}
     try:
@@ -117,23 +150,34 @@ def _ids(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise InvalidInput(f"service_request_id must be ids separated by commas: {text!r}") from None
+        raise InvalidInput(
+            f"service_request_id must be ids separated by commas: {text!r}"
+        ) from None
 
 
 @router.get("/requests.json", response_model=None)
 @router.get("/requests", response_model=None)
-def get_requests(session: SessionDep, service_request_id: str | None = None,
-                 service_code: str | None = None, start_date: str | None = None,
-                 end_date: str | None = None, status: str | None = None
-                 ) -> list[dict[str, Any]] | JSONResponse:
+def get_requests(
+    session: SessionDep,
+    service_request_id: str | None = None,
+    service_code: str | None = None,
+    start_date: str | None = None,
+    end_date: str | None = None,
+    status: str | None = None,
+) -> list[dict[str, Any]] | JSONResponse:
     """Requests newest first (at most 1,000), filtered as GeoReport v2 says."""
     try:
         if status not in (None, "", "open", "closed"):
             raise InvalidInput(f"status must be open or closed, got {status!r}")
         ids = _ids(service_request_id) if service_request_id else None
-        rows = S.find_tickets(session, ids=ids, category=service_code,
-                              since=_dt(start_date, "start_date"), until=_dt(end_date, "end_date"),
-                              is_open=None if not status else status == "open")
+        rows = S.find_tickets(
+            session,
+            ids=ids,
+            category=service_code,
+            since=_dt(start_date, "start_date"),
+            until=_dt(end_date, "end_date"),
+            is_open=None if not status else status == "open",
+        )
     except OneMapError as exc:
         return _error(exc)
     return [_request(t) for t in rows]

@@ -43,7 +43,7 @@ def desk_page(request: Request) -> HTMLResponse:
     return render(request, "desk")
 
 
-@router.get("/export", response_class=HTMLResponse)
+@router.get("/exports", response_class=HTMLResponse)
 def export_page(request: Request) -> HTMLResponse:
-    """The analysts' export page (数据导出)."""
+    """The analysts' export page (数据导出); ``GET /export`` is the exports API's JSON catalogue."""
     return render(request, "export")

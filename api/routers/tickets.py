@@ -27,7 +27,9 @@ class TicketIn(BaseModel):
     """A report from any channel; a location by coordinates (any CRS the resolver takes) or address."""
 
     channel: Literal["hotline", "app", "wechat", "patrol", "camera", "sensor"]
-    category: str = Field(description="4-digit category code (GB/T 30428.2 小类 or OneMap extension)")
+    category: str = Field(
+        description="4-digit category code (GB/T 30428.2 小类 or OneMap extension)"
+    )
     severity: Literal["general", "important", "urgent"] = "general"
     description: str = Field(min_length=1, max_length=4000)
     lon: float | None = None
@@ -70,8 +72,11 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _csv(frame: pd.DataFrame, name: str) -> Response:
-    return Response(K.to_csv(frame), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return Response(
+        K.to_csv(frame),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
 
 
 @router.post("/tickets", status_code=201)
@@ -85,18 +90,37 @@ def create(body: TicketIn, session: SessionDep) -> dict[str, Any]:
 @router.get("/tickets")
 def list_(
     session: SessionDep,
-    state: str | None = None, town: str | None = None, grid: str | None = None,
-    category: str | None = None, channel: str | None = None, department: str | None = None,
-    overdue: bool | None = None, unplaced: bool | None = None,
+    state: str | None = None,
+    town: str | None = None,
+    grid: str | None = None,
+    category: str | None = None,
+    channel: str | None = None,
+    department: str | None = None,
+    overdue: bool | None = None,
+    unplaced: bool | None = None,
     card: Annotated[str | None, Query(pattern="^(ok|yellow|red)$")] = None,
-    since: datetime | None = None, until: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     """Tickets newest first; reporter phones masked."""
-    total, rows = S.list_tickets(session, state=state, town=town, grid=grid, category=category,
-                                 channel=channel, department=department, overdue=overdue,
-                                 unplaced=unplaced, card=card, since=since, until=until,
-                                 limit=limit, offset=offset)
+    total, rows = S.list_tickets(
+        session,
+        state=state,
+        town=town,
+        grid=grid,
+        category=category,
+        channel=channel,
+        department=department,
+        overdue=overdue,
+        unplaced=unplaced,
+        card=card,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+    )
     return {"total": total, "limit": limit, "offset": offset, "items": rows}
 
 
@@ -107,8 +131,11 @@ def grid_layer(session: SessionDep, town: str | None = None) -> list[dict[str, A
 
 
 @router.get("/tickets/layer/points", response_class=GeoJSONResponse)
-def point_layer(session: SessionDep, town: str | None = None,
-                limit: Annotated[int, Query(ge=1, le=20000)] = 5000) -> GeoJSONResponse:
+def point_layer(
+    session: SessionDep,
+    town: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=20000)] = 5000,
+) -> GeoJSONResponse:
     """Open tickets as GeoJSON points."""
     frame = L.open_points(session, town=town, limit=limit)
     return GeoJSONResponse(feature_collection(frame, id_column="id"))
@@ -128,8 +155,14 @@ def get_routing(session: SessionDep) -> list[dict[str, Any]]:
 
 @router.put("/tickets/routing/{category}")
 def put_routing(category: str, body: RouteIn, session: SessionDep) -> dict[str, Any]:
-    row = S.set_route(session, category, department=body.department,
-                      needs_town=body.needs_town, who=body.who, why=body.why)
+    row = S.set_route(
+        session,
+        category,
+        department=body.department,
+        needs_town=body.needs_town,
+        who=body.who,
+        why=body.why,
+    )
     return {"category": row.category, "department": row.department, "needs_town": row.needs_town}
 
 
@@ -140,15 +173,28 @@ def show(ticket_id: int, session: SessionDep) -> dict[str, Any]:
 
 
 @router.post("/tickets/{ticket_id}/attachments", status_code=201)
-async def attach(ticket_id: int, session: SessionDep, file: Annotated[UploadFile, File()],
-                 uploaded_by: Annotated[str, Form()] = "api") -> dict[str, Any]:
+async def attach(
+    ticket_id: int,
+    session: SessionDep,
+    file: Annotated[UploadFile, File()],
+    uploaded_by: Annotated[str, Form()] = "api",
+) -> dict[str, Any]:
     """A photo (JPEG/PNG/WebP, at most 5 MB)."""
     data = await file.read(S.MAX_ATTACHMENT_BYTES + 1)
-    row = S.add_attachment(session, ticket_id, filename=file.filename or "photo",
-                           content_type=file.content_type or "", data=data,
-                           uploaded_by=uploaded_by)
-    return {"id": row.id, "filename": row.filename, "content_type": row.content_type,
-            "size": row.size}
+    row = S.add_attachment(
+        session,
+        ticket_id,
+        filename=file.filename or "photo",
+        content_type=file.content_type or "",
+        data=data,
+        uploaded_by=uploaded_by,
+    )
+    return {
+        "id": row.id,
+        "filename": row.filename,
+        "content_type": row.content_type,
+        "size": row.size,
+    }
 
 
 @router.get("/tickets/{ticket_id}/attachments/{attachment_id}")
@@ -160,8 +206,15 @@ def attachment(ticket_id: int, attachment_id: int, session: SessionDep) -> Respo
 @router.post("/tickets/{ticket_id}/place")
 def place(ticket_id: int, body: PlaceIn, session: SessionDep) -> dict[str, Any]:
     """Place an unplaced ticket (the desk found it on the map)."""
-    S.place_ticket(session, ticket_id, lon=body.lon, lat=body.lat, crs=body.crs, actor=body.actor,
-                   role=body.role)
+    S.place_ticket(
+        session,
+        ticket_id,
+        lon=body.lon,
+        lat=body.lat,
+        crs=body.crs,
+        actor=body.actor,
+        role=body.role,
+    )
     return S.detail(session, ticket_id)
 
 
@@ -172,8 +225,16 @@ def do_move(ticket_id: int, move: str, body: MoveIn, session: SessionDep) -> dic
     payload = dict(body.payload)
     if body.satisfaction is not None:
         payload["satisfaction"] = body.satisfaction
-    S.apply_move(session, ticket_id, move, actor=body.actor, role=body.role, note=body.note,
-                 payload=payload, at=body.at)
+    S.apply_move(
+        session,
+        ticket_id,
+        move,
+        actor=body.actor,
+        role=body.role,
+        note=body.note,
+        payload=payload,
+        at=body.at,
+    )
     return S.detail(session, ticket_id)
 
 
@@ -181,9 +242,15 @@ Level = Literal["town", "department", "grid"]
 
 
 @router.get("/kpis", response_model=None)
-def kpis(session: SessionDep, level: Level = "town", code: str | None = None,
-         month: str | None = None, start: datetime | None = None, end: datetime | None = None,
-         format: Literal["json", "csv"] = "json") -> dict[str, Any] | Response:
+def kpis(
+    session: SessionDep,
+    level: Level = "town",
+    code: str | None = None,
+    month: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    format: Literal["json", "csv"] = "json",
+) -> dict[str, Any] | Response:
     """Timely sign-for, on-time completion, first-time fix, satisfaction, closure; counts by category."""
     month = month or (None if start else datetime.now(K.SHANGHAI).strftime("%Y-%m"))
     frame = K.kpis(session, level, month=month, start=start, end=end, code=code)
@@ -191,14 +258,21 @@ def kpis(session: SessionDep, level: Level = "town", code: str | None = None,
         return _csv(frame, f"kpis-{level}-{month or 'period'}")
     cats = K.counts_by_category(session, level, month=month, start=start, end=end, code=code)
     p = K.period(month, start, end)
-    return {"level": level, "period": {"label": p.label, "start": p.start, "end": p.end},
-            "rows": _records(frame), "by_category": _records(cats)}
+    return {
+        "level": level,
+        "period": {"label": p.label, "start": p.start, "end": p.end},
+        "rows": _records(frame),
+        "by_category": _records(cats),
+    }
 
 
 @router.get("/kpis/ranking", response_model=None)
-def ranking(session: SessionDep, level: Literal["town", "department"] = "town",
-            month: str | None = None, format: Literal["json", "csv"] = "json"
-            ) -> dict[str, Any] | Response:
+def ranking(
+    session: SessionDep,
+    level: Literal["town", "department"] = "town",
+    month: str | None = None,
+    format: Literal["json", "csv"] = "json",
+) -> dict[str, Any] | Response:
     """The monthly ranking (月度排名): rank 1 has the best mean of the five rates."""
     month = month or datetime.now(K.SHANGHAI).strftime("%Y-%m")
     frame = K.ranking(session, level, month=month)

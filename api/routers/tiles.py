@@ -38,6 +38,7 @@ router = APIRouter(tags=["map"])
 MVT = "application/vnd.mapbox-vector-tile"
 EXTENT = 4096
 BUFFER = 64
+SIMPLIFY_PER_TILE = 1024  # simplify to 1/1024 of a tile: half a pixel when a tile is drawn 512 px wide
 POINT_BUFFER = 512  # ticket symbols are up to ~30 px wide: neighbours draw the overhang too
 WORLD_M = 40075016.68557849  # EPSG:3857 width of the world
 TICKET_POINT_ZOOM = 13  # below: one aggregate per grid; from here: single tickets
@@ -144,7 +145,7 @@ def tile_params(z: int, x: int, y: int, crs: str) -> dict[str, float | int]:
     if not (0 <= x < 2**z and 0 <= y < 2**z):
         raise InvalidInput(f"tile {z}/{x}/{y} does not exist: x and y must be in 0..{2**z - 1} at zoom {z}")
     size_m = WORLD_M / 2**z
-    return {"z": z, "x": x, "y": y, "tol": size_m / EXTENT, "margin": BUFFER / EXTENT,
+    return {"z": z, "x": x, "y": y, "tol": size_m / SIMPLIFY_PER_TILE, "margin": BUFFER / EXTENT,
             **crs_offset(z, x, y, crs)}
 
 
@@ -275,7 +276,9 @@ LAYERS = ("towns", "villages", "grids", "tickets", "all")
 def tile_layers(session: SessionDep) -> dict:
     """The tile layers this server has now (``tickets`` appears once its table exists)."""
     names = [n for n in LAYERS if n != "tickets" or has_tickets(session)]  # "all": every layer in one tile
-    return {"layers": [{"name": n, "tiles": [f"/tiles/{n}/{{z}}/{{x}}/{{y}}.pbf"], "minzoom": 0, "maxzoom": 22,
+    box = session.execute(text("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM"
+                               " (SELECT ST_Extent(geom) AS e FROM grids WHERE valid_to IS NULL) s")).one()
+    return {"bounds": None if box[0] is None else [round(v, 6) for v in box], "layers": [{"name": n, "tiles": [f"/tiles/{n}/{{z}}/{{x}}/{{y}}.pbf"], "minzoom": 0, "maxzoom": 22,
                         "labels": f"{n}_labels" if n != "tickets" else None,
                         "aggregate_below_zoom": TICKET_POINT_ZOOM if n == "tickets" else None} for n in names]}
 

@@ -36,10 +36,26 @@ from layers.incidents.categories import load_categories, load_departments
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 Level = Literal["town", "department", "grid"]
 LEVEL_COLUMN = {"town": "town_code", "department": "department", "grid": "grid_code"}
-RATES = ["timely_sign_rate", "on_time_completion_rate", "first_time_fix_rate",
-         "satisfaction_rate", "closure_rate"]
-COUNTS = ["received", "rejected", "accepted", "dispatched", "signed", "completed", "closed",
-          "signed_off", "reworked", "revisits", "satisfied"]
+RATES = [
+    "timely_sign_rate",
+    "on_time_completion_rate",
+    "first_time_fix_rate",
+    "satisfaction_rate",
+    "closure_rate",
+]
+COUNTS = [
+    "received",
+    "rejected",
+    "accepted",
+    "dispatched",
+    "signed",
+    "completed",
+    "closed",
+    "signed_off",
+    "reworked",
+    "revisits",
+    "satisfied",
+]
 
 _PER_TICKET = """
 WITH cohort AS (
@@ -71,7 +87,9 @@ WITH cohort AS (
 )
 """
 
-_GROUPED = _PER_TICKET + """
+_GROUPED = (
+    _PER_TICKET
+    + """
 SELECT code,
     count(*) AS received,
     count(*) FILTER (WHERE rejected) AS rejected,
@@ -93,6 +111,7 @@ SELECT code,
     count(*) FILTER (WHERE closed AND NOT reworked) AS fixed_first
 FROM per GROUP BY code ORDER BY code
 """
+)
 
 _BY_CATEGORY = """
 SELECT t.{key} AS code, t.category, count(*) AS n
@@ -123,8 +142,9 @@ def month_period(month: str) -> Period:
     return Period(start, end, month)
 
 
-def period(month: str | None = None, start: datetime | None = None,
-           end: datetime | None = None) -> Period:
+def period(
+    month: str | None = None, start: datetime | None = None, end: datetime | None = None
+) -> Period:
     """A month, or any [start, end) with timezones."""
     if month:
         return month_period(month)
@@ -150,8 +170,10 @@ def _names(session: Session, level: str, codes: list[str]) -> dict[str, str]:
     if level == "department":
         return {c: d.name for c, d in load_departments().items()}
     table = "areas" if level == "town" else "grids"
-    rows = session.execute(text(f"SELECT code, name FROM {table} WHERE code = ANY(:c) "
-                                "ORDER BY valid_to NULLS FIRST"), {"c": codes}).all()
+    rows = session.execute(
+        text(f"SELECT code, name FROM {table} WHERE code = ANY(:c) ORDER BY valid_to NULLS FIRST"),
+        {"c": codes},
+    ).all()
     names: dict[str, str] = {}
     for code, name in rows:
         names.setdefault(code, name)
@@ -162,9 +184,16 @@ def _params(p: Period, as_of: datetime | None, code: str | None) -> dict:
     return {"start": p.start, "end": p.end, "as_of": as_of or datetime.now(UTC), "code": code}
 
 
-def kpis(session: Session, level: str, *, month: str | None = None, start: datetime | None = None,
-         end: datetime | None = None, code: str | None = None,
-         as_of: datetime | None = None) -> pd.DataFrame:
+def kpis(
+    session: Session,
+    level: str,
+    *,
+    month: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    code: str | None = None,
+    as_of: datetime | None = None,
+) -> pd.DataFrame:
     """One row per unit (code) with the counts and the five rates; empty frame when nothing."""
     key, p = _level(level), period(month, start, end)
     sql = _GROUPED.format(key=key, code_filter=f"AND t.{key} = :code" if code else "")
@@ -181,14 +210,23 @@ def kpis(session: Session, level: str, *, month: str | None = None, start: datet
     return frame[["code", "name", *COUNTS, *RATES]]
 
 
-def counts_by_category(session: Session, level: str, *, month: str | None = None,
-                       start: datetime | None = None, end: datetime | None = None,
-                       code: str | None = None, as_of: datetime | None = None) -> pd.DataFrame:
+def counts_by_category(
+    session: Session,
+    level: str,
+    *,
+    month: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    code: str | None = None,
+    as_of: datetime | None = None,
+) -> pd.DataFrame:
     """Tickets received per unit and category (code, category, category_name, n)."""
     key, p = _level(level), period(month, start, end)
     sql = _BY_CATEGORY.format(key=key, code_filter=f"AND t.{key} = :code" if code else "")
-    frame = pd.DataFrame(session.execute(text(sql), _params(p, as_of, code)).mappings().all(),
-                         columns=["code", "category", "n"])
+    frame = pd.DataFrame(
+        session.execute(text(sql), _params(p, as_of, code)).mappings().all(),
+        columns=["code", "category", "n"],
+    )
     categories = load_categories()
     frame["category_name"] = frame.category.map(lambda c: categories[c].name)
     return frame[["code", "category", "category_name", "n"]]
@@ -200,15 +238,25 @@ def rank(frame: pd.DataFrame) -> pd.DataFrame:
         return frame.assign(score=pd.Series(dtype=float), rank=pd.Series(dtype=int))
     rates = frame[RATES].astype(float)
     out = frame.assign(score=rates.mean(axis=1, skipna=True).round(4))
-    out = out.sort_values(["score", "closure_rate", "code"], ascending=[False, False, True],
-                          na_position="last", key=lambda s: s.astype(float) if s.name != "code" else s)
+    out = out.sort_values(
+        ["score", "closure_rate", "code"],
+        ascending=[False, False, True],
+        na_position="last",
+        key=lambda s: s.astype(float) if s.name != "code" else s,
+    )
     out["rank"] = range(1, len(out) + 1)
     return out.reset_index(drop=True)
 
 
-def ranking(session: Session, level: str, *, month: str | None = None,
-            start: datetime | None = None, end: datetime | None = None,
-            as_of: datetime | None = None) -> pd.DataFrame:
+def ranking(
+    session: Session,
+    level: str,
+    *,
+    month: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    as_of: datetime | None = None,
+) -> pd.DataFrame:
     """The monthly ranking table (月度排名) of towns or departments."""
     if level not in ("town", "department"):
         raise InvalidInput(f"rankings are by town or department, not {level!r}")

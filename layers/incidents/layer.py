@@ -40,7 +40,9 @@ def grid_counts(session: Session, *, town: str | None = None) -> pd.DataFrame:
     return frame
 
 
-def open_points(session: Session, *, town: str | None = None, limit: int = 5000) -> gpd.GeoDataFrame:
+def open_points(
+    session: Session, *, town: str | None = None, limit: int = 5000
+) -> gpd.GeoDataFrame:
     """Open, placed tickets as points (id, category, state, card, grid) for the map's ticket layer."""
     sql = f"""
         SELECT id, category, severity, state, card, grid_code, town_code, ST_AsBinary(geom)

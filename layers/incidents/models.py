@@ -51,7 +51,9 @@ class Ticket(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     reporter_name: Mapped[str | None] = mapped_column(String(50))
     reporter_phone: Mapped[str | None] = mapped_column(String(30))
-    source_ref: Mapped[str | None] = mapped_column(String(100))  # camera id, sensor id, open311 device
+    source_ref: Mapped[str | None] = mapped_column(
+        String(100)
+    )  # camera id, sensor id, open311 device
     geom = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False), nullable=True)
     address: Mapped[str | None] = mapped_column(Text)
     grid_code: Mapped[str | None] = mapped_column(String(15))
@@ -59,7 +61,9 @@ class Ticket(Base):
     town_code: Mapped[str | None] = mapped_column(String(12))
     district_code: Mapped[str | None] = mapped_column(String(12))
     registry_version: Mapped[int | None] = mapped_column(Integer)
-    match: Mapped[str | None] = mapped_column(String(10))  # inside/boundary/snapped/outside/geocoded
+    match: Mapped[str | None] = mapped_column(
+        String(10)
+    )  # inside/boundary/snapped/outside/geocoded
     distance_m: Mapped[float | None] = mapped_column(Float)
     unplaced: Mapped[bool] = mapped_column(Boolean, default=False)
     unplaced_reason: Mapped[str | None] = mapped_column(Text)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -122,20 +122,35 @@ class Place:
         return self.grid_code is not None
 
 
-def _from_point(session: Session, lon: float, lat: float, crs: str, address: str | None,
-                match: str | None = None) -> Place:
+def _from_point(
+    session: Session,
+    lon: float,
+    lat: float,
+    crs: str,
+    address: str | None,
+    match: str | None = None,
+) -> Place:
     x, y = to_wgs84([lon], [lat], crs)
     wlon, wlat = float(x[0]), float(y[0])
     if not (-180 <= wlon <= 180 and -90 <= wlat <= 90):
         raise InvalidInput(f"point ({lon}, {lat}) in {crs} is not a valid position")
     loc = locate(session, wlon, wlat)
-    base = {"lon": wlon, "lat": wlat, "address": address, "registry_version": loc.registry_version}
+    base = Place(lon=wlon, lat=wlat, address=address, registry_version=loc.registry_version)
     if loc.grid_code is None:
-        return Place(**base, match=loc.match,
-                     reason=f"point ({wlon:.6f}, {wlat:.6f}) is outside every grid ({loc.match})")
-    return Place(**base, grid_code=loc.grid_code, village_code=loc.village_code,
-                 town_code=loc.town_code, district_code=loc.district_code,
-                 match=match or loc.match, distance_m=loc.distance_m)
+        return replace(
+            base,
+            match=loc.match,
+            reason=f"point ({wlon:.6f}, {wlat:.6f}) is outside every grid ({loc.match})",
+        )
+    return replace(
+        base,
+        grid_code=loc.grid_code,
+        village_code=loc.village_code,
+        town_code=loc.town_code,
+        district_code=loc.district_code,
+        match=match or loc.match,
+        distance_m=loc.distance_m,
+    )
 
 
 def _geocode(session: Session, address: str) -> tuple[Any, str | None]:
@@ -149,15 +164,23 @@ def _geocode(session: Session, address: str) -> tuple[Any, str | None]:
     except OneMapError as exc:
         return None, f"address not found: {exc.message}"
     if result is None or getattr(result, "lon", None) is None:
-        return None, f"address not found: {address}"
+        status = getattr(result, "status", "unmatched")
+        why = getattr(result, "reason", None) or "no standard address matches"
+        return None, f"address {status}: {why} ({address})"
     confidence = getattr(result, "confidence", None)
     if confidence is not None and float(confidence) < MIN_GEOCODE_CONFIDENCE:
         return None, f"address matched with low confidence {float(confidence):.2f}: {address}"
     return result, None
 
 
-def resolve_place(session: Session, *, lon: float | None = None, lat: float | None = None,
-                  crs: str = "EPSG:4326", address: str | None = None) -> Place:
+def resolve_place(
+    session: Session,
+    *,
+    lon: float | None = None,
+    lat: float | None = None,
+    crs: str = "EPSG:4326",
+    address: str | None = None,
+) -> Place:
     """Coordinates win over an address; an address is geocoded; neither is a 400."""
     address = (address or "").strip() or None
     if (lon is None) != (lat is None):
@@ -169,13 +192,20 @@ def resolve_place(session: Session, *, lon: float | None = None, lat: float | No
     result, reason = _geocode(session, address)
     if result is None:
         return Place(address=address, reason=reason)
-    matched = next((getattr(result, k) for k in ("matched", "matched_address", "address")
-                    if getattr(result, k, None)), None)
-    place = _from_point(session, float(result.lon), float(result.lat), "EPSG:4326", address,
-                        match="geocoded")
+    matched = next(
+        (
+            getattr(result, k)
+            for k in ("matched", "matched_address", "address")
+            if getattr(result, k, None)
+        ),
+        None,
+    )
+    place = _from_point(
+        session, float(result.lon), float(result.lat), "EPSG:4326", address, match="geocoded"
+    )
     note = f" (matched {matched})" if matched else ""
     if not place.placed:
-        return Place(**{**place.__dict__, "reason": f"geocoded address is outside every grid{note}"})
+        return replace(place, reason=f"geocoded address is outside every grid{note}")
     return place
 
 
@@ -185,18 +215,25 @@ def resolve_place(session: Session, *, lon: float | None = None, lat: float | No
 def routing_table(session: Session) -> Routing:
     """CSV defaults with the planners' overrides from ``routing_overrides`` applied."""
     rows = session.scalars(select(RoutingOverride)).all()
-    return routing({r.category: {"department": r.department, "needs_town": r.needs_town}
-                    for r in rows})
+    return routing(
+        {r.category: {"department": r.department, "needs_town": r.needs_town} for r in rows}
+    )
 
 
-def set_route(session: Session, category: str, *, department: str, needs_town: bool, who: str,
-              why: str = "") -> RoutingOverride:
+def set_route(
+    session: Session, category: str, *, department: str, needs_town: bool, who: str, why: str = ""
+) -> RoutingOverride:
     """A planner changes where a category goes; validated before it is saved."""
     code = get_category(category).code
     routing({code: {"department": department, "needs_town": needs_town}})  # validates
     row = session.get(RoutingOverride, code) or RoutingOverride(category=code)
     row.department, row.needs_town, row.who, row.why, row.at = (
-        department, needs_town, who, why, now_utc())
+        department,
+        needs_town,
+        who,
+        why,
+        now_utc(),
+    )
     session.add(row)
     session.flush()
     return row
@@ -209,12 +246,32 @@ def _jsonable(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in payload.items()}
 
 
-def _event(session: Session, ticket: Ticket, *, at: datetime, actor: str, role: str, move: str,
-           from_state: str | None, to_state: str, note: str | None = None, rework: bool = False,
-           payload: Mapping[str, Any] | None = None) -> TicketEvent:
-    ev = TicketEvent(ticket_id=ticket.id, at=at, actor=actor, role=role, move=move,
-                     from_state=from_state, to_state=to_state, note=note, rework=rework,
-                     payload=_jsonable(payload or {}))
+def _event(
+    session: Session,
+    ticket: Ticket,
+    *,
+    at: datetime,
+    actor: str,
+    role: str,
+    move: str,
+    from_state: str | None,
+    to_state: str,
+    note: str | None = None,
+    rework: bool = False,
+    payload: Mapping[str, Any] | None = None,
+) -> TicketEvent:
+    ev = TicketEvent(
+        ticket_id=ticket.id,
+        at=at,
+        actor=actor,
+        role=role,
+        move=move,
+        from_state=from_state,
+        to_state=to_state,
+        note=note,
+        rework=rework,
+        payload=_jsonable(payload or {}),
+    )
     session.add(ev)
     return ev
 
@@ -236,10 +293,12 @@ def _check_channel(channel: str) -> str:
     return channel
 
 
-def find_duplicate(session: Session, *, category: str, lon: float, lat: float,
-                   at: datetime) -> tuple[int, float, float] | None:
+def find_duplicate(
+    session: Session, *, category: str, lon: float, lat: float, at: datetime
+) -> tuple[int, float, float] | None:
     """The first open ticket of this category within 50 m and the 24 h before ``at``."""
-    row = session.execute(text("""
+    row = session.execute(
+        text("""
         WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g)
         SELECT t.id, ST_Distance(t.geom::geography, p.g::geography),
                extract(epoch FROM (:at - t.created_at)) / 60.0
@@ -250,28 +309,58 @@ def find_duplicate(session: Session, *, category: str, lon: float, lat: float,
           AND t.geom && ST_Expand(p.g, :deg)
           AND ST_DWithin(t.geom::geography, p.g::geography, :metres)
         ORDER BY t.created_at, t.id LIMIT 1"""),
-        {"lon": lon, "lat": lat, "at": at, "cat": category, "since": at - timedelta(hours=DUPLICATE_HOURS),
-         "metres": DUPLICATE_M, "deg": DUPLICATE_M / 80000.0}).first()
+        {
+            "lon": lon,
+            "lat": lat,
+            "at": at,
+            "cat": category,
+            "since": at - timedelta(hours=DUPLICATE_HOURS),
+            "metres": DUPLICATE_M,
+            "deg": DUPLICATE_M / 80000.0,
+        },
+    ).first()
     return None if row is None else (int(row[0]), float(row[1]), float(row[2]))
 
 
-def _link_duplicate(session: Session, ticket: Ticket, found: tuple[int, float, float], *,
-                    at: datetime) -> None:
+def _link_duplicate(
+    session: Session, ticket: Ticket, found: tuple[int, float, float], *, at: datetime
+) -> None:
     """No new work: the new report is closed (不予立案, duplicate) and linked to the first one."""
     first_id, distance, minutes = found
     ticket.duplicate_of = first_id
-    session.add(DuplicateLink(ticket_id=ticket.id, duplicate_of=first_id, distance_m=distance,
-                              minutes_apart=minutes))
+    session.add(
+        DuplicateLink(
+            ticket_id=ticket.id, duplicate_of=first_id, distance_m=distance, minutes_apart=minutes
+        )
+    )
     note = f"重复上报，已并入工单 #{first_id}（相距 {distance:.0f} 米）"
     tr = move(ticket.state, "reject", role=Role.DISTRICT, note=note)
-    _event(session, ticket, at=at, actor=f"{SYSTEM_ACTOR}:dedupe", role=Role.DISTRICT.value,
-           move="reject", from_state=ticket.state, to_state=tr.to_state.value, note=note,
-           payload={"duplicate_of": first_id})
+    _event(
+        session,
+        ticket,
+        at=at,
+        actor=f"{SYSTEM_ACTOR}:dedupe",
+        role=Role.DISTRICT.value,
+        move="reject",
+        from_state=ticket.state,
+        to_state=tr.to_state.value,
+        note=note,
+        payload={"duplicate_of": first_id},
+    )
     ticket.state, ticket.closed_at = tr.to_state.value, at
     first = get_ticket(session, first_id)
-    _event(session, first, at=at, actor=f"{SYSTEM_ACTOR}:dedupe", role=Role.SYSTEM.value,
-           move="duplicate", from_state=first.state, to_state=first.state,
-           note=f"重复上报 #{ticket.id}", payload={"ticket": ticket.id, "distance_m": distance})
+    _event(
+        session,
+        first,
+        at=at,
+        actor=f"{SYSTEM_ACTOR}:dedupe",
+        role=Role.SYSTEM.value,
+        move="duplicate",
+        from_state=first.state,
+        to_state=first.state,
+        note=f"重复上报 #{ticket.id}",
+        payload={"ticket": ticket.id, "distance_m": distance},
+    )
 
 
 def create_ticket(
@@ -302,56 +391,113 @@ def create_ticket(
         raise InvalidInput("a ticket needs a description")
     place = resolve_place(session, lon=lon, lat=lat, crs=crs, address=address)
     if require_place and not place.placed:
-        raise InvalidInput(f"location could not be resolved: {place.reason}",
-                           detail={"reason": place.reason})
+        raise InvalidInput(
+            f"location could not be resolved: {place.reason}", detail={"reason": place.reason}
+        )
     route = routing_table(session).route(cat.code)
     ticket = Ticket(
-        channel=channel, category=cat.code, severity=sev.value, description=description.strip(),
-        reporter_name=reporter_name, reporter_phone=reporter_phone, source_ref=source_ref,
+        channel=channel,
+        category=cat.code,
+        severity=sev.value,
+        description=description.strip(),
+        reporter_name=reporter_name,
+        reporter_phone=reporter_phone,
+        source_ref=source_ref,
         geom=None if place.lon is None else from_shape(Point(place.lon, place.lat), srid=4326),
-        address=place.address, grid_code=place.grid_code, village_code=place.village_code,
-        town_code=place.town_code, district_code=place.district_code,
-        registry_version=place.registry_version, match=place.match, distance_m=place.distance_m,
-        unplaced=not place.placed, unplaced_reason=place.reason, state=State.RECEIVED.value,
-        department=route.department, needs_town=route.needs_town, co_units=[], rework_count=0,
-        revisited=False, card="ok", created_at=at, updated_at=at,
+        address=place.address,
+        grid_code=place.grid_code,
+        village_code=place.village_code,
+        town_code=place.town_code,
+        district_code=place.district_code,
+        registry_version=place.registry_version,
+        match=place.match,
+        distance_m=place.distance_m,
+        unplaced=not place.placed,
+        unplaced_reason=place.reason,
+        state=State.RECEIVED.value,
+        department=route.department,
+        needs_town=route.needs_town,
+        co_units=[],
+        rework_count=0,
+        revisited=False,
+        card="ok",
+        created_at=at,
+        updated_at=at,
         dispatch_due=sla.deadline(at, cat, sev, "dispatch"),
     )
     found = None
-    if dedupe and place.placed:
+    if dedupe and place.placed and place.lon is not None and place.lat is not None:
         found = find_duplicate(session, category=cat.code, lon=place.lon, lat=place.lat, at=at)
     session.add(ticket)
     session.flush()
-    _event(session, ticket, at=at, actor=actor, role=Role.SYSTEM.value, move="receive",
-           from_state=None, to_state=State.RECEIVED.value,
-           payload={"channel": channel, "unplaced": ticket.unplaced, "reason": place.reason,
-                    "grid_code": place.grid_code, "department": route.department})
+    _event(
+        session,
+        ticket,
+        at=at,
+        actor=actor,
+        role=Role.SYSTEM.value,
+        move="receive",
+        from_state=None,
+        to_state=State.RECEIVED.value,
+        payload={
+            "channel": channel,
+            "unplaced": ticket.unplaced,
+            "reason": place.reason,
+            "grid_code": place.grid_code,
+            "department": route.department,
+        },
+    )
     if found is not None:
         _link_duplicate(session, ticket, found, at=at)
     session.flush()
     return ticket
 
 
-def place_ticket(session: Session, ticket_id: int, *, lon: float, lat: float,
-                 crs: str = "EPSG:4326", actor: str, role: str = "district",
-                 at: datetime | None = None) -> Ticket:
+def place_ticket(
+    session: Session,
+    ticket_id: int,
+    *,
+    lon: float,
+    lat: float,
+    crs: str = "EPSG:4326",
+    actor: str,
+    role: str = "district",
+    at: datetime | None = None,
+) -> Ticket:
     """Give an unplaced ticket its place (the desk found it on the map); recorded as a ``place`` event."""
     at = _aware(at)
     ticket = get_ticket(session, ticket_id, lock=True)
     if not ticket.unplaced:
-        raise IllegalMove(f"ticket {ticket_id} is already placed in grid {ticket.grid_code}",
-                          detail={"allowed": []})
+        raise IllegalMove(
+            f"ticket {ticket_id} is already placed in grid {ticket.grid_code}",
+            detail={"allowed": []},
+        )
     place = _from_point(session, lon, lat, crs, ticket.address)
     if not place.placed:
         raise InvalidInput(place.reason or "outside every grid")
-    for key in ("grid_code", "village_code", "town_code", "district_code", "registry_version",
-                "match", "distance_m"):
+    for key in (
+        "grid_code",
+        "village_code",
+        "town_code",
+        "district_code",
+        "registry_version",
+        "match",
+        "distance_m",
+    ):
         setattr(ticket, key, getattr(place, key))
     ticket.geom = from_shape(Point(place.lon, place.lat), srid=4326)
     ticket.unplaced, ticket.unplaced_reason, ticket.updated_at = False, None, at
-    _event(session, ticket, at=at, actor=actor, role=role, move="place", from_state=ticket.state,
-           to_state=ticket.state, payload={"grid_code": place.grid_code, "lon": place.lon,
-                                           "lat": place.lat})
+    _event(
+        session,
+        ticket,
+        at=at,
+        actor=actor,
+        role=role,
+        move="place",
+        from_state=ticket.state,
+        to_state=ticket.state,
+        payload={"grid_code": place.grid_code, "lon": place.lon, "lat": place.lat},
+    )
     session.flush()
     return ticket
 
@@ -366,8 +512,10 @@ def _check_assignee(code: str) -> str:
     if code.isdigit() and len(code) == 12:
         level = C.level_of(code)
         return C.validate_area_code(code, level)
-    raise InvalidInput(f"assignee {code!r} is neither a 12-digit town code nor a department code "
-                       f"({', '.join(load_departments())})")
+    raise InvalidInput(
+        f"assignee {code!r} is neither a 12-digit town code nor a department code "
+        f"({', '.join(load_departments())})"
+    )
 
 
 def _parse_until(payload: dict[str, Any]) -> None:
@@ -386,7 +534,8 @@ def _enforce_revisit(t: TicketLike, move_name: str, role: str) -> None:
         raise IllegalMove(
             f"a {t.channel} ticket must be revisited (回访) before it is closed; allowed: "
             f"{', '.join(allowed) or 'none'}",
-            detail={"state": t.state, "role": role, "move": move_name, "allowed": allowed})
+            detail={"state": t.state, "role": role, "move": move_name, "allowed": allowed},
+        )
 
 
 def _due(kind: str, at: datetime, t: TicketLike) -> datetime | None:
@@ -400,8 +549,13 @@ def _dispatch_changes(t: TicketLike, at: datetime, payload: dict[str, Any]) -> d
     assignee = _check_assignee(str(payload["assignee"]))
     sign_due, complete_due = _due("sign", at, t), _due("complete", at, t)
     payload.update(sign_due=sign_due, complete_due=complete_due)
-    return {"assignee": assignee, "dispatched_at": at, "sign_due": sign_due,
-            "complete_due": complete_due, "onsite_due": _due("onsite", at, t)}
+    return {
+        "assignee": assignee,
+        "dispatched_at": at,
+        "sign_due": sign_due,
+        "complete_due": complete_due,
+        "onsite_due": _due("onsite", at, t),
+    }
 
 
 def _on_time(due: datetime | None, at: datetime, payload: dict[str, Any]) -> None:
@@ -409,8 +563,15 @@ def _on_time(due: datetime | None, at: datetime, payload: dict[str, Any]) -> Non
     payload["on_time"] = None if due is None else at <= due
 
 
-def plan_move(t: TicketLike, move_name: str, *, role: str, at: datetime, note: str | None = None,
-              payload: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def plan_move(
+    t: TicketLike,
+    move_name: str,
+    *,
+    role: str,
+    at: datetime,
+    note: str | None = None,
+    payload: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ticket's new fields and the event row for a move, without touching the database.
 
     Shared by :func:`apply_move` and the bulk simulation so both write the same rows.
@@ -459,55 +620,115 @@ def _villages(session: Session, ticket: Ticket, villages: list[str]) -> list[Pla
             p = to_shape(ticket.geom)
             places.append(_from_point(session, p.x, p.y, "EPSG:4326", ticket.address))
             continue
-        row = session.execute(text(
-            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM areas "
-            "WHERE code = :c AND valid_to IS NULL) s"), {"c": code}).first()
+        row = session.execute(
+            text(
+                "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM areas "
+                "WHERE code = :c AND valid_to IS NULL) s"
+            ),
+            {"c": code},
+        ).first()
         if row is None:
             raise InvalidInput(f"unknown village {code}")
         places.append(_from_point(session, row[0], row[1], "EPSG:4326", ticket.address))
     return places
 
 
-def _split_children(session: Session, parent: Ticket, places: list[Place], *, actor: str,
-                    at: datetime) -> list[int]:
+def _split_children(
+    session: Session, parent: Ticket, places: list[Place], *, actor: str, at: datetime
+) -> list[int]:
     """分单: one child per village, dispatched by the town to that village at once."""
     ids = []
     for place in places:
         child = Ticket(
-            channel=parent.channel, category=parent.category, severity=parent.severity,
-            description=parent.description, reporter_name=parent.reporter_name,
-            reporter_phone=parent.reporter_phone, address=parent.address,
-            geom=from_shape(Point(place.lon, place.lat), srid=4326), grid_code=place.grid_code,
-            village_code=place.village_code, town_code=place.town_code,
-            district_code=place.district_code, registry_version=place.registry_version,
-            match=place.match, distance_m=place.distance_m, unplaced=False,
-            state=State.RECEIVED.value, department=parent.department,
-            needs_town=parent.needs_town, parent_id=parent.id, co_units=[], rework_count=0,
-            revisited=False, card="ok", created_at=at, updated_at=at,
-            dispatch_due=parent.dispatch_due)
+            channel=parent.channel,
+            category=parent.category,
+            severity=parent.severity,
+            description=parent.description,
+            reporter_name=parent.reporter_name,
+            reporter_phone=parent.reporter_phone,
+            address=parent.address,
+            geom=from_shape(Point(place.lon, place.lat), srid=4326),
+            grid_code=place.grid_code,
+            village_code=place.village_code,
+            town_code=place.town_code,
+            district_code=place.district_code,
+            registry_version=place.registry_version,
+            match=place.match,
+            distance_m=place.distance_m,
+            unplaced=False,
+            state=State.RECEIVED.value,
+            department=parent.department,
+            needs_town=parent.needs_town,
+            parent_id=parent.id,
+            co_units=[],
+            rework_count=0,
+            revisited=False,
+            card="ok",
+            created_at=at,
+            updated_at=at,
+            dispatch_due=parent.dispatch_due,
+        )
         session.add(child)
         session.flush()
-        _event(session, child, at=at, actor=actor, role=Role.TOWN.value, move="receive",
-               from_state=None, to_state=State.RECEIVED.value, payload={"parent_id": parent.id})
-        changes, ev = plan_move(child, "dispatch", role=Role.SYSTEM.value, at=at,
-                                payload={"assignee": place.village_code})
+        _event(
+            session,
+            child,
+            at=at,
+            actor=actor,
+            role=Role.TOWN.value,
+            move="receive",
+            from_state=None,
+            to_state=State.RECEIVED.value,
+            payload={"parent_id": parent.id},
+        )
+        changes, ev = plan_move(
+            child,
+            "dispatch",
+            role=Role.SYSTEM.value,
+            at=at,
+            payload={"assignee": place.village_code},
+        )
         _apply(session, child, changes, ev, actor=actor)
         ids.append(child.id)
     return ids
 
 
-def _apply(session: Session, ticket: Ticket, changes: Mapping[str, Any], ev: Mapping[str, Any],
-           *, actor: str) -> TicketEvent:
+def _apply(
+    session: Session,
+    ticket: Ticket,
+    changes: Mapping[str, Any],
+    ev: Mapping[str, Any],
+    *,
+    actor: str,
+) -> TicketEvent:
     for key, value in changes.items():
         setattr(ticket, key, value)
-    return _event(session, ticket, at=ev["at"], actor=actor, role=ev["role"], move=ev["move"],
-                  from_state=ev["from_state"], to_state=ev["to_state"], note=ev["note"],
-                  rework=ev["rework"], payload=ev["payload"])
+    return _event(
+        session,
+        ticket,
+        at=ev["at"],
+        actor=actor,
+        role=ev["role"],
+        move=ev["move"],
+        from_state=ev["from_state"],
+        to_state=ev["to_state"],
+        note=ev["note"],
+        rework=ev["rework"],
+        payload=ev["payload"],
+    )
 
 
-def apply_move(session: Session, ticket_id: int, move_name: str, *, actor: str, role: str,
-               note: str | None = None, payload: Mapping[str, Any] | None = None,
-               at: datetime | None = None) -> Ticket:
+def apply_move(
+    session: Session,
+    ticket_id: int,
+    move_name: str,
+    *,
+    actor: str,
+    role: str,
+    note: str | None = None,
+    payload: Mapping[str, Any] | None = None,
+    at: datetime | None = None,
+) -> Ticket:
     """Make one move (抢单/派单/分单/联单/返单, sign, complete, review, revisit, close, ...)."""
     at = _aware(at)
     if not actor or not actor.strip():
@@ -516,8 +737,10 @@ def apply_move(session: Session, ticket_id: int, move_name: str, *, actor: str, 
         raise InvalidInput(f"unknown move {move_name!r}; moves are {', '.join(MOVES)}")
     ticket = get_ticket(session, ticket_id, lock=True)
     if ticket.duplicate_of is not None:
-        raise IllegalMove(f"ticket {ticket_id} is a duplicate of {ticket.duplicate_of}; act on that",
-                          detail={"allowed": [], "duplicate_of": ticket.duplicate_of})
+        raise IllegalMove(
+            f"ticket {ticket_id} is a duplicate of {ticket.duplicate_of}; act on that",
+            detail={"allowed": [], "duplicate_of": ticket.duplicate_of},
+        )
     changes, ev = plan_move(ticket, move_name, role=role, at=at, note=note, payload=payload)
     places = _villages(session, ticket, ev["payload"]["villages"]) if move_name == "split" else []
     _apply(session, ticket, changes, ev, actor=actor)
@@ -528,11 +751,27 @@ def apply_move(session: Session, ticket_id: int, move_name: str, *, actor: str, 
     return ticket
 
 
-def revisit(session: Session, ticket_id: int, *, actor: str, satisfaction: int | str,
-            note: str | None = None, role: str = "district", at: datetime | None = None) -> Ticket:
+def revisit(
+    session: Session,
+    ticket_id: int,
+    *,
+    actor: str,
+    satisfaction: int | str,
+    note: str | None = None,
+    role: str = "district",
+    at: datetime | None = None,
+) -> Ticket:
     """回访: 1-5 (3 and up satisfied) or words; an unsatisfied citizen sends it back for rework."""
-    return apply_move(session, ticket_id, "revisit", actor=actor, role=role, note=note,
-                      payload={"satisfaction": satisfaction}, at=at)
+    return apply_move(
+        session,
+        ticket_id,
+        "revisit",
+        actor=actor,
+        role=role,
+        note=note,
+        payload={"satisfaction": satisfaction},
+        at=at,
+    )
 
 
 # --------------------------------------------------------------------------- cards
@@ -565,8 +804,11 @@ def card_for(t: Ticket, now: datetime) -> tuple[str, str | None, datetime | None
 def refresh_cards(session: Session, now: datetime | None = None) -> dict[str, int]:
     """Recompute yellow/red cards (黄牌警示、红牌督办); a ``card`` event for every change."""
     now = _aware(now, "now")
-    stmt = select(Ticket).where(Ticket.duplicate_of.is_(None)).where(
-        Ticket.state.in_([s.value for s in OPEN]) | (Ticket.card != "ok"))
+    stmt = (
+        select(Ticket)
+        .where(Ticket.duplicate_of.is_(None))
+        .where(Ticket.state.in_([s.value for s in OPEN]) | (Ticket.card != "ok"))
+    )
     counts = {"checked": 0, "changed": 0, "yellow": 0, "red": 0}
     for t in session.scalars(stmt):
         counts["checked"] += 1
@@ -576,9 +818,17 @@ def refresh_cards(session: Session, now: datetime | None = None) -> dict[str, in
         if card == t.card:
             continue
         counts["changed"] += 1
-        _event(session, t, at=max(now, t.updated_at), actor=f"{SYSTEM_ACTOR}:sla",
-               role=Role.SYSTEM.value, move="card", from_state=t.state, to_state=t.state,
-               payload={"card": card, "was": t.card, "clock": kind, "due": due})
+        _event(
+            session,
+            t,
+            at=max(now, t.updated_at),
+            actor=f"{SYSTEM_ACTOR}:sla",
+            role=Role.SYSTEM.value,
+            move="card",
+            from_state=t.state,
+            to_state=t.state,
+            payload={"card": card, "was": t.card, "clock": kind, "due": due},
+        )
         t.card = card
     session.flush()
     return counts
@@ -587,28 +837,52 @@ def refresh_cards(session: Session, now: datetime | None = None) -> dict[str, in
 # --------------------------------------------------------------------------- attachments
 
 
-def add_attachment(session: Session, ticket_id: int, *, filename: str, content_type: str,
-                   data: bytes, uploaded_by: str, at: datetime | None = None) -> Attachment:
+def add_attachment(
+    session: Session,
+    ticket_id: int,
+    *,
+    filename: str,
+    content_type: str,
+    data: bytes,
+    uploaded_by: str,
+    at: datetime | None = None,
+) -> Attachment:
     """A photo (JPEG, PNG or WebP, at most 5 MB) whose bytes match its declared type."""
     at = _aware(at)
     ticket = get_ticket(session, ticket_id)
     magic = ATTACHMENT_TYPES.get(content_type)
     if magic is None:
-        raise InvalidInput(f"attachment type {content_type!r} not accepted; use "
-                           f"{', '.join(ATTACHMENT_TYPES)}")
+        raise InvalidInput(
+            f"attachment type {content_type!r} not accepted; use {', '.join(ATTACHMENT_TYPES)}"
+        )
     if not data:
         raise InvalidInput("attachment is empty")
     if len(data) > MAX_ATTACHMENT_BYTES:
         raise InvalidInput(f"attachment is {len(data)} bytes; the limit is {MAX_ATTACHMENT_BYTES}")
     if not data.startswith(magic):
         raise InvalidInput(f"attachment {filename!r} is not a {content_type} file")
-    row = Attachment(ticket_id=ticket.id, filename=filename[:200], content_type=content_type,
-                     size=len(data), data=data, uploaded_by=uploaded_by, created_at=at)
+    row = Attachment(
+        ticket_id=ticket.id,
+        filename=filename[:200],
+        content_type=content_type,
+        size=len(data),
+        data=data,
+        uploaded_by=uploaded_by,
+        created_at=at,
+    )
     session.add(row)
     session.flush()
-    _event(session, ticket, at=at, actor=uploaded_by, role=Role.SYSTEM.value, move="attach",
-           from_state=ticket.state, to_state=ticket.state,
-           payload={"attachment_id": row.id, "filename": row.filename, "size": row.size})
+    _event(
+        session,
+        ticket,
+        at=at,
+        actor=uploaded_by,
+        role=Role.SYSTEM.value,
+        move="attach",
+        from_state=ticket.state,
+        to_state=ticket.state,
+        payload={"attachment_id": row.id, "filename": row.filename, "size": row.size},
+    )
     session.flush()
     return row
 
@@ -630,10 +904,31 @@ def _lonlat(t: Ticket) -> tuple[float | None, float | None]:
     return round(p.x, 7), round(p.y, 7)
 
 
-SUMMARY_FIELDS = ("id", "channel", "category", "severity", "state", "grid_code", "village_code",
-                  "town_code", "district_code", "department", "assignee", "unplaced",
-                  "unplaced_reason", "duplicate_of", "parent_id", "rework_count", "card",
-                  "created_at", "dispatch_due", "sign_due", "complete_due", "closed_at", "address")
+SUMMARY_FIELDS = (
+    "id",
+    "channel",
+    "category",
+    "severity",
+    "state",
+    "grid_code",
+    "village_code",
+    "town_code",
+    "district_code",
+    "department",
+    "assignee",
+    "unplaced",
+    "unplaced_reason",
+    "duplicate_of",
+    "parent_id",
+    "rework_count",
+    "card",
+    "created_at",
+    "dispatch_due",
+    "sign_due",
+    "complete_due",
+    "closed_at",
+    "address",
+)
 
 
 def summary(t: Ticket) -> dict[str, Any]:
@@ -647,11 +942,26 @@ def summary(t: Ticket) -> dict[str, Any]:
 
 
 def timeline(session: Session, ticket_id: int) -> list[dict[str, Any]]:
-    rows = session.scalars(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id)
-                           .order_by(TicketEvent.at, TicketEvent.id))
-    return [{"id": e.id, "at": e.at, "actor": e.actor, "role": e.role, "move": e.move,
-             "from_state": e.from_state, "to_state": e.to_state, "note": e.note,
-             "rework": e.rework, "payload": e.payload} for e in rows]
+    rows = session.scalars(
+        select(TicketEvent)
+        .where(TicketEvent.ticket_id == ticket_id)
+        .order_by(TicketEvent.at, TicketEvent.id)
+    )
+    return [
+        {
+            "id": e.id,
+            "at": e.at,
+            "actor": e.actor,
+            "role": e.role,
+            "move": e.move,
+            "from_state": e.from_state,
+            "to_state": e.to_state,
+            "note": e.note,
+            "rework": e.rework,
+            "payload": e.payload,
+        }
+        for e in rows
+    ]
 
 
 def detail(session: Session, ticket_id: int, *, now: datetime | None = None) -> dict[str, Any]:
@@ -661,21 +971,39 @@ def detail(session: Session, ticket_id: int, *, now: datetime | None = None) -> 
     card, clock, due = card_for(t, _aware(now, "now"))
     cat = get_category(t.category)
     out.update(
-        description=t.description, reporter_name=t.reporter_name, reporter_phone=t.reporter_phone,
-        match=t.match, distance_m=t.distance_m, registry_version=t.registry_version,
-        needs_town=t.needs_town, co_units=list(t.co_units or []), revisited=t.revisited,
-        satisfied=t.satisfied, onsite_due=t.onsite_due, dispatched_at=t.dispatched_at,
-        updated_at=t.updated_at, source_ref=t.source_ref, category_major=cat.major_name,
-        closure_condition=cat.closure_condition, live_card=card, running_clock=clock,
-        running_due=due, overdue=card == "red",
+        description=t.description,
+        reporter_name=t.reporter_name,
+        reporter_phone=t.reporter_phone,
+        match=t.match,
+        distance_m=t.distance_m,
+        registry_version=t.registry_version,
+        needs_town=t.needs_town,
+        co_units=list(t.co_units or []),
+        revisited=t.revisited,
+        satisfied=t.satisfied,
+        onsite_due=t.onsite_due,
+        dispatched_at=t.dispatched_at,
+        updated_at=t.updated_at,
+        source_ref=t.source_ref,
+        category_major=cat.major_name,
+        closure_condition=cat.closure_condition,
+        live_card=card,
+        running_clock=clock,
+        running_due=due,
+        overdue=card == "red",
         timeline=timeline(session, t.id),
-        children=list(session.scalars(select(Ticket.id).where(Ticket.parent_id == t.id)
-                                      .order_by(Ticket.id))),
-        attachments=[{"id": a.id, "filename": a.filename, "content_type": a.content_type,
-                      "size": a.size} for a in session.scalars(
-                          select(Attachment).where(Attachment.ticket_id == t.id))],
-        allowed={r.value: allowed_moves(t.state, r) for r in Role
-                 if r is not Role.SYSTEM and t.duplicate_of is None},
+        children=list(
+            session.scalars(select(Ticket.id).where(Ticket.parent_id == t.id).order_by(Ticket.id))
+        ),
+        attachments=[
+            {"id": a.id, "filename": a.filename, "content_type": a.content_type, "size": a.size}
+            for a in session.scalars(select(Attachment).where(Attachment.ticket_id == t.id))
+        ],
+        allowed={
+            r.value: allowed_moves(t.state, r)
+            for r in Role
+            if r is not Role.SYSTEM and t.duplicate_of is None
+        },
     )
     return out
 
@@ -686,13 +1014,25 @@ _OVERDUE = """(
  OR (tickets.state IN ('signed', 'handling') AND tickets.complete_due < :now))"""
 
 
-def list_tickets(session: Session, *, state: str | None = None, town: str | None = None,
-                 grid: str | None = None, category: str | None = None, channel: str | None = None,
-                 department: str | None = None, overdue: bool | None = None,
-                 unplaced: bool | None = None, card: str | None = None,
-                 since: datetime | None = None, until: datetime | None = None,
-                 include_duplicates: bool = False, limit: int = 50, offset: int = 0,
-                 now: datetime | None = None) -> tuple[int, list[dict[str, Any]]]:
+def list_tickets(
+    session: Session,
+    *,
+    state: str | None = None,
+    town: str | None = None,
+    grid: str | None = None,
+    category: str | None = None,
+    channel: str | None = None,
+    department: str | None = None,
+    overdue: bool | None = None,
+    unplaced: bool | None = None,
+    card: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    include_duplicates: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+    now: datetime | None = None,
+) -> tuple[int, list[dict[str, Any]]]:
     """Filtered, newest first, paginated; returns (total matching, rows)."""
     if not 1 <= limit <= 1000 or offset < 0:
         raise InvalidInput("limit must be 1-1000 and offset >= 0")
@@ -701,9 +1041,14 @@ def list_tickets(session: Session, *, state: str | None = None, town: str | None
         if state not in {s.value for s in State}:
             _bad_state(state)
         stmt = stmt.where(Ticket.state == state)
-    for column, value in ((Ticket.town_code, town), (Ticket.grid_code, grid),
-                          (Ticket.category, category), (Ticket.channel, channel),
-                          (Ticket.department, department), (Ticket.card, card)):
+    for column, value in (
+        (Ticket.town_code, town),
+        (Ticket.grid_code, grid),
+        (Ticket.category, category),
+        (Ticket.channel, channel),
+        (Ticket.department, department),
+        (Ticket.card, card),
+    ):
         if value:
             stmt = stmt.where(column == value)
     if unplaced is not None:
@@ -718,8 +1063,9 @@ def list_tickets(session: Session, *, state: str | None = None, town: str | None
         sql = _OVERDUE if overdue else f"NOT {_OVERDUE}"
         stmt = stmt.where(text(sql).bindparams(now=_aware(now, "now")))
     total = session.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = session.scalars(stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc())
-                           .limit(limit).offset(offset))
+    rows = session.scalars(
+        stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(limit).offset(offset)
+    )
     return int(total or 0), [summary(t) for t in rows]
 
 
@@ -727,9 +1073,16 @@ def _bad_state(value: str) -> None:
     raise InvalidInput(f"unknown state {value!r}; use one of {', '.join(s.value for s in State)}")
 
 
-def find_tickets(session: Session, *, ids: list[int] | None = None, category: str | None = None,
-                 since: datetime | None = None, until: datetime | None = None,
-                 is_open: bool | None = None, limit: int = 1000) -> list[Ticket]:
+def find_tickets(
+    session: Session,
+    *,
+    ids: list[int] | None = None,
+    category: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    is_open: bool | None = None,
+    limit: int = 1000,
+) -> list[Ticket]:
     """Tickets by id list or filters, newest first (the Open311 ``GET requests`` query)."""
     stmt = select(Ticket)
     if ids is not None:
@@ -743,5 +1096,6 @@ def find_tickets(session: Session, *, ids: list[int] | None = None, category: st
     if is_open is not None:
         terminal = [s.value for s in TERMINAL]
         stmt = stmt.where(Ticket.state.not_in(terminal) if is_open else Ticket.state.in_(terminal))
-    return list(session.scalars(stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc())
-                                .limit(limit)))
+    return list(
+        session.scalars(stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(limit))
+    )

@@ -34,19 +34,36 @@ from layers.incidents.categories import load_categories
 from layers.incidents.models import CITIZEN_CHANNELS, Ticket, TicketEvent
 from layers.incidents.service import plan_move, refresh_cards, routing_table
 
-CHANNEL_WEIGHTS = {"hotline": 0.35, "patrol": 0.25, "app": 0.20, "wechat": 0.10, "camera": 0.07,
-                   "sensor": 0.03}
+CHANNEL_WEIGHTS = {
+    "hotline": 0.35,
+    "patrol": 0.25,
+    "app": 0.20,
+    "wechat": 0.10,
+    "camera": 0.07,
+    "sensor": 0.03,
+}
 MAJOR_BY_CHANNEL = {
-    "hotline": {"01": 3, "02": 1, "03": 2, "04": 1, "05": 3, "06": 1, "07": 2, "08": 1, "09": 2,
-                "10": 1},
+    "hotline": {
+        "01": 3,
+        "02": 1,
+        "03": 2,
+        "04": 1,
+        "05": 3,
+        "06": 1,
+        "07": 2,
+        "08": 1,
+        "09": 2,
+        "10": 1,
+    },
     "app": {"01": 4, "02": 1, "03": 1, "05": 3, "06": 1, "08": 1},
     "wechat": {"01": 3, "03": 1, "05": 2, "06": 1, "07": 1, "09": 1, "10": 1},
     "patrol": {"01": 4, "02": 2, "03": 1, "05": 4, "06": 1, "08": 2},
     "camera": {"12": 1},
     "sensor": {"11": 1},
 }
-HOUR_WEIGHTS = np.array([1, 1, 1, 1, 1, 2, 4, 8, 12, 14, 14, 12, 9, 10, 12, 12, 11, 10, 8, 7, 5,
-                         4, 2, 1], dtype=float)
+HOUR_WEIGHTS = np.array(
+    [1, 1, 1, 1, 1, 2, 4, 8, 12, 14, 14, 12, 9, 10, 12, 12, 11, 10, 8, 7, 5, 4, 2, 1], dtype=float
+)
 SURNAMES = list("王李张刘陈杨赵黄周吴徐孙马朱胡郭何高林罗")
 
 
@@ -89,9 +106,11 @@ class SimSummary:
 
     def text(self) -> str:
         states = ", ".join(f"{k} {v}" for k, v in sorted(self.by_state.items()))
-        return (f"simulated {self.tickets} tickets and {self.events} events from "
-                f"{self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} ({states}); "
-                f"cards: yellow {self.cards.get('yellow', 0)}, red {self.cards.get('red', 0)}")
+        return (
+            f"simulated {self.tickets} tickets and {self.events} events from "
+            f"{self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} ({states}); "
+            f"cards: yellow {self.cards.get('yellow', 0)}, red {self.cards.get('red', 0)}"
+        )
 
 
 class _Life:
@@ -106,8 +125,15 @@ class _Life:
             raise _Stop
         return self.clock
 
-    def do(self, name: str, role: str, hours: float, actor: str, note: str | None = None,
-           **payload: Any) -> None:
+    def do(
+        self,
+        name: str,
+        role: str,
+        hours: float,
+        actor: str,
+        note: str | None = None,
+        **payload: Any,
+    ) -> None:
         at = self.after(hours)
         changes, ev = plan_move(self.t, name, role=role, at=at, note=note, payload=payload)
         self.t.apply(changes)
@@ -132,7 +158,8 @@ def _handle(life: _Life, unit_role: str, unit: str) -> None:
     life.do("start", unit_role, life.u(0.1, 1.0), unit)
     span = _hours_between(t.dispatched_at or t.created_at, t.complete_due or life.clock)
     target = (t.dispatched_at or t.created_at) + timedelta(
-        hours=span * (life.u(1.05, 1.6) if life.chance(0.18) else life.u(0.15, 0.9)))
+        hours=span * (life.u(1.05, 1.6) if life.chance(0.18) else life.u(0.15, 0.9))
+    )
     life.do("complete", unit_role, _hours_between(life.clock, target), unit, note="已处置完毕")
 
 
@@ -144,12 +171,22 @@ def _review_and_revisit(life: _Life, unit_role: str, unit: str) -> None:
     life.do("review_pass", "district", life.u(0.3, 4), "指挥中心")
     if life.t.channel in CITIZEN_CHANNELS:
         if life.chance(0.08):
-            life.do("revisit", "district", life.u(0.5, 12), "回访员", satisfaction=int(
-                life.rng.integers(1, 3)))
+            life.do(
+                "revisit",
+                "district",
+                life.u(0.5, 12),
+                "回访员",
+                satisfaction=int(life.rng.integers(1, 3)),
+            )
             life.do("complete", unit_role, life.u(2, 12), unit, note="二次办理完毕")
             life.do("review_pass", "district", life.u(0.3, 3), "指挥中心")
-        life.do("revisit", "district", life.u(0.5, 12), "回访员",
-                satisfaction=int(life.rng.choice([3, 4, 5, 5, 5])))
+        life.do(
+            "revisit",
+            "district",
+            life.u(0.5, 12),
+            "回访员",
+            satisfaction=int(life.rng.choice([3, 4, 5, 5, 5])),
+        )
     life.do("close", "district", life.u(0.1, 2), "指挥中心")
 
 
@@ -168,15 +205,22 @@ def live(t: SimTicket, rng: np.random.Generator, end: datetime) -> None:
         if row["needs_town"] and life.chance(0.15):
             life.do("grab", "town", delay, f"{town}值班", assignee=town)
         else:
-            life.do("dispatch", "district", delay, "指挥中心",
-                    assignee=town if row["needs_town"] else dept)
+            life.do(
+                "dispatch",
+                "district",
+                delay,
+                "指挥中心",
+                assignee=town if row["needs_town"] else dept,
+            )
         role, unit = ("town", f"{town}值班") if row["needs_town"] else ("department", dept)
         if life.chance(0.02):
             life.do("return", role, life.u(0.5, 3), unit, note="需区级协调多部门")
             life.do("dispatch", "district", life.u(0.5, 4), "指挥中心", assignee=dept)
             role, unit = "department", dept
         if life.chance(0.01):
-            life.do("sign_off", "district", life.u(4, 48), "指挥中心", note="客观无法解决，批准销号")
+            life.do(
+                "sign_off", "district", life.u(4, 48), "指挥中心", note="客观无法解决，批准销号"
+            )
             return
         _handle(life, role, unit)
         _review_and_revisit(life, role, unit)
@@ -185,13 +229,18 @@ def live(t: SimTicket, rng: np.random.Generator, end: datetime) -> None:
 
 
 def _created_times(rng: np.random.Generator, n: int, start: datetime, days: int) -> list[datetime]:
-    day = rng.integers(0, days, n)
-    hour = rng.choice(24, n, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
-    seconds = rng.integers(0, 3600, n)
-    offsets = day * 86400 + hour * 3600 + seconds
+    """``n`` sorted times in [start, start + days], busier by day than by night (local hours)."""
     base = start.astimezone(sla.SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0)
-    times = sorted(base + timedelta(seconds=int(s)) for s in offsets)
-    return [min(max(t, start), start + timedelta(days=days)) for t in times]
+    end = start + timedelta(days=days)
+    picked: list[datetime] = []
+    while len(picked) < n:
+        m = 2 * (n - len(picked)) + 16
+        day = rng.integers(0, days + 1, m)
+        hour = rng.choice(24, m, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
+        offsets = day * 86400 + hour * 3600 + rng.integers(0, 3600, m)
+        times = (base + timedelta(seconds=int(s)) for s in offsets)
+        picked.extend(t for t in times if start <= t <= end)
+    return sorted(picked[:n])
 
 
 def sample_points(grids: pd.DataFrame, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -243,18 +292,33 @@ def _row(rec: Any, at: datetime, rng: np.random.Generator, route: Any, version: 
     citizen = rec.channel in CITIZEN_CHANNELS
     name = load_categories()[rec.category].name
     return {
-        "channel": rec.channel, "category": rec.category, "severity": rec.severity,
+        "channel": rec.channel,
+        "category": rec.category,
+        "severity": rec.severity,
         "description": f"{rec.village_name or ''}{name}，请尽快处理",
         "reporter_name": f"{rng.choice(SURNAMES)}先生" if citizen else None,
-        "reporter_phone": f"1{rng.integers(3, 10)}{rng.integers(0, 10**9):09d}" if citizen else None,
+        "reporter_phone": f"1{rng.integers(3, 10)}{rng.integers(0, 10**9):09d}"
+        if citizen
+        else None,
         "source_ref": f"{rec.channel}-{rng.integers(1, 400):04d}" if not citizen else None,
         "geom": f"SRID=4326;POINT({rec.lon:.7f} {rec.lat:.7f})",
-        "grid_code": rec.grid_code, "village_code": rec.village_code, "town_code": rec.town_code,
-        "district_code": rec.district_code, "registry_version": version, "match": rec.match,
+        "grid_code": rec.grid_code,
+        "village_code": rec.village_code,
+        "town_code": rec.town_code,
+        "district_code": rec.district_code,
+        "registry_version": version,
+        "match": rec.match,
         "distance_m": None if rec.distance_m is None else float(rec.distance_m),
-        "unplaced": False, "state": "received", "department": route.department,
-        "needs_town": route.needs_town, "co_units": [], "rework_count": 0, "revisited": False,
-        "card": "ok", "created_at": at, "updated_at": at,
+        "unplaced": False,
+        "state": "received",
+        "department": route.department,
+        "needs_town": route.needs_town,
+        "co_units": [],
+        "rework_count": 0,
+        "revisited": False,
+        "card": "ok",
+        "created_at": at,
+        "updated_at": at,
         "dispatch_due": sla.deadline(at, rec.category, rec.severity, "dispatch"),
     }
 
@@ -265,28 +329,61 @@ ROW_KEYS = [c.key for c in Ticket.__table__.columns if c.key != "id"]
 def _insert(session: Session, tickets: list[SimTicket]) -> int:
     """Ids drawn from the sequence first, then plain multi-row inserts (no RETURNING round trips)."""
     conn = session.connection()
-    ids = conn.execute(text("SELECT nextval(pg_get_serial_sequence('tickets', 'id')) "
-                            "FROM generate_series(1, :n)"), {"n": len(tickets)}).scalars().all()
-    rows = [{"id": tid, **{k: t.row.get(k) for k in ROW_KEYS}} for tid, t in zip(ids, tickets,
-                                                                               strict=True)]
+    ids = (
+        conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('tickets', 'id')) "
+                "FROM generate_series(1, :n)"
+            ),
+            {"n": len(tickets)},
+        )
+        .scalars()
+        .all()
+    )
+    rows = [
+        {"id": tid, **{k: t.row.get(k) for k in ROW_KEYS}}
+        for tid, t in zip(ids, tickets, strict=True)
+    ]
     events = []
     for tid, t in zip(ids, tickets, strict=True):
-        events.append({"ticket_id": tid, "at": t.created_at, "actor": "intake", "role": "system",
-                       "move": "receive", "from_state": None, "to_state": "received",
-                       "note": None, "rework": False,
-                       "payload": {"channel": t.channel, "unplaced": False, "reason": None,
-                                   "grid_code": t.row["grid_code"],
-                                   "department": t.row["department"], "simulated": True}})
+        events.append(
+            {
+                "ticket_id": tid,
+                "at": t.created_at,
+                "actor": "intake",
+                "role": "system",
+                "move": "receive",
+                "from_state": None,
+                "to_state": "received",
+                "note": None,
+                "rework": False,
+                "payload": {
+                    "channel": t.channel,
+                    "unplaced": False,
+                    "reason": None,
+                    "grid_code": t.row["grid_code"],
+                    "department": t.row["department"],
+                    "simulated": True,
+                },
+            }
+        )
         events.extend({**ev, "ticket_id": tid} for ev in t.events)
     for i in range(0, len(rows), 2000):
-        conn.execute(insert(Ticket.__table__), rows[i:i + 2000])
+        conn.execute(insert(Ticket), rows[i : i + 2000])
     for i in range(0, len(events), 5000):
-        conn.execute(insert(TicketEvent.__table__), events[i:i + 5000])
+        conn.execute(insert(TicketEvent), events[i : i + 5000])
     return len(events)
 
 
-def simulate(session: Session, *, days: int = 7, seed: int = 20261001, per_day: int = 150,
-             end: datetime | None = None, cards: bool = True) -> SimSummary:
+def simulate(
+    session: Session,
+    *,
+    days: int = 7,
+    seed: int = 20261001,
+    per_day: int = 150,
+    end: datetime | None = None,
+    cards: bool = True,
+) -> SimSummary:
     """Write ``days * per_day`` tickets received over the ``days`` before ``end`` (default now)."""
     if days < 1 or per_day < 1:
         raise InvalidInput("days and per_day must be at least 1")
@@ -296,8 +393,7 @@ def simulate(session: Session, *, days: int = 7, seed: int = 20261001, per_day: 
     start = end - timedelta(days=days)
     rng = np.random.default_rng(seed)
     frame = _frame(session, rng, days * per_day)
-    times = [t for t in _created_times(rng, len(frame), start, days) if t <= end]
-    frame = frame.iloc[: len(times)]
+    times = _created_times(rng, len(frame), start, days)
     table = routing_table(session)
     version = registry_version(session)
     tickets = []

@@ -133,11 +133,15 @@ def parse_times(values: pd.Series) -> pd.Series:
 
 
 def _parse_text_times(values: pd.Series) -> pd.Series:
-    parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=False)
-    if getattr(parsed.dt, "tz", None) is not None:  # one offset for all: already aware
+    try:  # one pass when the batch is consistent: all with an offset, or all naive
+        parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+        if parsed.dt.tz is None:
+            parsed = parsed.dt.tz_localize(CITY_TZ, ambiguous="NaT", nonexistent="NaT")
         return parsed.dt.tz_convert(UTC)
+    except (ValueError, TypeError, AttributeError):
+        pass
     out = []
-    for raw in values:  # mixed offsets or naive: element-wise, rare outside tests
+    for raw in values:  # mixed offsets, or naive beside aware: one by one
         stamp = pd.to_datetime(raw, errors="coerce")
         if stamp is pd.NaT or pd.isna(stamp):
             out.append(pd.NaT)
@@ -185,6 +189,13 @@ def raw_connection(session: Session):
     return session.connection().connection.driver_connection
 
 
+def read_frame(session: Session, sql: str, params: tuple, columns: list[str]) -> pd.DataFrame:
+    """A query straight into a DataFrame through the raw cursor (no ORM row objects on big reads)."""
+    with raw_connection(session).cursor() as cur:
+        cur.execute(sql, params)
+        return pd.DataFrame.from_records(cur.fetchall(), columns=columns)
+
+
 def month_starts(stamps: pd.Series) -> list[pd.Timestamp]:
     """The distinct UTC month starts a batch touches."""
     if stamps.empty:
@@ -213,38 +224,79 @@ def ensure_month_partitions(session: Session, parent: str, stamps: pd.Series) ->
     return created
 
 
-def copy_upsert(session: Session, table: str, frame: pd.DataFrame, columns: list[str]) -> int:
-    """COPY ``frame[columns]`` into a temporary twin of ``table``, then insert what is new.
+@dataclass(frozen=True)
+class Column:
+    """One staged column: a fixed-width array and its PostgreSQL type.
 
-    Returns the number of rows inserted (rows whose key was already stored are skipped).
+    Text travels as int4 codes into a lookup array (see :func:`text_codes`), timestamps as int8
+    microseconds since 2000-01-01 (PostgreSQL's own binary form), floats as float8 with NaN for NULL.
+    Everything is fixed width, so numpy packs a whole batch at once — no Python loop per row, no CSV.
     """
-    if frame.empty:
+
+    name: str
+    values: np.ndarray
+    pg_type: str  # int4 | int8 | float8 | timestamptz
+
+
+_NP = {"int4": ">i4", "int8": ">i8", "float8": ">f8", "timestamptz": ">i8"}
+_PG_EPOCH = np.datetime64("2000-01-01T00:00:00", "us")
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + np.array([0, 0], ">i4").tobytes()
+_TRAILER = b"\xff\xff"
+
+
+def text_codes(values) -> tuple[np.ndarray, list[str]]:
+    """Text → (int4 codes, lookup list): 0 for missing, i for lookup[i] in PostgreSQL's 1-based array
+    subscript, which reads NULL for 0."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object))  # None and NaN → -1
+    return (codes + 1).astype(np.int32), [str(u) for u in uniques]
+
+
+def micros(stamps: pd.Series) -> np.ndarray:
+    """Aware timestamps → int8 microseconds since 2000-01-01 UTC (binary timestamptz)."""
+    naive = stamps.dt.tz_convert(UTC).dt.tz_localize(None).to_numpy().astype("datetime64[us]")
+    return (naive - _PG_EPOCH).astype(np.int64)
+
+
+def pack_rows(columns: list[Column]) -> bytes:
+    """The rows as binary COPY tuples (field count, then length + big-endian value per field)."""
+    fields = [("count", ">i2")]
+    for i, col in enumerate(columns):
+        fields += [(f"len{i}", ">i4"), (f"val{i}", _NP[col.pg_type])]
+    rows = np.empty(len(columns[0].values), dtype=np.dtype(fields))
+    rows["count"] = len(columns)
+    for i, col in enumerate(columns):
+        rows[f"len{i}"] = np.dtype(_NP[col.pg_type]).itemsize
+        rows[f"val{i}"] = col.values
+    return rows.tobytes()
+
+
+def copy_upsert(session: Session, table: str, columns: list[Column], selects: dict[str, str],
+                lookups: dict[str, list[str]] | None = None) -> int:
+    """Binary COPY ``columns`` into a temporary stage, then ``INSERT INTO table (...) SELECT ...
+    ON CONFLICT DO NOTHING``: stored rows are skipped, so a resent batch inserts nothing.
+
+    ``selects`` maps each target column to an expression over the stage alias ``s``; ``lookups`` are
+    the text arrays those expressions index, e.g. ``(CAST(%(ids)s AS text[]))[s.worker]``.
+    Returns the number of rows inserted.
+    """
+    n = len(columns[0].values)
+    if n == 0:
         return 0
     stage = f"_stage_{table}"
-    cols = ", ".join(columns)
-    conn = raw_connection(session)
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
-                    f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-        cur.execute(f"TRUNCATE {stage}")
-        with cur.copy(f"COPY {stage} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
-            for start in range(0, len(frame), COPY_CHUNK):  # bounded memory for million-row batches
-                copy.write(_csv_text(frame[columns].iloc[start:start + COPY_CHUNK]))
-        cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING")
+    with raw_connection(session).cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {stage}")
+        cur.execute(f"CREATE TEMP TABLE {stage} ({', '.join(f'{c.name} {c.pg_type}' for c in columns)})")
+        with cur.copy(f"COPY {stage} FROM STDIN WITH (FORMAT binary)") as copy:
+            copy.write(_HEADER)
+            for start in range(0, n, COPY_CHUNK):  # bounded memory for million-row batches
+                copy.write(pack_rows([Column(c.name, c.values[start:start + COPY_CHUNK], c.pg_type)
+                                      for c in columns]))
+            copy.write(_TRAILER)
+        cur.execute(f"INSERT INTO {table} ({', '.join(selects)}) SELECT {', '.join(selects.values())} "
+                    f"FROM {stage} s ON CONFLICT DO NOTHING", lookups or {})
         inserted = cur.rowcount
-        cur.execute(f"TRUNCATE {stage}")
+        cur.execute(f"DROP TABLE {stage}")
     return int(inserted)
-
-
-def _csv_text(frame: pd.DataFrame) -> str:
-    """CSV for COPY; timestamps written by numpy in C (pandas formats aware ones one by one)."""
-    out = frame.copy()
-    for name in out.columns:
-        if isinstance(out[name].dtype, pd.DatetimeTZDtype):
-            values = out[name].dt.tz_convert(UTC).dt.tz_localize(None).to_numpy().astype("datetime64[us]")
-            stamps = np.char.add(np.datetime_as_string(values, unit="us"), "+00")
-            out[name] = np.where(np.isnat(values), "", stamps)
-    return out.to_csv(index=False, header=False, na_rep="")
 
 
 def notify(session: Session, channel: str, payload: dict, *, limit: int = 7900) -> None:

@@ -19,18 +19,19 @@ from sqlalchemy.orm import Session
 from layers.sensors import thresholds
 from layers.sensors.bulk import (
     Batch,
+    Column,
     IngestResult,
     blank,
     check_ids,
     check_times,
     copy_upsert,
     ensure_month_partitions,
+    micros,
     read_table,
+    text_codes,
 )
 from layers.sensors.models import POLLUTANTS
 from layers.sensors.registry import ALIASES, known_ids
-
-COLUMNS = ["sensor_id", "ts", *POLLUTANTS]
 
 
 def _rename(frame: pd.DataFrame) -> pd.DataFrame:
@@ -71,6 +72,15 @@ def validate(session: Session, data, *, fmt: str | None = None, now: datetime | 
     return batch
 
 
+def _store(session: Session, frame: pd.DataFrame) -> int:
+    codes, ids = text_codes(frame["sensor_id"])
+    columns = [Column("sensor", codes, "int4"), Column("ts", micros(frame["ts"]), "timestamptz")]
+    columns += [Column(p, frame[p].to_numpy(dtype=float), "float8") for p in POLLUTANTS]
+    selects = {"sensor_id": "(CAST(%(ids)s AS text[]))[s.sensor]", "ts": "s.ts",
+               **{p: f"NULLIF(s.{p}, 'NaN')" for p in POLLUTANTS}}
+    return copy_upsert(session, "sensor_readings", columns, selects, {"ids": ids})
+
+
 def ingest_readings(session: Session, data, *, fmt: str | None = None, now: datetime | None = None,
                     evaluate: bool = True, open_tickets: bool = True) -> IngestResult:
     """Validate, store (idempotently) and evaluate thresholds for a batch of readings."""
@@ -78,10 +88,11 @@ def ingest_readings(session: Session, data, *, fmt: str | None = None, now: date
     frame = batch.frame
     received = len(frame) + len(batch.rejected)
     ensure_month_partitions(session, "sensor_readings", frame["ts"])
-    inserted = copy_upsert(session, "sensor_readings", frame, COLUMNS)
+    inserted = _store(session, frame)
     alarms: list[int] = []
-    if evaluate and inserted:
-        alarms = thresholds.evaluate(session, sorted(frame["sensor_id"].unique()),
+    suspects = thresholds.sensors_over(frame, thresholds.load_rules(session)) if evaluate and inserted else []
+    if suspects:
+        alarms = thresholds.evaluate(session, suspects,
                                      frame["ts"].min().to_pydatetime(), frame["ts"].max().to_pydatetime(),
                                      open_tickets=open_tickets)
     return IngestResult(received=received, inserted=inserted, duplicates=len(frame) - inserted,

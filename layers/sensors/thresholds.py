@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.errors import InvalidInput, NotFound
-from layers.sensors.bulk import notify
+from layers.sensors.bulk import notify, read_frame
 from layers.sensors.models import POLLUTANTS
 
 LOOKBACK = timedelta(days=1)  # readings around a batch read back to find runs that span batches
@@ -117,7 +117,8 @@ def find_breaches(readings: pd.DataFrame, rules: dict[str, Rule],
         cut = frame["sensor_id"].map(after)
         eligible = (cut.isna() | (frame["ts"] > cut)).to_numpy()
     sensor = frame["sensor_id"].to_numpy(dtype=object)
-    found = [_pollutant_breaches(frame, sensor, eligible, rule) for rule in rules.values()
+    stamps = frame["ts"].dt.tz_convert(UTC).dt.tz_localize(None).to_numpy()  # datetime64, not objects
+    found = [_pollutant_breaches(frame, sensor, stamps, eligible, rule) for rule in rules.values()
              if rule.pollutant in frame]
     found = [f for f in found if not f.empty]
     if not found:
@@ -130,12 +131,13 @@ def find_breaches(readings: pd.DataFrame, rules: dict[str, Rule],
                    float(r.limit_value), names[r.sensor_id]) for r in first.itertuples(index=False)]
 
 
-def _pollutant_breaches(frame: pd.DataFrame, sensor: np.ndarray, eligible: np.ndarray, rule: Rule) -> pd.DataFrame:
+def _pollutant_breaches(frame: pd.DataFrame, sensor: np.ndarray, stamps: np.ndarray, eligible: np.ndarray,
+                        rule: Rule) -> pd.DataFrame:
     """Runs of one pollutant at least ``consecutive`` long: start, breach time, newest time, peak."""
     values = frame[rule.pollutant].to_numpy(dtype=float)
     over = (np.nan_to_num(values, nan=-np.inf) > rule.limit_value) & eligible
     run_id, place = _runs(sensor, over)
-    rows = pd.DataFrame({"sensor_id": sensor[over], "run": run_id[over], "ts": frame["ts"].to_numpy()[over],
+    rows = pd.DataFrame({"sensor_id": sensor[over], "run": run_id[over], "ts": stamps[over],
                          "value": values[over], "place": place[over]})
     if rows.empty:
         return rows
@@ -161,11 +163,9 @@ def over_mask(readings: pd.DataFrame, rules: dict[str, Rule]) -> np.ndarray:
 # --------------------------------------------------------------------------- alarms in the database
 
 def _window(session: Session, sensors: list[str], start: datetime, end: datetime) -> pd.DataFrame:
-    rows = session.execute(text(
-        f"SELECT sensor_id, ts, {', '.join(POLLUTANTS)} FROM sensor_readings "
-        "WHERE sensor_id = ANY(:ids) AND ts BETWEEN :a AND :b"),
-        {"ids": sensors, "a": start, "b": end}).all()
-    frame = pd.DataFrame(rows, columns=["sensor_id", "ts", *POLLUTANTS])
+    frame = read_frame(session, f"SELECT sensor_id, ts, {', '.join(POLLUTANTS)} FROM sensor_readings "
+                       "WHERE sensor_id = ANY(%s) AND ts BETWEEN %s AND %s", (sensors, start, end),
+                       ["sensor_id", "ts", *POLLUTANTS])
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     return frame
 
@@ -189,9 +189,15 @@ def evaluate(session: Session, sensors: list[str], start: datetime, end: datetim
     latest = _latest_alarms(session, sensors)
     _extend_open(session, readings, rules, latest[latest["state"] == "open"])
     cutoff = latest["last_over_at"].to_dict()
-    new = [b for b in find_breaches(readings, rules, cutoff)
-           if b.sensor_id not in set(latest.index[latest["state"] == "open"])]
+    is_open = set(latest.index[latest["state"] == "open"])
+    new = [b for b in find_breaches(readings, rules, cutoff) if b.sensor_id not in is_open]
     return [_raise(session, b, open_tickets=open_tickets) for b in sorted(new, key=lambda b: b.sensor_id)]
+
+
+def sensors_over(batch: pd.DataFrame, rules: dict[str, Rule]) -> list[str]:
+    """Sensors with at least one reading over a limit in the batch: only their alarms can change
+    (a run is made of readings over the limit, so a batch without one cannot start or extend one)."""
+    return sorted(batch.loc[over_mask(batch, rules), "sensor_id"].unique())
 
 
 def _extend_open(session: Session, readings: pd.DataFrame, rules: dict[str, Rule], open_: pd.DataFrame) -> None:

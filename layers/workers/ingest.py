@@ -14,7 +14,6 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -22,15 +21,18 @@ from gis.coords import from_wgs84, gauss_kruger_epsg, normalize_crs, to_wgs84
 from gis.locate import locate_many
 from layers.sensors.bulk import (
     Batch,
+    Column,
     IngestResult,
     blank,
     check_ids,
     check_times,
     copy_upsert,
     ensure_month_partitions,
+    micros,
     notify,
     read_table,
     seconds,
+    text_codes,
 )
 from layers.workers.live import live_index
 from layers.workers.registry import known_ids
@@ -38,7 +40,6 @@ from layers.workers.tracks import MAX_SPEED, spike_mask
 
 MAX_ACCURACY_M = 100.0
 CHANNEL = "onemap_workers"
-COLUMNS = ["worker_id", "ts", "geom", "accuracy_m", "speed_ms", "grid_code", "town_code", "match", "flag"]
 RENAME = {"worker": "worker_id", "id": "worker_id", "time": "ts", "timestamp": "ts", "lng": "lon",
           "longitude": "lon", "x": "lon", "latitude": "lat", "y": "lat", "accuracy": "accuracy_m", "acc": "accuracy_m"}
 
@@ -133,8 +134,6 @@ def _resolved(session: Session, frame: pd.DataFrame) -> pd.DataFrame:
     for col in ("grid_code", "town_code", "match"):
         values = where[col].to_numpy(dtype=object)
         frame[col] = np.where(zero | pd.isna(values), None, values)
-    points = shapely.points(frame["x"].to_numpy(), frame["y"].to_numpy())
-    frame["geom"] = shapely.to_wkb(shapely.set_srid(points, 4326), hex=True, include_srid=True)
     return frame
 
 
@@ -154,12 +153,39 @@ def ingest_positions(session: Session, data, *, crs: str = "EPSG:4326", fmt: str
     frame = flag_fixes(frame, _previous_fixes(session, frame), max_speed=max_speed, max_accuracy_m=max_accuracy_m)
     frame = _resolved(session, frame)
     ensure_month_partitions(session, "worker_positions", frame["ts"])
-    inserted = copy_upsert(session, "worker_positions", frame, COLUMNS)
+    inserted = _store(session, frame)
     latest = _update_last(session, frame)
     if publish and inserted:
         _publish(session, latest)
     return IngestResult(received=received, inserted=inserted, duplicates=len(frame) - inserted,
                         rejected=batch.rejected, flagged=int(frame["flag"].notna().sum()))
+
+
+FLAG_CODES = {None: 0, "zero": 1, "accuracy": 2, "speed": 3}
+
+
+def _store(session: Session, frame: pd.DataFrame) -> int:
+    """Binary COPY of the batch; text travels as codes into small lookup arrays."""
+    workers, worker_ids = text_codes(frame["worker_id"])
+    grids, grid_codes = text_codes(frame["grid_code"])
+    towns, town_codes = text_codes(frame["town_code"])
+    matches, match_names = text_codes(frame["match"])
+    flags = frame["flag"].map(FLAG_CODES).fillna(0).to_numpy(dtype=np.int32)
+    columns = [Column("worker", workers, "int4"), Column("ts", micros(frame["ts"]), "timestamptz"),
+               Column("x", frame["x"].to_numpy(dtype=float), "float8"),
+               Column("y", frame["y"].to_numpy(dtype=float), "float8"),
+               Column("acc", frame["accuracy_m"].to_numpy(dtype=float), "float8"),
+               Column("speed", frame["speed_ms"].to_numpy(dtype=float), "float8"),
+               Column("grid", grids, "int4"), Column("town", towns, "int4"), Column("match", matches, "int4"),
+               Column("flag", flags, "int4")]
+    selects = {"worker_id": "(CAST(%(w)s AS text[]))[s.worker]", "ts": "s.ts",
+               "geom": "ST_SetSRID(ST_MakePoint(s.x, s.y), 4326)", "accuracy_m": "NULLIF(s.acc, 'NaN')",
+               "speed_ms": "NULLIF(s.speed, 'NaN')", "grid_code": "(CAST(%(g)s AS text[]))[s.grid]",
+               "town_code": "(CAST(%(t)s AS text[]))[s.town]", "match": "(CAST(%(m)s AS text[]))[s.match]",
+               "flag": "(CAST(%(f)s AS text[]))[s.flag]"}
+    lookups = {"w": worker_ids, "g": grid_codes, "t": town_codes, "m": match_names,
+               "f": ["zero", "accuracy", "speed"]}
+    return copy_upsert(session, "worker_positions", columns, selects, lookups)
 
 
 def _update_last(session: Session, frame: pd.DataFrame) -> pd.DataFrame:
@@ -170,12 +196,13 @@ def _update_last(session: Session, frame: pd.DataFrame) -> pd.DataFrame:
         return latest
     session.execute(text(
         "INSERT INTO worker_last_positions (worker_id, ts, geom, accuracy_m, grid_code, town_code, updated_at) "
-        "SELECT w, t, ST_GeomFromEWKB(decode(g, 'hex')), a, gc, tc, now() FROM unnest(CAST(:w AS text[]), "
-        "CAST(:t AS timestamptz[]), CAST(:g AS text[]), CAST(:a AS float8[]), CAST(:gc AS text[]), "
-        "CAST(:tc AS text[])) AS u(w, t, g, a, gc, tc) ON CONFLICT (worker_id) DO UPDATE SET ts = EXCLUDED.ts, "
+        "SELECT w, t, ST_SetSRID(ST_MakePoint(x, y), 4326), a, gc, tc, now() FROM unnest(CAST(:w AS text[]), "
+        "CAST(:t AS timestamptz[]), CAST(:x AS float8[]), CAST(:y AS float8[]), CAST(:a AS float8[]), "
+        "CAST(:gc AS text[]), CAST(:tc AS text[])) AS u(w, t, x, y, a, gc, tc) ON CONFLICT (worker_id) DO UPDATE SET ts = EXCLUDED.ts, "
         "geom = EXCLUDED.geom, accuracy_m = EXCLUDED.accuracy_m, grid_code = EXCLUDED.grid_code, "
         "town_code = EXCLUDED.town_code, updated_at = now() WHERE EXCLUDED.ts > worker_last_positions.ts"),
-        {"w": list(latest["worker_id"]), "t": [t.to_pydatetime() for t in latest["ts"]], "g": list(latest["geom"]),
+        {"w": list(latest["worker_id"]), "t": [t.to_pydatetime() for t in latest["ts"]], "x": [float(v) for v in latest["x"]],
+         "y": [float(v) for v in latest["y"]],
          "a": [None if pd.isna(a) else float(a) for a in latest["accuracy_m"]],
          "gc": _texts(latest["grid_code"]), "tc": _texts(latest["town_code"])})
     index = live_index(session)

@@ -1,7 +1,7 @@
 """A demo day for the demo city's workers (演示数据): people, assignments, walks, a few reports.
 
-Each worker is given 1-6 neighbouring grids (grids in code order, which is village by village), so
-the whole city is covered with "one person several grids"; every tenth worker is a grid chief. A
+Each worker is given 1-4 neighbouring grids of one village/community, so the whole city is covered
+with "one person one grid" or "one person several grids"; every tenth worker is a grid chief. A
 day is two shifts (08:00-11:30, 14:00-17:30, the lunch break splits the track) of walking at 1.0-1.5
 m/s between random waypoints inside the worker's grids, a fix every 30 s with ~4 m of GPS noise.
 One worker in ten also walks to places 100-400 m outside the grids; about 0.5% of fixes are bad
@@ -42,37 +42,30 @@ class DayResult:
     tickets: int
 
 
-def demo_workers(session: Session, *, count: int = 300, seed: int = 7) -> pd.DataFrame:
-    """Workers with assignments covering every current grid (idempotent: same ids, same grids)."""
-    codes = list(load_grids(session)["code"])
-    if not codes:
+def demo_workers(session: Session, *, max_grids: int = 4, seed: int = 7) -> pd.DataFrame:
+    """Workers with assignments covering every current grid (idempotent: same ids, same grids).
+
+    Each village/community's grids (in code order) are split into runs of at most ``max_grids``, one
+    worker per run, so a worker's grids are neighbours in one village.
+    """
+    grids = load_grids(session)
+    if grids.empty:
         return pd.DataFrame()
     rng = np.random.default_rng(seed)
-    sizes = _split(len(codes), min(count, len(codes)), rng)
-    bounds = np.r_[0, np.cumsum(sizes)]
+    runs = []
+    for _, codes in grids.groupby("village_code", sort=True)["code"]:
+        codes = list(codes)
+        parts = -(-len(codes) // max_grids)
+        runs += [list(chunk) for chunk in np.array_split(codes, parts)]
     rows = []
-    for i in range(len(sizes)):
+    for i, run in enumerate(runs):
         name = rng.choice(SURNAMES) + "".join(rng.choice(GIVEN, size=int(rng.integers(1, 3))))
         rows.append({"id": f"W{i + 1:04d}", "name": name, "role": "grid_chief" if i % 10 == 0 else "full_time",
                      "phone": f"13{rng.integers(0, 10)}{rng.integers(10_000_000, 99_999_999)}",
-                     "grids": ";".join(codes[bounds[i]:bounds[i + 1]])})
+                     "grids": ";".join(run)})
     frame = pd.DataFrame(rows)
     import_workers(session, frame)
     return frame
-
-
-def _split(total: int, parts: int, rng: np.random.Generator) -> np.ndarray:
-    """``parts`` sizes of 1-6 summing to ``total`` (as even as the range allows)."""
-    sizes = np.full(parts, total // parts)
-    sizes[: total % parts] += 1
-    jitter = rng.integers(-1, 2, size=parts)
-    sizes = np.clip(sizes + jitter - np.r_[jitter[1:], jitter[:1]], 1, 6)
-    while sizes.sum() != total:
-        i = int(rng.integers(0, parts))
-        step = 1 if sizes.sum() < total else -1
-        if 1 <= sizes[i] + step <= 6:
-            sizes[i] += step
-    return sizes
 
 
 def _points_in(area, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -121,10 +114,14 @@ def _spoil(frame: pd.DataFrame, rng: np.random.Generator) -> None:
     frame.loc[rng.choice(n, max(1, n // 2000), replace=False), "zero"] = True
 
 
-def simulate_day(session: Session, day: date, *, count: int = 300, seed: int = 7, step_s: float = 30.0,
-                 now: datetime | None = None, tickets: int = 30) -> DayResult:
-    """Create (once) the demo workers and ingest one day of their fixes; returns what landed."""
-    workers = demo_workers(session, count=count, seed=seed)
+def simulate_day(session: Session, day: date, *, seed: int = 7, step_s: float = 30.0,
+                 now: datetime | None = None, tickets: int = 30, limit: int | None = None) -> DayResult:
+    """Create (once) the demo workers and ingest one day of their fixes; returns what landed.
+
+    ``limit`` walks only the first workers (tests use a few)."""
+    workers = demo_workers(session, seed=seed)
+    if limit is not None:
+        workers = workers.iloc[:limit]
     if workers.empty:
         return DayResult(0, 0, 0, 0, 0, 0)
     rng = np.random.default_rng(seed + day.toordinal())

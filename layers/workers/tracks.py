@@ -111,18 +111,19 @@ def measure(x: np.ndarray, y: np.ndarray, t: np.ndarray, area, *, gap_s: float =
     parts = [p for p in pieces(t, gap_s) if len(p) >= 2]
     inside = shapely.contains_xy(area.buffer(0.5), x, y) if area is not None and not area.is_empty \
         else np.zeros(len(x), dtype=bool)
-    out = {"pieces": len(parts), "distance_m": 0.0, "inside_s": 0.0, "outside_s": 0.0, "coverage": 0.0,
-           "lines": []}
+    distance = inside_s = outside_s = coverage = 0.0
+    lines = []
     for p in parts:
         dt = np.diff(t[p])
-        out["distance_m"] += float(np.hypot(np.diff(x[p]), np.diff(y[p])).sum())
-        out["inside_s"] += float(dt[inside[p][:-1]].sum())
-        out["outside_s"] += float(dt[~inside[p][:-1]].sum())
-        out["lines"].append(shapely.linestrings(x[p], y[p]))
-    if out["lines"] and area is not None and area.area > 0:
-        swept = shapely.buffer(shapely.multilinestrings(out["lines"]), buffer_m)
-        out["coverage"] = float(shapely.intersection(swept, area).area / area.area)
-    return out
+        distance += float(np.hypot(np.diff(x[p]), np.diff(y[p])).sum())
+        inside_s += float(dt[inside[p][:-1]].sum())
+        outside_s += float(dt[~inside[p][:-1]].sum())
+        lines.append(shapely.linestrings(x[p], y[p]))
+    if lines and area is not None and area.area > 0:
+        swept = shapely.buffer(shapely.multilinestrings(lines), buffer_m)
+        coverage = float(shapely.intersection(swept, area).area / area.area)
+    return {"pieces": len(parts), "distance_m": distance, "inside_s": inside_s, "outside_s": outside_s,
+            "coverage": coverage, "lines": lines}
 
 
 # --------------------------------------------------------------------------- from the database

@@ -38,6 +38,12 @@ def layers_over_city(client, layer: str, z: int, **params) -> dict[str, list[dic
     return out
 
 
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    """Tiles are cached per process; each test starts from what its own transaction holds."""
+    tiles.clear_caches()
+
+
 def test_grid_tiles_label_every_grid_once(demo_client):
     found = layers_over_city(demo_client, "grids", 11)
     labels = [f["properties"]["code"] for f in found["grids_labels"]]
@@ -59,6 +65,14 @@ def test_town_and_village_tiles(demo_client, demo_session):
     villages = layers_over_city(demo_client, "villages", 10)
     expected = demo_session.scalar(text("SELECT count(*) FROM areas WHERE level='village' AND valid_to IS NULL"))
     assert len(villages["villages_labels"]) == expected
+
+
+def test_all_layers_in_one_tile_and_the_layer_list(demo_client):
+    found = layers_over_city(demo_client, "all", 10)
+    assert {"grids", "grids_labels", "villages", "villages_labels", "towns", "towns_labels"} <= set(found)
+    assert len(found["grids_labels"]) == 1347 and len(found["towns_labels"]) == 15
+    names = [layer["name"] for layer in demo_client.get("/tiles").json()["layers"]]
+    assert names == ["towns", "villages", "grids", "tickets", "all"]
 
 
 def test_tile_headers_cache_and_not_modified(demo_client):

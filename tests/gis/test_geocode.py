@@ -225,8 +225,39 @@ def test_import_with_chinese_headers_and_styles(db):
     (pd.DataFrame({"road": ["圣城街", "圣城街"], "number": ["1", "12甲"], "lon": [118.8, 118.8], "lat": [36.8, 36.8]}),
      "row 2: number '12甲' is not a number"),
     (pd.DataFrame({"road": ["圣城街"], "lon": [118.8], "lat": [36.8]}), "lacks column"),
-    (pd.DataFrame({"road": ["圣城街"], "number": ["1"], "lon": [116.3], "lat": [39.9]}), "outside every grid"),
+    (pd.DataFrame({"road": ["圣城街"], "number": ["1"], "lon": [118.8], "lat": [36.8]}), "grid registry is empty"),
 ])
 def test_import_refuses_bad_rows(session, frame, message):
     with pytest.raises(InvalidInput, match=message):
         import_addresses(session, frame)
+
+
+def test_import_refuses_points_outside_the_city(db):
+    frame = pd.DataFrame({"road": ["圣城街", "圣城街"], "number": ["1", "2"], "lon": [118.79, 116.3],
+                          "lat": [36.868, 39.9]})
+    with pytest.raises(InvalidInput, match=r"1 address point\(s\) lie outside every grid, e.g. row\(s\) 2"):
+        import_addresses(db, frame)
+
+
+def test_cli_addresses_import(db, tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    import scripts.cli_geocode as cli
+    from scripts.cli import app
+
+    @contextmanager
+    def bound():
+        yield db
+
+    monkeypatch.setattr(cli, "_session", bound)
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text("道路,门牌号,经度,纬度\n测试路,1,118.79,36.868\n测试路,2,118.7901,36.868\n", encoding="utf-8")
+    bad.write_text("road,number,lon,lat\n测试路,1,118.79,36.868\n测试路,2,东经,36.868\n", encoding="utf-8")
+    nested = db.begin_nested()
+    try:
+        result = CliRunner().invoke(app, ["addresses", "import", str(good)])
+        assert result.exit_code == 0 and "imported 2 standard addresses" in result.output
+        result = CliRunner().invoke(app, ["addresses", "import", str(bad)])
+        assert result.exit_code == 1 and "row 2: lon '东经' is not a number" in result.output
+    finally:
+        nested.rollback()

@@ -61,9 +61,19 @@ def test_town_kpis_match_hand_computed_numbers(month):
     row = K.kpis(month, "town", month="2026-03", as_of=AS_OF).iloc[0]
     assert (row.code, row["name"]) == (TOWN, "圣城街道")
     counts = {c: int(row[c]) for c in K.COUNTS}
-    assert counts == {"received": 5, "rejected": 1, "accepted": 4, "dispatched": 4, "signed": 3,
-                      "completed": 2, "closed": 2, "signed_off": 1, "reworked": 1,
-                      "revisits": 3, "satisfied": 2}
+    assert counts == {
+        "received": 5,
+        "rejected": 1,
+        "accepted": 4,
+        "dispatched": 4,
+        "signed": 3,
+        "completed": 2,
+        "closed": 2,
+        "signed_off": 1,
+        "reworked": 1,
+        "revisits": 3,
+        "satisfied": 2,
+    }
     # sign: A and C on time, B late, F never signed and overdue -> 2/4
     # completion: A and B on time (B's due extended), F overdue, C signed off -> 2/3
     # first-time fix: A reworked, B not -> 1/2; satisfaction 2 of 3 revisits; closure (2+1)/4
@@ -81,7 +91,11 @@ def test_department_and_grid_levels_and_counts_by_category(month):
     assert grid.received.tolist() == [2]  # B and F in the east grid
     cats = K.counts_by_category(month, "town", month="2026-03", as_of=AS_OF)
     assert cats[["category", "n"]].values.tolist() == [
-        ["0102", 2], ["0401", 1], ["0507", 1], ["1202", 1]]
+        ["0102", 2],
+        ["0401", 1],
+        ["0507", 1],
+        ["1202", 1],
+    ]
 
 
 def test_recomputing_as_of_an_earlier_moment(month):
@@ -89,7 +103,12 @@ def test_recomputing_as_of_an_earlier_moment(month):
     # by 12:30 on 2 March: A signed on time, B not yet signed but overdue (12:05), C on time;
     # D rejected; F not received yet -> sign 2/3; nothing closed, C signed off: closure 1/3
     assert (row.received, row.timely_sign_rate, row.closed, row.signed_off, row.closure_rate) == (
-        4, 0.6667, 0, 1, 0.3333)
+        4,
+        0.6667,
+        0,
+        1,
+        0.3333,
+    )
 
 
 def test_ranking_and_csv(month):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 from sqlalchemy import text
 
@@ -35,24 +36,38 @@ def tiny(session):
 
 
 def new(session, when, *, category="0102", channel="hotline", x=100.0, y=400.0, **kw):
-    return S.create_ticket(session, channel=channel, category=category, description="路边垃圾堆积",
-                           at=when, reporter_phone="13812341234", **{**pt(x, y), **kw})
+    return S.create_ticket(
+        session,
+        channel=channel,
+        category=category,
+        description="路边垃圾堆积",
+        at=when,
+        reporter_phone="13812341234",
+        **{**pt(x, y), **kw},
+    )
 
 
 def mv(session, ticket, name, role, when, note=None, actor="张三", **payload):
-    return S.apply_move(session, ticket.id, name, actor=actor, role=role, note=note,
-                        payload=payload, at=when)
+    return S.apply_move(
+        session, ticket.id, name, actor=actor, role=role, note=note, payload=payload, at=when
+    )
 
 
 def test_intake_freezes_the_place_and_starts_the_dispatch_clock(tiny):
     t = new(tiny, at(2, 9))
     assert (t.state, t.grid_code, t.village_code, t.town_code, t.district_code) == (
-        "received", "370783001001001", WEST, TOWN, "370783000000")
+        "received",
+        "370783001001001",
+        WEST,
+        TOWN,
+        "370783000000",
+    )
     assert t.match == "inside" and not t.unplaced and t.department == "sanitation"
     assert t.dispatch_due == at(3, 17, 30)  # 1 working day: close of Tuesday
     events = S.timeline(tiny, t.id)
     assert [(e["move"], e["from_state"], e["to_state"]) for e in events] == [
-        ("receive", None, "received")]
+        ("receive", None, "received")
+    ]
     assert S.summary(t)["reporter_phone"] == "138****1234"
 
 
@@ -89,20 +104,32 @@ def test_one_ticket_through_every_move_and_its_timeline(tiny):
     assert (a.state, a.closed_at, a.satisfied) == ("closed", at(3, 10, 40), True)
     events = S.timeline(tiny, a.id)
     assert [(e["move"], e["to_state"], e["rework"]) for e in events] == [
-        ("receive", "received", False), ("check", "received", False),
-        ("dispatch", "dispatched", False), ("split", "dispatched", False),
-        ("sign", "signed", False), ("join", "signed", False), ("start", "handling", False),
-        ("complete", "completed", False), ("verify_fix", "completed", False),
-        ("review_fail", "handling", True), ("complete", "completed", False),
-        ("review_pass", "reviewed", False), ("revisit", "handling", True),
-        ("complete", "completed", False), ("review_pass", "reviewed", False),
-        ("revisit", "revisited", False), ("close", "closed", False)]
+        ("receive", "received", False),
+        ("check", "received", False),
+        ("dispatch", "dispatched", False),
+        ("split", "dispatched", False),
+        ("sign", "signed", False),
+        ("join", "signed", False),
+        ("start", "handling", False),
+        ("complete", "completed", False),
+        ("verify_fix", "completed", False),
+        ("review_fail", "handling", True),
+        ("complete", "completed", False),
+        ("review_pass", "reviewed", False),
+        ("revisit", "handling", True),
+        ("complete", "completed", False),
+        ("review_pass", "reviewed", False),
+        ("revisit", "revisited", False),
+        ("close", "closed", False),
+    ]
     assert events[4]["payload"] == {"due": at(2, 11, 30).isoformat(), "on_time": True}
     assert events[12]["payload"] == {"satisfaction": 2, "satisfied": False}
     children = S.detail(tiny, a.id)["children"]
     kids = [S.get_ticket(tiny, c) for c in children]
     assert [(k.state, k.assignee, k.village_code, k.parent_id) for k in kids] == [
-        ("dispatched", WEST, WEST, a.id), ("dispatched", EAST, EAST, a.id)]
+        ("dispatched", WEST, WEST, a.id),
+        ("dispatched", EAST, EAST, a.id),
+    ]
     assert kids[0].grid_code == a.grid_code  # the parent's own point stays in its village
 
 
@@ -137,7 +164,9 @@ def test_stored_due_dates_cross_national_day(tiny):
     assert t.sign_due == at(8, 9, month=10)
     # 3 working days after Wed 30 Sep: Thu 8, Fri 9, Sat 10 Oct (a make-up working day)
     assert t.complete_due == at(10, 17, 30, month=10)
-    stored = tiny.execute(text("SELECT complete_due FROM tickets WHERE id = :i"), {"i": t.id}).scalar()
+    stored = tiny.execute(
+        text("SELECT complete_due FROM tickets WHERE id = :i"), {"i": t.id}
+    ).scalar()
     assert stored == at(10, 17, 30, month=10)
 
 
@@ -149,8 +178,13 @@ def test_duplicates_link_to_the_first_open_ticket(tiny):
     late = new(tiny, at(3, 9, 1), x=100, y=401)  # 24 h and a minute later
     other = new(tiny, at(2, 12, 10), category="0104", x=100, y=400)  # another category
     assert (far.duplicate_of, late.duplicate_of, other.duplicate_of) == (None, None, None)
-    link = tiny.execute(text("SELECT duplicate_of, round(distance_m), round(minutes_apart) "
-                             "FROM ticket_duplicates WHERE ticket_id = :i"), {"i": dup.id}).one()
+    link = tiny.execute(
+        text(
+            "SELECT duplicate_of, round(distance_m), round(minutes_apart) "
+            "FROM ticket_duplicates WHERE ticket_id = :i"
+        ),
+        {"i": dup.id},
+    ).one()
     assert tuple(link) == (a.id, 22, 180)
     assert S.timeline(tiny, a.id)[-1]["move"] == "duplicate"
     total, rows = S.list_tickets(tiny)
@@ -163,8 +197,14 @@ def test_unplaced_tickets_are_kept_and_can_be_placed(tiny):
     out = new(tiny, at(2, 9), x=5000, y=5000)
     assert (out.state, out.unplaced, out.grid_code) == ("received", True, None)
     assert "outside every grid" in out.unplaced_reason
-    by_address = S.create_ticket(tiny, channel="hotline", category="0102", description="垃圾",
-                                 address="圣城街道东关社区幸福路12号", at=at(2, 9, 5))
+    by_address = S.create_ticket(
+        tiny,
+        channel="hotline",
+        category="0102",
+        description="垃圾",
+        address="圣城街道东关社区幸福路12号",
+        at=at(2, 9, 5),
+    )
     assert by_address.unplaced and by_address.unplaced_reason
     total, rows = S.list_tickets(tiny, unplaced=True)
     assert total == 2 and {r["id"] for r in rows} == {out.id, by_address.id}
@@ -208,7 +248,9 @@ def test_events_are_append_only(tiny):
     tiny.flush()
     with pytest.raises(Exception, match="append-only"):
         with tiny.begin_nested():
-            tiny.execute(text("UPDATE ticket_events SET note = 'x' WHERE ticket_id = :i"), {"i": a.id})
+            tiny.execute(
+                text("UPDATE ticket_events SET note = 'x' WHERE ticket_id = :i"), {"i": a.id}
+            )
     with pytest.raises(Exception, match="append-only"):
         with tiny.begin_nested():
             tiny.execute(text("DELETE FROM ticket_events WHERE ticket_id = :i"), {"i": a.id})
@@ -217,7 +259,7 @@ def test_events_are_append_only(tiny):
 def test_cards_turn_yellow_then_red_and_are_recorded(tiny):
     a = new(tiny, at(2, 9))
     mv(tiny, a, "dispatch", "district", at(2, 9, 30), assignee=TOWN)  # sign due 11:30
-    assert S.refresh_cards(tiny, at(2, 10)) ["changed"] == 0
+    assert S.refresh_cards(tiny, at(2, 10))["changed"] == 0
     counts = S.refresh_cards(tiny, at(2, 11, 10))  # 100 of 120 minutes used: >= 80%
     assert (counts["yellow"], counts["changed"], a.card) == (1, 1, "yellow")
     S.refresh_cards(tiny, at(2, 11, 31))
@@ -230,3 +272,55 @@ def test_cards_turn_yellow_then_red_and_are_recorded(tiny):
     mv(tiny, a, "sign", "town", at(2, 12))
     S.refresh_cards(tiny, at(2, 12, 1))
     assert a.card == "ok"
+
+
+def test_an_address_is_geocoded_or_queued_with_the_reason(tiny):
+    from gis.coords import to_wgs84
+    from gis.geocode import import_addresses
+
+    p = pt(700, 200)
+    lon, lat = (float(v[0]) for v in to_wgs84([p["lon"]], [p["lat"]], p["crs"]))
+    import_addresses(
+        tiny,
+        pd.DataFrame(
+            {
+                "town": ["圣城街道"],
+                "road": ["幸福路"],
+                "number": ["12"],
+                "lon": [str(lon)],
+                "lat": [str(lat)],
+            }
+        ),
+    )
+    t = S.create_ticket(
+        tiny,
+        channel="hotline",
+        category="0102",
+        description="垃圾",
+        address="圣城街道幸福路12号",
+        at=at(2, 9),
+    )
+    assert (t.unplaced, t.match, t.grid_code, t.town_code) == (
+        False,
+        "geocoded",
+        "370783001002001",
+        TOWN,
+    )
+    miss = S.create_ticket(
+        tiny,
+        channel="hotline",
+        category="0102",
+        description="垃圾",
+        address="圣城街道幸福路999号",
+        at=at(2, 9),
+    )
+    assert miss.unplaced and miss.unplaced_reason.startswith("address ")
+
+
+def test_planners_routing_overrides_apply_to_new_tickets(tiny):
+    S.set_route(tiny, "0102", department="urban", needs_town=False, who="规划员", why="试点")
+    t = new(tiny, at(2, 9))
+    assert (t.department, t.needs_town) == ("urban", False)
+    with pytest.raises(InvalidInput, match="unknown department"):
+        S.set_route(tiny, "0102", department="nasa", needs_town=False, who="x")
+    assert S.routing_table(tiny).route("0102").department == "urban"

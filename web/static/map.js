@@ -50,42 +50,38 @@ function hexA(hex, a) {
 }
 
 // ------------------------------------------------------------------ layers
+// One vector-tile layer holds every registry layer and the tickets ("all" tiles: a quarter of the
+// requests); the switcher shows and hides its MVT layers. Sensors, workers, cameras are GeoJSON.
 const layers = {};
 const available = [];
-
-function tileLayer(name, pane) {
-  const layer = new MVTLayer(name, { pane, crs, style: (p, z) => styles[name](p, z) });
-  layer.on("tiledata", () => { labels.redraw(); scheduleCounts(); });
-  layer.loaded = new Promise((ok) => layer.once("load", ok));
-  return layer;
-}
+let tiles = null;
+const TILE_LAYERS = ["grids", "villages", "towns", "tickets"];
 
 const labels = new LabelCanvas((z) => {
   const out = [];
-  const add = (layer, min, size, color, bold, text) => {
-    if (!layer || !map.hasLayer(layer) || z < min) return;
-    for (const l of layer.labels()) out.push({ latlng: l.latlng, text: text(l.props), size, color, bold });
+  const add = (name, min, size, color, bold, text) => {
+    if (!tiles || !map.hasLayer(tiles) || z < min) return;
+    for (const l of tiles.labels(name)) out.push({ latlng: l.latlng, text: text(l.props), size, color, bold });
   };
-  add(layers.towns, 0, z >= 12 ? 22 : 19, "#ffd166", true, (p) => p.name);
-  add(layers.villages, 11.5, 14, "#bfe3ff", false, (p) => p.name);
-  add(layers.grids, 13.5, 12, "#e4f2ff", false, (p) => p.name + (p.open ? " · " + p.open : ""));
+  add("towns", 0, z >= 12 ? 22 : 19, "#ffd166", true, (p) => p.name);
+  add("villages", 11.5, 14, "#bfe3ff", false, (p) => p.name);
+  add("grids", 13.5, 12, "#e4f2ff", false, (p) => p.name + (p.open ? " · " + p.open : ""));
   return out;
 }, { pane: "labels" });
 
-async function setupLayers() {
-  const info = await getJSON("/tiles");
+async function setupLayers(info) {
   const names = info.layers.map((l) => l.name);
-  const pane = { grids: "grids", villages: "areas", towns: "areas", tickets: "tickets" };
   const titles = { grids: "网格", villages: "村/社区", towns: "镇/街道", tickets: "事件工单" };
-  for (const name of ["grids", "villages", "towns", "tickets"]) {
-    if (!names.includes(name)) continue;
-    layers[name] = tileLayer(name, pane[name]).addTo(map);
-    available.push({ name, title: titles[name], layer: layers[name] });
-  }
-  state.tickets = Boolean(layers.tickets);
+  tiles = new MVTLayer("all", { pane: "grids", crs, order: TILE_LAYERS, clickable: ["tickets", "grids"],
+    style: (p, z, name) => styles[name] && styles[name](p, z) });
+  tiles.on("tiledata", () => { labels.redraw(); scheduleCounts(); });
+  tiles.loaded = new Promise((ok) => tiles.once("load", ok));
+  tiles.addTo(map);
+  layers.tiles = tiles;
+  for (const name of TILE_LAYERS) if (names.includes(name)) available.push({ name, title: titles[name], tile: true });
+  state.tickets = names.includes("tickets");
   body.classList.toggle("has-tickets", state.tickets);
   labels.addTo(map);
-  await addThings();
   renderSwitcher();
 }
 
@@ -95,6 +91,7 @@ const THINGS = [
   { name: "workers", title: "网格员", colour: "#ff4d5e", paths: ["/workers/positions", "/workers/live", "/workers"] },
   { name: "cameras", title: "视频监控", colour: "#4cc9f0", paths: ["/cameras"] },
 ];
+const thingsCanvas = L.canvas({ pane: "things", padding: 0.2 }); // thousands of markers: one canvas, not SVG
 async function addThings() {
   for (const thing of THINGS) {
     let path = null;
@@ -105,7 +102,7 @@ async function addThings() {
       if (data.type !== "FeatureCollection") continue;
       const layer = L.geoJSON(shiftGeoJSON(data, crs), {
         pane: "things",
-        pointToLayer: (f, latlng) => L.circleMarker(latlng, { pane: "things", radius: 5, color: "#0b1420", weight: 1.5,
+        pointToLayer: (f, latlng) => L.circleMarker(latlng, { pane: "things", renderer: thingsCanvas, radius: 5, color: "#0b1420", weight: 1.5,
           fillColor: f.properties.alarm ? "#ff4d5e" : thing.colour, fillOpacity: 0.95 }),
         onEachFeature: (f, l) => l.on("click", () => showInfo(thing.title, f.properties)),
       }).addTo(map);
@@ -120,11 +117,12 @@ function renderSwitcher() {
   list.innerHTML = available.map((a) => `<label data-layer="${a.name}"><input type="checkbox" checked> <i class="sw sw-${a.name}"></i>${a.title}<b class="n" id="n-${a.name}"></b></label>`).join("");
   list.querySelectorAll("label").forEach((el) => el.querySelector("input").addEventListener("change", (e) => {
     const a = available.find((x) => x.name === el.dataset.layer);
-    if (e.target.checked) a.layer.addTo(map); else map.removeLayer(a.layer);
+    if (a.tile) tiles.setVisible(a.name, e.target.checked);
+    else if (e.target.checked) a.layer.addTo(map); else map.removeLayer(a.layer);
     labels.redraw();
   }));
   document.querySelectorAll("input[name=colour]").forEach((el) => el.addEventListener("change", () => {
-    state.colour = el.value; layers.grids.restyle(); renderLegend();
+    state.colour = el.value; tiles.restyle(); renderLegend();
   }));
   renderLegend();
 }
@@ -142,16 +140,16 @@ function renderLegend() {
 let countsTimer = null;
 function scheduleCounts() { clearTimeout(countsTimer); countsTimer = setTimeout(updateCounts, 120); }
 
-function unique(layer) {
+function unique(name) {
   const seen = new Map();
-  if (layer) for (const l of layer.labels()) seen.set(l.props.code, l);
+  if (tiles) for (const l of tiles.labels(name)) seen.set(l.props.code, l);
   return seen;
 }
 
 function updateCounts() {
   if (!state.cityBounds || !map.getBounds().contains(state.cityBounds)) return; // totals need the whole city in view
-  const grids = unique(layers.grids);
-  const c = { grids: grids.size, towns: unique(layers.towns).size, villages: unique(layers.villages).size };
+  const grids = unique("grids");
+  const c = { grids: grids.size, towns: unique("towns").size, villages: unique("villages").size };
   if (state.tickets) {
     c.open = 0; c.red = 0;
     for (const l of grids.values()) { c.open += l.props.open || 0; c.red += l.props.red || 0; }
@@ -181,14 +179,12 @@ function showInfo(title, props) {
 }
 
 map.on("click", (e) => {
-  const t = layers.tickets && map.hasLayer(layers.tickets) && layers.tickets.hit(e.latlng);
-  if (t) {
-    if (t.props.aggregate) { map.flyTo(t.latlng, TICKET_POINT_ZOOM + 0.5); showInfo("网格工单汇总 · " + t.props.name, t.props); }
-    else showTicket(t.props);
-    return;
-  }
-  const g = layers.grids && map.hasLayer(layers.grids) && layers.grids.hit(e.latlng);
-  if (g) showInfo(g.props.name, g.props);
+  const hit = tiles && tiles.hit(e.latlng);
+  if (!hit) return;
+  if (hit.layer === "tickets" && hit.props.aggregate) {
+    map.flyTo(hit.latlng, TICKET_POINT_ZOOM + 0.5); showInfo("网格工单汇总 · " + hit.props.name, hit.props);
+  } else if (hit.layer === "tickets") showTicket(hit.props);
+  else showInfo(hit.props.name, hit.props);
 });
 
 async function showTicket(props) {
@@ -208,43 +204,50 @@ function rowsOf(body) { return Array.isArray(body) ? body : body.rows || body.it
 
 function fillTownSelect() {
   const select = document.getElementById("area-select");
-  if (select.options.length > 1 || !layers.towns) return;
-  const towns = [...unique(layers.towns).values()].sort((a, b) => a.props.code.localeCompare(b.props.code));
+  if (select.options.length > 1) return;
+  const towns = [...unique("towns").values()].sort((a, b) => a.props.code.localeCompare(b.props.code));
   for (const t of towns) select.add(new Option(t.props.name, t.props.code));
 }
 
-function townLabel(code) { return unique(layers.towns).get(code); }
+function townLabel(code) { return unique("towns").get(code); }
 
 function flyToTown(code) {
   state.town = code;
   const t = townLabel(code);
   if (t) map.flyTo(t.latlng, 11.5); else if (state.cityBounds) map.flyToBounds(state.cityBounds);
-  layers.towns && layers.towns.restyle(); layers.grids && layers.grids.restyle();
+  tiles.restyle();
+}
+
+// KPIs of the selected town, or of the whole city summed over towns (then only the rates whose
+// numerator and denominator are counts in the rows: closure and satisfaction; the others need the
+// per-ticket deadlines the server holds, so they show for a single town only).
+function summed(rows) {
+  const total = {};
+  for (const k of ["received", "accepted", "closed", "signed_off", "revisits", "satisfied"]) total[k] = rows.reduce((s, r) => s + (r[k] || 0), 0);
+  const one = rows.length === 1 ? rows[0] : {};
+  total.closure_rate = total.accepted ? (total.closed + total.signed_off) / total.accepted : null;
+  total.satisfaction_rate = total.revisits ? total.satisfied / total.revisits : null;
+  total.timely_sign_rate = one.timely_sign_rate ?? null;
+  total.on_time_completion_rate = one.on_time_completion_rate ?? null;
+  return total;
 }
 
 async function loadKpis() {
   if (!(await hasPath("/kpis"))) return;
   document.getElementById("kpi-panel").hidden = false;
-  const code = state.town;
-  const level = code ? "town" : "district";
   const today = shanghaiDate(), month = today.slice(0, 7);
-  const query = (extra) => "/kpis?" + new URLSearchParams({ level, ...(code ? { code } : {}), ...extra });
-  const sum = (rows) => {
-    const keys = ["received", "accepted", "closed", "signed_off"];
-    const out = {}; keys.forEach((k) => (out[k] = rows.reduce((s, r) => s + (r[k] || 0), 0)));
-    const one = rows.length === 1 ? rows[0] : {};
-    return { ...out, closure_rate: one.closure_rate ?? (out.accepted ? (out.closed + out.signed_off) / out.accepted : null),
-      timely_sign_rate: one.timely_sign_rate, on_time_completion_rate: one.on_time_completion_rate, satisfaction_rate: one.satisfaction_rate };
-  };
+  const start = new Date(today + "T00:00:00+08:00");
+  const query = (extra) => "/kpis?" + new URLSearchParams({ level: "town", ...(state.town ? { code: state.town } : {}), ...extra });
   try {
     const [day, mon] = await Promise.all([
-      getJSON(query({ start: today + "T00:00:00+08:00", end: new Date(Date.parse(today + "T00:00:00+08:00") + 864e5).toISOString() })).then(rowsOf).then(sum),
-      getJSON(query({ month })).then(rowsOf).then(sum)]);
+      getJSON(query({ start: start.toISOString(), end: new Date(start.getTime() + 864e5).toISOString() })),
+      getJSON(query({ month }))]).then((answers) => answers.map((a) => summed(rowsOf(a))));
     const cell = (label, a, b) => `<tr><th>${label}</th><td>${a}</td><td>${b}</td></tr>`;
     document.getElementById("kpis").innerHTML = `<table class="kpi"><thead><tr><th></th><th>今日</th><th>本月</th></tr></thead><tbody>
       ${cell("受理", day.received, mon.received)}${cell("办结", day.closed + day.signed_off, mon.closed + mon.signed_off)}
-      ${cell("办结率", pct(day.closure_rate), pct(mon.closure_rate))}${cell("及时签收率", pct(day.timely_sign_rate), pct(mon.timely_sign_rate))}
-      ${cell("按期办结率", pct(day.on_time_completion_rate), pct(mon.on_time_completion_rate))}${cell("群众满意率", pct(day.satisfaction_rate), pct(mon.satisfaction_rate))}</tbody></table>`;
+      ${cell("办结率", pct(day.closure_rate), pct(mon.closure_rate))}${cell("群众满意率", pct(day.satisfaction_rate), pct(mon.satisfaction_rate))}
+      ${state.town ? cell("及时签收率", pct(day.timely_sign_rate), pct(mon.timely_sign_rate)) + cell("按期办结率", pct(day.on_time_completion_rate), pct(mon.on_time_completion_rate)) : ""}</tbody></table>`;
+    document.getElementById("kpis").dataset.received = mon.received;
   } catch (err) { document.getElementById("kpis").innerHTML = `<p class="muted">${esc(err.message)}</p>`; }
 }
 
@@ -285,9 +288,9 @@ async function loadFeed() {
 
 // ------------------------------------------------------------------ live
 let refreshTimer = null;
-function refreshSoon(names) {
+function refreshSoon() {
   clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(() => names.forEach((n) => layers[n] && layers[n].refresh()), 500);
+  refreshTimer = setTimeout(() => tiles.refresh(), 400);
 }
 
 function connectLive() {
@@ -302,7 +305,7 @@ function connectLive() {
     feed({ kind: "ticket", card: d.card, time: timeText(d.at || new Date().toISOString()),
       title: d.id ? `#${d.id} ${d.category_name || d.category || "工单"}` : "工单更新",
       text: [STATE_NAMES[d.state] || d.state, d.address || d.grid_code].filter(Boolean).join(" · "), lon: d.lon, lat: d.lat });
-    refreshSoon(["tickets", "grids"]); loadKpis();
+    refreshSoon(); loadKpis();
   });
   es.addEventListener("alarms", (e) => {
     seen();
@@ -313,7 +316,7 @@ function connectLive() {
   es.addEventListener("registry", (e) => {
     seen();
     feed({ kind: "registry", time: timeText(new Date().toISOString()), title: "网格调整", text: "版本 " + (JSON.parse(e.data).payload || e.data) });
-    refreshSoon(["grids", "villages", "towns", "tickets"]);
+    refreshSoon();
   });
   es.addEventListener("workers", (e) => {
     seen();
@@ -328,23 +331,29 @@ function connectLive() {
 // ------------------------------------------------------------------ start
 async function start() {
   const t0 = performance.now();
-  const district = await getJSON("/areas?level=district").catch(() => null);
-  if (district && district.features.length) {
-    const outline = L.geoJSON(shiftGeoJSON(district, crs), { pane: "areas", interactive: false,
-      style: { color: "#7fd1ff", weight: 3, fill: false, className: "district-glow" } }).addTo(map);
-    state.cityBounds = outline.getBounds();
+  const tileInfo = await getJSON("/tiles");
+  const b = tileInfo.bounds;
+  if (b) {
+    state.cityBounds = L.latLngBounds(shift([b[1], b[0]]), shift([b[3], b[2]]));
     map.fitBounds(state.cityBounds, { paddingTopLeft: [360, 70], paddingBottomRight: [440, 20] });
   } else map.setView([36.88, 118.8], 10);
-  await setupLayers();
-  const loaded = available.filter((a) => a.layer instanceof MVTLayer).map((a) => a.layer.loaded);
-  Promise.all(loaded).then(() => {
-    updateCounts(); labels.paint();
-    window.onemapRenderMs = performance.now();
-    body.dataset.ready = "true";
-    body.dataset.renderMs = Math.round(performance.now() - t0);
-  });
+  getJSON("/areas?level=district").then((district) => L.geoJSON(shiftGeoJSON(district, crs), { pane: "areas",
+    interactive: false, style: { color: "#7fd1ff", weight: 3, fill: false, className: "district-glow" } }).addTo(map))
+    .catch((err) => console.warn(err));
+  await setupLayers(tileInfo);
+  await tiles.loaded; // the map first; panels and point layers after, so they do not compete for the server
+  updateCounts(); labels.paint();
+  window.onemapRenderMs = performance.now();
+  body.dataset.renderMs = Math.round(performance.now() - t0);
+  body.dataset.ready = "true";
   document.getElementById("area-select").addEventListener("change", (e) => { flyToTown(e.target.value); loadKpis(); });
   connectLive();
+  addThings().then(() => {
+    renderSwitcher(); updateCounts();
+    body.dataset.completeMs = Math.round(performance.now() - t0);
+    window.onemapCompleteMs = performance.now();
+    body.dataset.complete = "true";
+  });
   loadKpis(); loadRanking(); loadFeed();
 }
 

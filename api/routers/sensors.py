@@ -1,0 +1,128 @@
+"""Pollution sensors: registry CRUD, bulk readings, thresholds, alarms, and the map layers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from api.deps import SessionDep
+from api.geojson import GeoJSONResponse, feature_collection
+from gis.errors import InvalidInput
+from layers.sensors import ingest, layer, registry, thresholds
+
+router = APIRouter(prefix="/sensors", tags=["sensors"])
+
+MAX_BODY = 200 * 1024 * 1024
+
+
+class SensorIn(BaseModel):
+    id: str = Field(min_length=1, max_length=40)
+    name: str = Field(min_length=1, max_length=100)
+    lon: float
+    lat: float
+    crs: str = "EPSG:4326"
+    kind: str = "air"
+    pollutants: list[str] | None = None
+    owner: str | None = None
+
+
+class SensorPatch(BaseModel):
+    name: str | None = None
+    kind: str | None = None
+    pollutants: list[str] | None = None
+    owner: str | None = None
+    status: str | None = None
+    lon: float | None = None
+    lat: float | None = None
+    crs: str = "EPSG:4326"
+
+
+class ThresholdPatch(BaseModel):
+    limit_value: float | None = None
+    consecutive: int | None = None
+    who: str = "api"
+
+
+async def _body(request: Request) -> tuple[bytes, str | None]:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise InvalidInput(f"batch larger than {MAX_BODY // 2**20} MB: split it")
+    kind = request.headers.get("content-type", "")
+    fmt = "csv" if "csv" in kind else "jsonl" if "json" in kind else None
+    return body, fmt
+
+
+@router.get("", response_class=GeoJSONResponse)
+def sensors(session: SessionDep, town: str | None = None, retired: bool = False) -> GeoJSONResponse:
+    """Every sensor with its latest reading and state (ok, over, stale, no_data, alarm, offline)."""
+    frame = layer.sensors_layer(session, town=town, include_retired=retired)
+    return GeoJSONResponse(feature_collection(frame, id_column="id"))
+
+
+@router.get("/grids", response_class=GeoJSONResponse)
+def grid_layer(session: SessionDep, town: str | None = None) -> GeoJSONResponse:
+    """Per grid: sensors, open alarms, worst latest PM2.5/PM10, drawn on the grid polygons."""
+    return GeoJSONResponse(feature_collection(layer.grid_aggregate(session, town=town), id_column="grid_code"))
+
+
+@router.get("/thresholds")
+def list_thresholds(session: SessionDep) -> list[dict]:
+    return thresholds.list_thresholds(session)
+
+
+@router.patch("/thresholds/{pollutant}")
+def edit_threshold(session: SessionDep, pollutant: str, patch: ThresholdPatch) -> dict:
+    return thresholds.set_threshold(session, registry.pollutant_name(pollutant), who=patch.who,
+                                    limit_value=patch.limit_value, consecutive=patch.consecutive)
+
+
+@router.get("/alarms")
+def alarms(session: SessionDep, state: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
+           sensor: str | None = None) -> list[dict]:
+    return thresholds.list_alarms(session, state=state, sensor_id=sensor)
+
+
+@router.post("/readings")
+async def post_readings(request: Request, session: SessionDep) -> dict:
+    """A batch of readings as CSV (text/csv) or JSON lines; good rows land, bad ones come back."""
+    body, fmt = await _body(request)
+    return ingest.ingest_readings(session, body, fmt=fmt).as_dict()
+
+
+@router.post("/import")
+async def import_sensors(request: Request, session: SessionDep, crs: str = "EPSG:4326") -> dict:
+    """Register or update sensors from CSV / JSON lines (id, name, kind, pollutants, lon, lat, owner)."""
+    body, fmt = await _body(request)
+    return registry.import_sensors(session, body, crs=crs, fmt=fmt)
+
+
+@router.post("", status_code=201)
+def create(session: SessionDep, sensor: SensorIn) -> dict:
+    return registry.create_sensor(session, **sensor.model_dump())
+
+
+@router.get("/{sensor_id}")
+def get(session: SessionDep, sensor_id: str) -> dict:
+    return registry.get_sensor(session, sensor_id)
+
+
+@router.patch("/{sensor_id}")
+def update(session: SessionDep, sensor_id: str, patch: SensorPatch) -> dict:
+    changes = patch.model_dump(exclude_unset=True)
+    return registry.update_sensor(session, sensor_id, **changes)
+
+
+@router.delete("/{sensor_id}")
+def retire(session: SessionDep, sensor_id: str) -> dict:
+    """Retire (never delete): readings and alarms stay readable."""
+    return registry.retire_sensor(session, sensor_id)
+
+
+@router.get("/{sensor_id}/readings")
+def readings(session: SessionDep, sensor_id: str, start: datetime | None = None,
+             end: datetime | None = None) -> list[dict]:
+    """One sensor's series in time order (default: the 24 hours before its newest reading)."""
+    return layer.series(session, sensor_id, start=start, end=end)

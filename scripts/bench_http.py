@@ -1,0 +1,86 @@
+"""`onemap bench api`: latency of GET /resolve under a fixed request rate on loopback.
+
+A real uvicorn process serves the configured database; an asyncio client sends requests at a fixed
+rate (open loop, so a slow server cannot slow the clock down) for a bounded time, and reports p50,
+p99 and errors for /resolve beside /health (the baseline: the same stack with no resolver work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+
+from gis.pg import free_port
+
+
+def _serve(port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
+           "--port", str(port), "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, env=os.environ.copy())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError("the API did not start within 30 s")
+
+
+async def _load(base: str, paths: list[str], rate: float, seconds: float) -> tuple[np.ndarray, int]:
+    latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        async def one(path: str) -> None:
+            nonlocal errors
+            t = time.perf_counter()
+            try:
+                res = await client.get(path)
+                if res.status_code != 200:
+                    errors += 1
+            except httpx.HTTPError:
+                errors += 1
+            latencies.append(time.perf_counter() - t)
+
+        tasks = []
+        start = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(paths[i % len(paths)])))
+        await asyncio.gather(*tasks)
+    return np.array(latencies) * 1000, errors
+
+
+def run(rate: float = 200, seconds: float = 10, echo=print) -> dict:
+    from gis.db import session_scope
+    from gis.registry import load_grids
+
+    with session_scope() as session:
+        grids = load_grids(session)
+    points = grids.geometry.representative_point()
+    paths = [f"/resolve?lon={p.x:.7f}&lat={p.y:.7f}" for p in points]
+    port = free_port()
+    proc = _serve(port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        httpx.get(base + paths[0], timeout=120)  # the resolver index is built (or waited for) once
+        asyncio.run(_load(base, paths[:50], rate, 1))  # warm-up: connections pooled
+        report = {}
+        for name, batch in (("health (baseline)", ["/health"]), ("resolve", paths)):
+            ms, errors = asyncio.run(_load(base, batch, rate, seconds))
+            report[name] = {"requests": len(ms), "errors": errors, "p50_ms": round(float(np.percentile(ms, 50)), 2),
+                            "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+            echo(f"{name:18} {rate:.0f} req/s × {seconds:.0f} s: {report[name]}")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return report
