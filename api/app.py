@@ -31,6 +31,7 @@ ROUTERS = [
     "api.routers.tiles",
     "api.routers.live",
     "api.routers.exports",
+    "api.routers.ogc",
     "api.routers.auth",
     "api.routers.pages",
 ]

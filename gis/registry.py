@@ -64,7 +64,7 @@ def _frame(session: Session, stmt, columns: Sequence[str]) -> gpd.GeoDataFrame:
 
 def load_grids(session: Session, *, as_of: datetime | None = None, town: str | None = None,
                village: str | None = None, codes: Iterable[str] | None = None,
-               district: str | None = None) -> gpd.GeoDataFrame:
+               district: str | None = None, villages: Iterable[str] | None = None) -> gpd.GeoDataFrame:
     """Grids valid now (or ``as_of``), optionally filtered by area or code, ordered by code."""
     cols = [getattr(Grid, c) for c in GRID_COLUMNS]
     stmt = select(*cols, func.ST_AsBinary(Grid.geom)).where(_validity(Grid, as_of))
@@ -74,6 +74,8 @@ def load_grids(session: Session, *, as_of: datetime | None = None, town: str | N
         stmt = stmt.where(Grid.village_code == village)
     if district:
         stmt = stmt.where(Grid.district_code == district)
+    if villages is not None:
+        stmt = stmt.where(Grid.village_code.in_(list(villages)))
     if codes is not None:
         stmt = stmt.where(Grid.code.in_(list(codes)))
     return _frame(session, stmt.order_by(Grid.code), GRID_COLUMNS)
@@ -209,8 +211,8 @@ def _commit_edit(session: Session, *, kind: str, who: str, why: str, close: Sequ
     missing = set(villages) - set(load_areas(session, level="village", codes=villages)["code"])
     if missing:
         raise CodeError(f"village/community {', '.join(sorted(missing))} is not registered: import areas first")
-    current = load_grids(session)
-    current = current[current["village_code"].isin(villages) & ~current["code"].isin(list(close))]
+    current = load_grids(session, villages=villages)
+    current = current[~current["code"].isin(list(close))]
     clash = sorted(set(current["code"]) & set(opened["code"]))
     if clash:
         raise Conflict(f"grid codes already registered: {', '.join(clash[:10])} (redraw with --replace)")

@@ -260,6 +260,7 @@ COMMAND_MODULES = [
     "scripts.cli_vision",
     "scripts.cli_export",
     "scripts.cli_users",
+    "scripts.cli_scale",
 ]
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from rtree import index as rindex
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from gis.coords import from_wgs84, gauss_kruger_epsg
@@ -120,7 +120,8 @@ _GUARD = threading.Lock()
 def live_index(session: Session) -> LiveIndex:
     """The process-wide index for the session's database."""
     bind = session.get_bind()
-    key = getattr(bind, "engine", bind).url.render_as_string(hide_password=True)
+    engine = bind.engine if isinstance(bind, Connection) else bind
+    key = engine.url.render_as_string(hide_password=True)
     with _GUARD:
         return _INDEXES.setdefault(key, LiveIndex())
 

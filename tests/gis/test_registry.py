@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 import shapely
+import shapely.affinity
 from shapely.geometry import LineString
 from sqlalchemy import func, select
 
@@ -161,3 +162,15 @@ def test_merge_refuses_grids_of_two_villages(loaded):
 def test_unknown_grid(loaded):
     with pytest.raises(NotFound):
         registry.grid_history(loaded, "370783001001777")
+
+
+def test_grid_far_outside_the_county_is_refused(session):
+    registry.import_areas(session, city.areas(), who="t", why="t")
+    frame = city.grids()
+    frame.loc[2, "geometry"] = shapely.affinity.translate(frame.geometry.iloc[2], xoff=-2.4, yoff=3.0)  # Beijing
+    before = _counts(session)
+    with pytest.raises(TopologyError) as info:
+        registry.import_grids(session, frame, who="t", why="t")
+    kinds = {p.kind for p in info.value.detail.problems}
+    assert "outside_parent" in kinds and "gap" in kinds
+    assert _counts(session) == before
