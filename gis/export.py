@@ -222,6 +222,19 @@ def is_date(values: pd.Series) -> bool:
             and all(isinstance(v, date) and not isinstance(v, datetime) for v in sample.iloc[:50]))
 
 
+def iso_local(local: pd.Series) -> np.ndarray:
+    """Local times as ISO 8601 text with the offset (2026-11-01T08:00:00+08:00), vectorised."""
+    text = local.dt.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return (text.str[:-2] + ":" + text.str[-2:]).to_numpy(dtype=object, na_value=None)
+
+
+def texts(values: pd.Series) -> np.ndarray:
+    """A column as an object array of str or None; only non-string objects go through :func:`plain`."""
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return values.to_numpy(dtype=object, na_value=None)
+    return np.array([_text(v) for v in values], dtype=object)
+
+
 def plain(value: Any) -> Any:
     """A JSON/CSV-ready scalar: numpy scalars unwrapped, NaN/NaT → None, times as local ISO."""
     if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
@@ -314,8 +327,7 @@ def dbf_columns(frame: pd.DataFrame, codec: str) -> list[_Column]:
         if is_datetime(values):
             local = local_times(values)
             days = local.dt.tz_localize(None).values.astype("datetime64[D]")
-            text = local.map(lambda v: None if pd.isna(v) else v.isoformat()).to_numpy(dtype=object)
-            columns += [_Column(name, days), _Column(f"{name}_time", text)]
+            columns += [_Column(name, days), _Column(f"{name}_time", iso_local(local))]
         elif is_date(values):
             columns.append(_Column(name, pd.to_datetime(values).values.astype("datetime64[D]")))
         else:
@@ -338,7 +350,7 @@ def _number_or_text(name: str, values: pd.Series) -> _Column:
         return _Column(name, values.fillna(0).to_numpy(dtype="int64"), _mask(values))
     if len(sample) and all(isinstance(v, (float, int, np.number)) for v in sample):
         return _Column(name, values.to_numpy(dtype="float64", na_value=np.nan))
-    return _Column(name, np.array([_text(v) for v in values], dtype=object))
+    return _Column(name, texts(values))
 
 
 def _mask(values: pd.Series) -> np.ndarray | None:
@@ -356,25 +368,41 @@ def _text(value: Any) -> str | None:
 
 
 def fit_texts(column: _Column, codec: str, where: _Where, cuts: _Cuts) -> None:
-    """Check every text value can be encoded and cut the long ones, recording each cut."""
-    if column.values.dtype != object:
-        return
+    """Check every text value can be encoded and cut the long ones, recording each cut.
+
+    One encode of the whole column answers "can GBK hold all of it" at C speed; only on failure is
+    the column walked to name the record. Only strings long enough to pass 254 bytes are measured.
+    """
     values = column.values
-    for i, text in enumerate(values):
+    if values.dtype != object:
+        return
+    present = [v for v in values if v is not None]
+    if codec != "utf-8":
+        try:
+            "\x00".join(present).encode(codec)
+        except UnicodeEncodeError:
+            _name_unencodable(column, codec, where)
+    lengths = pd.Series(values, dtype=object).str.len().fillna(0).to_numpy()
+    widest = 4 if codec == "utf-8" else 2  # bytes per character at most
+    for i in np.flatnonzero(lengths > DBF_TEXT_BYTES // widest):
+        text = values[i]
+        cut, size = fit_text(text, codec)
+        if cut != text:
+            values[i] = cut
+            cuts.rows.append((where.layer, where.file, where.offset + int(i), where.key_of(int(i)),
+                              column.full, size, text))
+
+
+def _name_unencodable(column: _Column, codec: str, where: _Where) -> None:
+    for i, text in enumerate(column.values):
         if text is None:
             continue
-        if codec == "utf-8" and len(text) <= DBF_TEXT_BYTES // 4:
-            continue  # cannot exceed 254 bytes; UTF-8 holds every character
         try:
-            cut, size = fit_text(text, codec)
+            text.encode(codec)
         except UnicodeEncodeError as exc:
             raise InvalidInput(f"{where.describe(i)}, field {column.full!r}: character "
                                f"{text[exc.start]!r} cannot be written in {codec.upper()}; "
                                "export with encoding=utf-8") from exc
-        if cut != text:
-            values[i] = cut
-            cuts.rows.append((where.layer, where.file, where.offset + i, where.key_of(i),
-                              column.full, size, text))
 
 
 @dataclass
@@ -427,14 +455,16 @@ class _ShapefileLayer:
         self.counts: dict[str, int] = {}  # family → records written
         self.names: dict[str, str] | None = None
         self.pending: list[gpd.GeoDataFrame] = []  # geometry-less rows before any family is known
+        self.template: gpd.GeoDataFrame | None = None  # the schema, for a layer with no rows
 
     def write(self, chunk: gpd.GeoDataFrame) -> None:
         chunk = to_output_crs(chunk, self.crs)
         geoms = np.asarray(chunk.geometry.values, dtype=object)
         families = geometry_families(geoms)
         if self.names is None:  # the first chunk fixes the schema
+            self.template = chunk.iloc[:0]
             attributes = pd.DataFrame(chunk.drop(columns=chunk.geometry.name))
-            fulls = [c.full for c in dbf_columns(attributes, self.codec)]
+            fulls = [c.full for c in dbf_columns(attributes.head(1000), self.codec)]
             self.names = dbf_field_names(fulls, self.codec)
         for family in [f for f in dict.fromkeys(families) if f is not None]:
             self._append(chunk[families == family], family)
@@ -453,15 +483,15 @@ class _ShapefileLayer:
         for nulls in self.pending:
             self._append(nulls, family)
         if not self.counts:
-            self._append(gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=label_crs(self.crs))), family)
+            empty = gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=label_crs(self.crs)))
+            self._append(empty if self.template is None else self.template, family)
         if len(self.counts) == 1:
-            only = next(iter(self.counts))
-            for part in self.folder.glob(f"{self._stem(only)}.*"):
+            only = self._stem(next(iter(self.counts)))
+            for part in self.folder.glob(f"{only}.*"):
                 part.rename(part.with_name(self.source.name + part.suffix))
-
-    def files(self) -> list[str]:
-        return sorted(p.name for p in self.folder.glob("*") if p.suffix in (".shp", ".shx", ".dbf", ".prj", ".cpg")
-                      and (p.stem == self.source.name or p.stem.startswith(self.source.name + "_")))
+            final = f"{self.source.name}.shp"
+            self.cuts.rows = [(r[0], final, *r[2:]) if r[0] == self.source.name and r[1] == f"{only}.shp"
+                              else r for r in self.cuts.rows]
 
     def stems(self) -> list[str]:
         if len(self.counts) == 1:
@@ -500,9 +530,10 @@ class _ShapefileLayer:
         for suffix in (".shp", ".dbf"):
             size = (self.folder / f"{stem}{suffix}").stat().st_size
             if size > self.max_bytes:
+                limit = f"{self.max_bytes:,} bytes" + (" (2 GB)" if self.max_bytes == MAX_PART_BYTES else "")
                 raise InvalidInput(
-                    f"layer {self.source.name!r}: {stem}{suffix} passed the shapefile limit of "
-                    f"{self.max_bytes:,} bytes (2 GB) after {sum(self.counts.values()):,} records; "
+                    f"layer {self.source.name!r}: the {suffix} of its {stem.rsplit('_', 1)[-1]} shapefile "
+                    f"passed the shapefile limit of {limit} after {sum(self.counts.values()):,} records; "
                     "export a GeoPackage (format=gpkg) or narrow the area or time range")
 
 
@@ -572,7 +603,8 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence]) -> N
 
 def _zip_folder(folder: Path, out: str | Path | IO[bytes]) -> list[str]:
     names = sorted(p.name for p in folder.iterdir())
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1,
+                         allowZip64=True) as archive:
         for name in names:
             archive.write(folder / name, arcname=name)
     return names
@@ -649,24 +681,40 @@ def geojson_chunks(source: Source, *, precision: int = 7) -> Iterator[bytes]:
     yield b"]}\n"
 
 
+def json_columns(frame: pd.DataFrame) -> list[list]:
+    """Each column as a list of JSON-ready values, converted a column at a time (not per cell)."""
+    out = []
+    for name in frame.columns:
+        values = frame[name]
+        if is_datetime(values):
+            out.append(list(iso_local(local_times(values))))
+        elif pd.api.types.is_float_dtype(values):
+            out.append([None if v != v else v for v in values.tolist()])
+        elif values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+            out.append(values.astype(object).where(values.notna(), None).tolist())
+        else:
+            out.append([plain(v) for v in values])
+    return out
+
+
 def features_json(frame: gpd.GeoDataFrame, key: str | None, precision: int) -> bytes:
+    """GeoJSON Feature texts joined by commas: geometry serialised by shapely in one call."""
     geoms = np.asarray(frame.geometry.values, dtype=object)
     present = ~shapely.is_missing(geoms)
-    texts = np.full(len(geoms), "null", dtype=object)
+    geo_texts = np.full(len(geoms), "null", dtype=object)
     if present.any():
         clean = shapely.orient_polygons(shapely.set_precision(geoms[present], 10 ** -precision,
                                                               mode="pointwise"))
-        texts[present] = shapely.to_geojson(clean)
+        geo_texts[present] = shapely.to_geojson(clean)
     columns = [c for c in frame.columns if c != frame.geometry.name]
+    values = json_columns(frame[columns])
+    key_at = columns.index(key) if key in columns else None
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=_COMPACT).encode
     parts = []
-    for i, row in enumerate(frame[columns].itertuples(index=False, name=None)):
-        props = {c: plain(v) for c, v in zip(columns, row, strict=True)}
-        head = {"type": "Feature"}
-        if key and key in props and props[key] is not None:
-            head["id"] = props[key]
-        body = json.dumps(head, ensure_ascii=False, separators=_COMPACT)[:-1]
-        props_text = json.dumps(props, ensure_ascii=False, separators=_COMPACT)
-        parts.append(f'{body},"properties":{props_text},"geometry":{texts[i]}}}')
+    for i, row in enumerate(zip(*values, strict=True) if columns else ((),) * len(frame)):
+        props = dumps(dict(zip(columns, row, strict=True)))
+        ident = "" if key_at is None or row[key_at] is None else f'"id":{dumps(row[key_at])},'
+        parts.append(f'{{"type":"Feature",{ident}"properties":{props},"geometry":{geo_texts[i]}}}')
     return ",\n".join(parts).encode("utf-8")
 
 

@@ -32,7 +32,8 @@ from zoneinfo import ZoneInfo
 import geopandas as gpd
 import pandas as pd
 import shapely
-from sqlalchemy import func, select, text
+from sqlalchemy import func, text
+from sqlalchemy import select as sql_select
 from sqlalchemy.orm import Session
 
 from gis import codes as C
@@ -314,7 +315,7 @@ def fetch_tickets(session: Session, *, area: str | None = None, start: datetime 
     """Tickets (事件工单) received in [start, end), streamed from a server-side cursor in chunks."""
     Ticket = _ticket_model()
     columns = [c for c in TICKET_LABELS if c != "category_name"]
-    stmt = select(*[getattr(Ticket, c) for c in columns], func.ST_AsBinary(Ticket.geom))
+    stmt = sql_select(*[getattr(Ticket, c) for c in columns], func.ST_AsBinary(Ticket.geom))
     stmt = stmt.where(Ticket.duplicate_of.is_(None))
     if area:
         column = {C.Level.DISTRICT: Ticket.district_code, C.Level.TOWN: Ticket.town_code,
@@ -374,7 +375,7 @@ def fetch_sensors(session: Session, *, area: str | None = None, start: datetime 
                   end: datetime | None = None) -> gpd.GeoDataFrame:
     """Monitoring points (监测点) registered before ``end``; a stand-in until layers/sensors registers its own."""
     Sensor = _sensor_model()
-    stmt = select(*[getattr(Sensor, c) for c in SENSOR_LABELS], func.ST_AsBinary(Sensor.geom))
+    stmt = sql_select(*[getattr(Sensor, c) for c in SENSOR_LABELS], func.ST_AsBinary(Sensor.geom))
     if area:
         column = {C.Level.DISTRICT: Sensor.district_code, C.Level.TOWN: Sensor.town_code,
                   C.Level.VILLAGE: Sensor.village_code}[C.level_of(area)]

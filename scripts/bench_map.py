@@ -161,8 +161,7 @@ def page_time(browser, url: str, *, routes: dict[str, bytes] | None = None, comp
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     for path, body in (routes or {}).items():
-        page.route(f"**{path}", lambda route, body=body, path=path: route.fulfill(
-            body=body, content_type="text/html" if path == "/naive" else "application/json"))
+        page.route(f"**{path}", _serve(body, "text/html" if path.endswith("naive") else "application/json"))
     started = time.perf_counter()
     page.goto(url)
     page.wait_for_selector("body[data-ready=true]", timeout=120_000)
@@ -173,6 +172,13 @@ def page_time(browser, url: str, *, routes: dict[str, bytes] | None = None, comp
     out["wall_ms"] = (time.perf_counter() - started) * 1000
     context.close()
     return out
+
+
+def _serve(body: bytes, content_type: str):
+    """A route handler answering from memory (one parameter: Playwright passes the request too otherwise)."""
+    def handler(route) -> None:
+        route.fulfill(body=body, content_type=content_type)
+    return handler
 
 
 def tile_times(base: str, z_range=range(10, 15), layers=("all", "grids", "tickets")) -> dict[str, list[float]]:

@@ -15,6 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from api.auth import ScopeDep
 from api.deps import SessionDep
 from gis.coords import normalize_crs
 from gis.errors import InvalidInput, NotFound
@@ -25,7 +26,7 @@ router = APIRouter(tags=["geocode"])
 
 @router.get("/geocode", responses={400: {"description": "empty address"},
                                    404: {"description": "unmatched: no close standard address, or not in this city"}})
-def geocode_address(session: SessionDep, q: str = "",
+def geocode_address(session: SessionDep, scope: ScopeDep, q: str = "",
                     limit: Annotated[int, Query(ge=1, le=50)] = 5) -> dict:
     """Geocode one Chinese address against the standard-address table (标准地址)."""
     if not q.strip():
@@ -37,7 +38,7 @@ def geocode_address(session: SessionDep, q: str = "",
 
 
 @router.get("/reverse")
-def reverse_point(session: SessionDep, lon: Annotated[float, Query(allow_inf_nan=False)],
+def reverse_point(session: SessionDep, scope: ScopeDep, lon: Annotated[float, Query(allow_inf_nan=False)],
                   lat: Annotated[float, Query(allow_inf_nan=False)], crs: str = "EPSG:4326") -> dict:
     """Grid, village, town and district of a point given in ``crs`` (EPSG code, ``gcj02``, ``bd09``),
     and the nearest standard address with its distance in metres."""

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import text
 
+from api.auth import ScopeDep
 from api.deps import SessionDep
 from api.geojson import GeoJSONResponse, feature_collection
 from gis import codes as C
@@ -34,9 +35,11 @@ def _aware(as_of: datetime | None) -> datetime | None:
 
 
 @router.get("/areas", response_class=GeoJSONResponse)
-def areas(session: SessionDep, level: Annotated[str | None, Query(pattern="^(district|town|village)$")] = None,
+def areas(session: SessionDep, scope: ScopeDep, level: Annotated[str | None, Query(pattern="^(district|town|village)$")] = None,
           parent: str | None = None, as_of: datetime | None = None) -> GeoJSONResponse:
-    """Districts, towns/streets and villages/communities, with names and parent codes."""
+    """Districts, towns/streets and villages/communities, with names and parent codes.
+
+    Not narrowed by the caller's area: the divisions are the map's frame and hold nothing personal."""
     if parent:
         C.validate_area_code(parent, C.level_of(parent))
     frame = registry.load_areas(session, level=level, parent=parent, as_of=_aware(as_of))
@@ -45,7 +48,7 @@ def areas(session: SessionDep, level: Annotated[str | None, Query(pattern="^(dis
 
 
 @router.get("/grids", response_class=GeoJSONResponse)
-def grids(session: SessionDep, town: str | None = None, village: str | None = None, code: str | None = None,
+def grids(session: SessionDep, scope: ScopeDep, town: str | None = None, village: str | None = None, code: str | None = None,
           as_of: datetime | None = None) -> GeoJSONResponse:
     """Grids as a FeatureCollection (current, or valid ``as_of``), filtered by town, village or code."""
     if town:
@@ -56,7 +59,7 @@ def grids(session: SessionDep, town: str | None = None, village: str | None = No
     if code:
         codes = [C.validate_grid_code(c.strip()) for c in code.split(",")]
     frame = registry.load_grids(session, town=town, village=village, codes=codes, as_of=_aware(as_of))
-    frame = _with_names(session, frame)
+    frame = _with_names(session, frame[scope.mask(frame, grid_code="code")])
     return GeoJSONResponse(feature_collection(frame[GRID_PROPS + ["village_name", "town_name"]], precision=6))
 
 
@@ -69,10 +72,11 @@ def _with_names(session: SessionDep, frame):
 
 
 @router.get("/grids/{code}", response_class=GeoJSONResponse)
-def grid(code: str, session: SessionDep, as_of: datetime | None = None) -> GeoJSONResponse:
-    """One grid as a Feature."""
+def grid(code: str, session: SessionDep, scope: ScopeDep, as_of: datetime | None = None) -> GeoJSONResponse:
+    """One grid as a Feature (404 as well when it lies outside the caller's area)."""
     C.validate_grid_code(code)
     frame = registry.load_grids(session, codes=[code], as_of=_aware(as_of))
+    frame = frame[scope.mask(frame, grid_code="code")]
     if frame.empty:
         raise NotFound(f"no grid {code}" + (f" valid at {as_of.isoformat()}" if as_of else " is current"))
     frame = _with_names(session, frame)
@@ -80,7 +84,10 @@ def grid(code: str, session: SessionDep, as_of: datetime | None = None) -> GeoJS
 
 
 @router.get("/grids/{code}/history", response_class=GeoJSONResponse)
-def grid_history(code: str, session: SessionDep) -> GeoJSONResponse:
+def grid_history(code: str, session: SessionDep, scope: ScopeDep) -> GeoJSONResponse:
     """Every version of a grid code, oldest first, with who changed it and why."""
     frame = registry.grid_history(session, code)
+    frame = frame[scope.mask(frame, grid_code="code")]
+    if frame.empty:
+        raise NotFound(f"grid {code} has never been registered")
     return GeoJSONResponse(feature_collection(frame[GRID_PROPS + ["edit_id", "who", "why"]], id_column=None))

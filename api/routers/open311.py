@@ -40,7 +40,7 @@ def _time(value: datetime | None) -> str | None:
 
 def _request(t: Ticket) -> dict[str, Any]:
     """One ticket as a GeoReport v2 service request."""
-    lon, lat = S._lonlat(t)
+    lon, lat = S.lonlat(t)
     closed = t.state in {s.value for s in TERMINAL}
     notes = f"duplicate of {t.duplicate_of}" if t.duplicate_of else t.state
     return {

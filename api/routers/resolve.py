@@ -13,6 +13,7 @@ import pandas as pd
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from api.auth import ScopeDep
 from api.deps import SessionDep
 from gis.coords import normalize_crs
 from gis.errors import InvalidInput
@@ -24,7 +25,7 @@ CHUNK = 20_000
 
 
 @router.get("/resolve")
-def resolve_point(session: SessionDep, lon: Annotated[float, Query(allow_inf_nan=False)],
+def resolve_point(session: SessionDep, scope: ScopeDep, lon: Annotated[float, Query(allow_inf_nan=False)],
                   lat: Annotated[float, Query(allow_inf_nan=False)], crs: str = "EPSG:4326",
                   as_of: datetime | None = None) -> dict:
     """Resolve one point given in ``crs`` (EPSG code, ``gcj02`` or ``bd09``) to its grid and areas."""
@@ -66,7 +67,7 @@ def _plain(value):
 
 
 @router.post("/resolve")
-async def resolve_batch(request: Request, session: SessionDep, crs: str = "EPSG:4326",
+async def resolve_batch(request: Request, session: SessionDep, scope: ScopeDep, crs: str = "EPSG:4326",
                         lon_col: str = "lon", lat_col: str = "lat") -> StreamingResponse:
     """Resolve a batch: a JSON array, a GeoJSON FeatureCollection or a CSV (``text/csv`` body) of up to
     ``ONEMAP_MAX_BATCH`` points. Every input row comes back, in order, with its ``error`` if it has one.

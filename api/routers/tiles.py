@@ -48,6 +48,11 @@ OPEN_STATES_SQL = "state NOT IN ('closed', 'signed_off')"
 CARD_RANK = {"ok": 0, "yellow": 1, "red": 2}
 CARD_RANK_SQL = "CASE card WHEN 'red' THEN 2 WHEN 'yellow' THEN 1 ELSE 0 END"
 
+# A label point belongs to exactly one tile: half-open bounds (AsMVTGeom's rounding would put a point
+# within half a unit of an edge into both neighbours).
+INSIDE_SQL = ("ST_X(lp) >= ST_XMin(env.m) AND ST_X(lp) < ST_XMax(env.m)"
+              " AND ST_Y(lp) > ST_YMin(env.m) AND ST_Y(lp) <= ST_YMax(env.m)")
+
 AREA_SQL = """
 WITH env AS (SELECT ST_TileEnvelope(:z, :x, :y) AS m,
                     ST_Translate(ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326), -:dlon, -:dlat) AS g),
@@ -60,9 +65,9 @@ SELECT
     SELECT id, code, name, kind, parent_code, ST_AsMVTGeom(m3857, env.m, 4096, 64, true) AS geom
     FROM src, env) t WHERE geom IS NOT NULL)
  || (SELECT ST_AsMVT(t, :layer || '_labels', 4096, 'geom', 'id') FROM (
-    SELECT id, code, name, ST_AsMVTGeom(ST_PointOnSurface(m3857), env.m, 4096, 0, true) AS geom
-    FROM src, env) t WHERE geom IS NOT NULL)
-"""
+    SELECT id, code, name, ST_AsMVTGeom(lp, env.m, 4096, 0, false) AS geom
+    FROM (SELECT *, ST_PointOnSurface(m3857) AS lp FROM src) s, env WHERE {inside}) t)
+""".replace("{inside}", INSIDE_SQL)
 
 GRID_SQL = """
 WITH env AS (SELECT ST_TileEnvelope(:z, :x, :y) AS m,
@@ -83,9 +88,9 @@ SELECT
            ST_AsMVTGeom(m3857, env.m, 4096, 64, true) AS geom
     FROM src, env) t WHERE geom IS NOT NULL)
  || (SELECT ST_AsMVT(t, 'grids_labels', 4096, 'geom', 'id') FROM (
-    SELECT id, code, name, open, card, red, ST_AsMVTGeom(ST_PointOnSurface(m3857), env.m, 4096, 0, true) AS geom
-    FROM src, env) t WHERE geom IS NOT NULL)
-"""
+    SELECT id, code, name, open, card, red, ST_AsMVTGeom(lp, env.m, 4096, 0, false) AS geom
+    FROM (SELECT *, ST_PointOnSurface(m3857) AS lp FROM src) s, env WHERE {inside}) t)
+""".replace("{inside}", INSIDE_SQL)
 
 TICKET_AGG_SQL = """
 WITH env AS (SELECT ST_TileEnvelope(:z, :x, :y) AS m,

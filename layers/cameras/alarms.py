@@ -99,7 +99,7 @@ def _open(session: Session, camera: Camera, event: AlarmEvent, at: datetime,
                   ticket_id=ticket.duplicate_of or ticket.id)  # a re-raised alarm joins the open ticket
     session.add(alarm)
     session.flush()
-    _attach(session, alarm.ticket_id, key_frame, at, actor)
+    _attach(session, ticket.duplicate_of or ticket.id, key_frame, at, actor)
     return alarm
 
 
@@ -124,9 +124,10 @@ def handle(session: Session, camera: Camera, event: AlarmEvent, *, at: datetime,
     if event.kind == "start":
         alarm = _open(session, camera, event, at, calibration, key_frame)
     else:
-        alarm = active_alarm(session, camera.id, event)
-        if alarm is None:
+        found = active_alarm(session, camera.id, event)
+        if found is None:
             return None
+        alarm = found
         alarm.last_seen_at = at
         if event.kind == "end":
             alarm.state, alarm.ended_at = "ended", at

@@ -897,7 +897,7 @@ def get_attachment(session: Session, ticket_id: int, attachment_id: int) -> Atta
 # --------------------------------------------------------------------------- reading
 
 
-def _lonlat(t: Ticket) -> tuple[float | None, float | None]:
+def lonlat(t: Ticket) -> tuple[float | None, float | None]:
     if t.geom is None:
         return None, None
     p = to_shape(t.geom)
@@ -937,7 +937,7 @@ def summary(t: Ticket) -> dict[str, Any]:
     out["category_name"] = get_category(t.category).name
     out["description"] = t.description[:120]
     out["reporter_phone"] = mask_phone(t.reporter_phone)
-    out["lon"], out["lat"] = _lonlat(t)
+    out["lon"], out["lat"] = lonlat(t)
     return out
 
 

@@ -27,6 +27,7 @@ from layers.sensors.bulk import (
     copy_upsert,
     ensure_month_partitions,
     micros,
+    notify,
     read_table,
     text_codes,
 )
@@ -87,6 +88,8 @@ def ingest_readings(session: Session, data, *, fmt: str | None = None, now: date
     batch = validate(session, data, fmt=fmt, now=now)
     frame = batch.frame
     received = len(frame) + len(batch.rejected)
+    if frame.empty:
+        return IngestResult(received, 0, 0, batch.rejected)
     ensure_month_partitions(session, "sensor_readings", frame["ts"])
     inserted = _store(session, frame)
     alarms: list[int] = []
@@ -95,5 +98,8 @@ def ingest_readings(session: Session, data, *, fmt: str | None = None, now: date
         alarms = thresholds.evaluate(session, suspects,
                                      frame["ts"].min().to_pydatetime(), frame["ts"].max().to_pydatetime(),
                                      open_tickets=open_tickets)
+    if inserted:
+        notify(session, "onemap_sensors", {"kind": "readings", "count": inserted,
+                                           "sensors": sorted(frame["sensor_id"].unique().tolist())})
     return IngestResult(received=received, inserted=inserted, duplicates=len(frame) - inserted,
                         rejected=batch.rejected, alarms_opened=alarms)

@@ -58,7 +58,7 @@ def readings_frame(sensors: list[str], start: datetime, *, hours: float = 6, ste
     """Synthetic readings, one row per sensor and step; ``episodes`` sensors breach PM2.5 mid-window."""
     rng = np.random.default_rng(seed)
     steps = int(hours * 60 // step_min)
-    ts = pd.date_range(start, periods=steps, freq=f"{step_min}min", tz=UTC)
+    ts = pd.date_range(pd.Timestamp(start).tz_convert(UTC), periods=steps, freq=f"{step_min}min")
     sid = np.repeat(np.asarray(sensors, dtype=object), steps)
     when = pd.DatetimeIndex(np.tile(ts.tz_localize(None).to_numpy(), len(sensors))).tz_localize(UTC)
     hour = (when.hour + 8) % 24 + when.minute / 60

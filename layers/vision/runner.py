@@ -71,10 +71,10 @@ class Detector:
 
     def predict(self, frames: list[np.ndarray]) -> list[Any]:
         """ultralytics Results, one per frame, in one forward pass over the batch."""
-        kwargs = {"conf": self.conf, "device": self.device, "verbose": False, "batch": max(1, len(frames))}
+        kwargs: dict[str, Any] = {"conf": self.conf, "device": self.device, "verbose": False, "batch": max(1, len(frames))}
         if self.imgsz:
             kwargs["imgsz"] = self.imgsz
-        return self.model.predict(frames, **kwargs)
+        return list(self.model.predict(frames, **kwargs))
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Seen]]:
         """Plain detections (no tracking), as :class:`Seen` lists."""

@@ -32,7 +32,8 @@ class Thing:
 
 
 def _colour(rng: np.random.Generator, low: int = 40, high: int = 255) -> tuple[int, int, int]:
-    return tuple(int(c) for c in rng.integers(low, high, 3))
+    r, g, b = (int(c) for c in rng.integers(low, high, 3))
+    return r, g, b
 
 
 def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -221,7 +222,7 @@ def write_video(path: Path, *, seconds: float = 12.0, fps: float = 5.0, width: i
     """The demo street as a video file (MJPG in .avi: OpenCV writes it without any codec download)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
     if not writer.isOpened():
         raise OSError(f"OpenCV cannot write {path}")
     for _, img, _ in frames(seconds, fps, width, height, seed):

@@ -114,6 +114,11 @@ def test_bad_rows_come_back_with_row_numbers_and_good_rows_land(placed):
     assert [(r.ts.astimezone(UTC).hour, r.ts.minute, r.pm25) for r in stored] == [(0, 0, 35.0), (0, 4, 36.0)]
 
 
+def test_a_batch_of_only_bad_rows_stores_nothing(placed):
+    result = ingest.ingest_readings(placed, "sensor_id,ts,pm25\nAQ404,2026-05-01T08:00:00+08:00,3\n", now=NOW)
+    assert (result.received, result.inserted, result.rejected) == (1, 0, [{"row": 1, "reason": "unknown sensor id"}])
+
+
 def test_resent_batch_inserts_nothing_and_out_of_order_rows_land(placed):
     late_first = rows("AQ2", [30, 31, 32], start=T0 + timedelta(hours=1))
     assert ingest.ingest_readings(placed, late_first, now=NOW).inserted == 3

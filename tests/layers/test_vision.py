@@ -52,6 +52,12 @@ def detector():
     return Detector(DEMO_WEIGHTS)
 
 
+@pytest.fixture(scope="module")
+def street_detector():
+    """The demo street videos are 480x320: predict at that size (ONEMAP_YOLO_IMGSZ=480)."""
+    return Detector(DEMO_WEIGHTS, imgsz=480)
+
+
 def _iou(a, b) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -96,7 +102,7 @@ def _ground_pairs(lon0: float, lat0: float):
     return image, np.column_stack([lon, lat]).tolist()
 
 
-def test_video_to_alarms_to_one_ticket_each(demo_session, detector, tmp_path, no_network):
+def test_video_to_alarms_to_one_ticket_each(demo_session, street_detector, tmp_path, no_network):
     code, lon, lat = demo_session.execute(text(
         "SELECT code, ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) FROM grids "
         "WHERE valid_to IS NULL ORDER BY code LIMIT 1")).one()
@@ -110,12 +116,12 @@ def test_video_to_alarms_to_one_ticket_each(demo_session, detector, tmp_path, no
                      roi=[[0, 180], [480, 180], [480, 262], [0, 262]])
     start = datetime(2026, 5, 1, 9, 0, tzinfo=UTC).timestamp()
     feed = feed_for(demo_session, "CAM-DEMO", start=start)
-    runner = Runner(detector, [feed], sink=DatabaseSink(demo_session, keyframe_dir=tmp_path / "kf"), batch=4)
+    runner = Runner(street_detector, [feed], sink=DatabaseSink(demo_session, keyframe_dir=tmp_path / "kf"), batch=4)
     (done,) = runner.run()
     assert done.frames == 24 and done.note and "ended" in done.note
 
     n_det, n_geo = demo_session.execute(select(func.count(), func.count(Detection.geom))).one()
-    assert n_det >= 150 and n_geo == n_det  # calibrated: every detection is on the map
+    assert n_det >= 120 and n_geo == n_det  # calibrated: every detection is on the map
     alarms = demo_session.scalars(select(Alarm).order_by(Alarm.kind)).all()
     assert [a.kind for a in alarms] == ["crowd", "parking"]
     crowd, parking = alarms

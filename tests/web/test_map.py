@@ -40,6 +40,7 @@ def test_clicking_a_grid_shows_it_and_the_ranking_flies_to_a_town(server, page):
     page.mouse.click(960, 560)  # the middle of the city
     page.wait_for_function("document.querySelector('#info h2').textContent !== '详情'")
     assert "编码" in page.text_content("#info")
+    page.wait_for_function("document.querySelectorAll('#area-select option').length === 16")  # 全市 + 15 towns
     page.select_option("#area-select", index=3)
     page.wait_for_function("window.onemap.map.getZoom() > 11")
     assert page.evaluate("window.onemap.state.town").startswith("370783")

@@ -342,7 +342,7 @@ async function start() {
     .catch((err) => console.warn(err));
   await setupLayers(tileInfo);
   await tiles.loaded; // the map first; panels and point layers after, so they do not compete for the server
-  updateCounts(); labels.paint();
+  updateCounts(); fillTownSelect(); labels.paint();
   window.onemapRenderMs = performance.now();
   body.dataset.renderMs = Math.round(performance.now() - t0);
   body.dataset.ready = "true";

@@ -1,0 +1,114 @@
+"""Sign-in (``POST /auth/token``), who am I (``GET /auth/me``) and the audit log (``GET /audit``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from api.auth import COOKIE, AdminScope, CurrentUser, ScopeDep, settings_of, unauthorized
+from api.deps import SessionDep
+from layers.accounts import audit
+from layers.accounts.scope import ROLE_NAMES
+from layers.accounts.security import AuthError, authenticate, issue_token
+
+router = APIRouter(tags=["auth"])
+
+LOGIN_PAGE = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>OneMap · 登录</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/static/onemap.css"></head>
+<body class="login"><main id="login">
+<h1>OneMap 一张图 · 登录</h1>
+<form method="post" action="/auth/token">
+<input type="hidden" name="next" value="{next}">
+<label>用户名 <input name="username" autocomplete="username" required></label>
+<label>密码 <input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">登录</button>
+</form></main></body></html>"""
+
+
+def _safe_next(value: str | None) -> str | None:
+    """Only a path on this site: never an open redirect to another host."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return None
+    return value
+
+
+@router.post("/auth/token", responses={401: {"description": "wrong password, locked or disabled account"}})
+def token(request: Request, session: SessionDep, username: Annotated[str, Form(max_length=64)],
+          password: Annotated[str, Form(max_length=256)], next: Annotated[str | None, Form(max_length=500)] = None,
+          grant_type: Annotated[str | None, Form(pattern="^password$")] = None) -> Response:
+    """OAuth2 password flow: form ``username`` and ``password`` → a short-lived bearer token.
+
+    The token also comes back as an HttpOnly, SameSite=Strict cookie for the pages; with a form field
+    ``next`` (a path on this site) the answer is a redirect there, for the plain HTML login form."""
+    settings = settings_of(request)
+    request.state.audit = {"object": f"user {username[:64]}"}
+    request.state.user = request.state.role = None  # who signs in is the object; a stale cookie is not who
+    if not settings.enabled:
+        raise HTTPException(400, detail="auth is off (demo mode): no sign-in needed")
+    try:
+        user = authenticate(session, username, password, settings=settings)
+    except AuthError as exc:
+        session.commit()  # keep the failure count and the lock even though we refuse
+        raise unauthorized(exc.message) from exc
+    request.state.user, request.state.role = user.username, user.role
+    issued = issue_token(user, settings=settings)
+    body = {"access_token": issued.access_token, "token_type": issued.token_type,
+            "expires_at": issued.expires_at.isoformat(), "expires_in": settings.token_minutes * 60}
+    target = _safe_next(next)
+    response: Response = RedirectResponse(target, status_code=303) if target else JSONResponse(body)
+    response.set_cookie(COOKIE, issued.access_token, max_age=settings.token_minutes * 60, httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https", path="/")
+    return response
+
+
+@router.post("/auth/logout")
+def logout() -> Response:
+    """Forget the pages' cookie (tokens themselves expire on their own)."""
+    response = JSONResponse({"status": "signed out"})
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse, include_in_schema=False)
+def login_page(next: str | None = None) -> HTMLResponse:
+    """A plain HTML sign-in form (no script) for the pages."""
+    target = _safe_next(next) or "/"
+    return HTMLResponse(LOGIN_PAGE.replace("{next}", target.replace('"', "%22").replace("<", "%3C")))
+
+
+@router.get("/auth/me")
+def me(request: Request, user: CurrentUser, scope: ScopeDep) -> dict:
+    """Who the caller is and what the role covers (``auth: false`` in demo mode)."""
+    return {
+        "auth": settings_of(request).enabled,
+        "username": scope.user,
+        "display_name": user.display_name if user else "演示用户",
+        "role": scope.role,
+        "role_name": ROLE_NAMES[scope.role],
+        "area_code": scope.area_code,
+        "department": scope.department,
+        "grid_codes": list(scope.grid_codes),
+        "permissions": sorted(scope.permissions),
+        "can_see_phones": scope.can_see_phones,
+        "may_edit_grids": scope.may_edit_grids,
+        "may_export": scope.may_export,
+    }
+
+
+@router.get("/audit")
+def audit_log(session: SessionDep, scope: AdminScope, username: str | None = None,
+              method: Annotated[str | None, Query(pattern="^(GET|POST|PUT|PATCH|DELETE|get|post|put|patch|delete)$")] = None,
+              path: Annotated[str | None, Query(max_length=500)] = None, action: str | None = None,
+              status: Annotated[int | None, Query(ge=100, le=599)] = None, since: datetime | None = None,
+              until: datetime | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+              offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict:
+    """The audit log, newest first (city administrators only): filter by user, method, path prefix,
+    action (the route's name), status and time."""
+    total, rows = audit.query(session, username=username, method=method, path_prefix=path, action=action,
+                              status=status, since=since, until=until, limit=limit, offset=offset)
+    return {"total": total, "limit": limit, "offset": offset, "entries": rows}

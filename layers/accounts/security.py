@@ -1,0 +1,189 @@
+"""Passwords, lock-out and access tokens.
+
+- Passwords are hashed with argon2id (argon2-cffi's defaults); a hash made with older parameters is
+  upgraded on the next successful sign-in.
+- After ``lockout_failures`` wrong passwords in a row an account is locked for ``lockout_minutes``;
+  while locked even the right password is refused, so guessing cannot continue in the background.
+- Tokens are short-lived HS256 JWTs (PyJWT) signed with ``ONEMAP_SECRET_KEY``; they carry the user's
+  ``token_version`` so a password reset or a disable revokes every token issued before it.
+- An unknown username costs the same hash as a wrong password (no timing hint that it exists).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gis.errors import Conflict, InvalidInput, NotFound, OneMapError
+from layers.accounts.models import User
+from layers.accounts.scope import Scope, validate_assignment
+from layers.accounts.settings import AuthSettings, auth_settings
+
+ALGORITHM = "HS256"
+ISSUER = "onemap"
+_HASHER = PasswordHasher()
+_DUMMY_HASH = _HASHER.hash("not a real password, used to spend the same time on unknown names")
+
+
+class AuthError(OneMapError):
+    """Sign-in refused or token not valid; the API answers 401."""
+
+
+@dataclass(frozen=True)
+class Token:
+    access_token: str
+    expires_at: datetime
+    token_type: str = "bearer"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+# ----------------------------------------------------------------------------- passwords
+
+def hash_password(password: str, settings: AuthSettings | None = None) -> str:
+    settings = settings or auth_settings()
+    if len(password) < settings.min_password_chars:
+        raise InvalidInput(f"password too short: at least {settings.min_password_chars} characters")
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+# ----------------------------------------------------------------------------- users
+
+def get_user(session: Session, username: str) -> User:
+    user = session.scalars(select(User).where(User.username == username)).first()
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    return user
+
+
+def create_user(session: Session, *, username: str, password: str, role: str, area_code: str | None = None,
+                department: str | None = None, grid_codes: list[str] | None = None, display_name: str = "",
+                settings: AuthSettings | None = None) -> User:
+    """A new account; its role must carry what scopes it (area level, department, grids)."""
+    username = username.strip()
+    if not username or len(username) > 64 or any(ch.isspace() for ch in username):
+        raise InvalidInput("username must be 1-64 characters without spaces")
+    grid_codes = list(grid_codes or [])
+    validate_assignment(role, area_code, department, grid_codes)
+    if session.scalar(select(func.count()).select_from(User).where(User.username == username)):
+        raise Conflict(f"user {username!r} already exists")
+    user = User(username=username, display_name=display_name or username, role=role, area_code=area_code or None,
+                department=department or None, grid_codes=grid_codes,
+                password_hash=hash_password(password, settings), disabled=False, failed_attempts=0,
+                token_version=0)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def set_password(session: Session, username: str, password: str, settings: AuthSettings | None = None) -> User:
+    """Reset a password: clears the lock and revokes every token issued before."""
+    user = get_user(session, username)
+    user.password_hash = hash_password(password, settings)
+    user.failed_attempts = 0
+    user.locked_until = None
+    user.token_version += 1
+    user.updated_at = now_utc()
+    return user
+
+
+def set_disabled(session: Session, username: str, disabled: bool = True) -> User:
+    user = get_user(session, username)
+    user.disabled = disabled
+    user.token_version += 1
+    user.updated_at = now_utc()
+    return user
+
+
+def scope_of(user: User) -> Scope:
+    return Scope.for_role(user.role, user=user.username, area_code=user.area_code, department=user.department,
+                          grid_codes=tuple(user.grid_codes or ()))
+
+
+# ----------------------------------------------------------------------------- sign-in
+
+def authenticate(session: Session, username: str, password: str, *, now: datetime | None = None,
+                 settings: AuthSettings | None = None) -> User:
+    """The user if the password is right and the account usable; counts failures and locks.
+
+    The caller must commit even when this raises: the failure count is the point."""
+    settings = settings or auth_settings()
+    now = now or now_utc()
+    user = session.scalars(select(User).where(User.username == username).with_for_update()).first()
+    if user is None:
+        verify_password(_DUMMY_HASH, password)
+        raise AuthError("incorrect username or password")
+    if user.locked_until is not None and user.locked_until > now:
+        raise AuthError(f"account locked after repeated failures until {user.locked_until.isoformat()}")
+    if not verify_password(user.password_hash, password):
+        _count_failure(user, now, settings)
+        raise AuthError("incorrect username or password")
+    if user.disabled:
+        raise AuthError("account disabled")
+    user.failed_attempts = 0
+    user.locked_until = None
+    if _HASHER.check_needs_rehash(user.password_hash):
+        user.password_hash = _HASHER.hash(password)
+    return user
+
+
+def _count_failure(user: User, now: datetime, settings: AuthSettings) -> None:
+    user.failed_attempts = (user.failed_attempts or 0) + 1
+    if user.failed_attempts >= settings.lockout_failures:
+        user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
+        user.failed_attempts = 0
+
+
+# ----------------------------------------------------------------------------- tokens
+
+def _key(settings: AuthSettings) -> str:
+    settings.check()
+    return settings.secret_key.get_secret_value()
+
+
+def issue_token(user: User, *, now: datetime | None = None, settings: AuthSettings | None = None) -> Token:
+    settings = settings or auth_settings()
+    now = now or now_utc()
+    expires = now + timedelta(minutes=settings.token_minutes)
+    claims = {"sub": user.username, "role": user.role, "ver": user.token_version, "iss": ISSUER,
+              "iat": int(now.timestamp()), "exp": int(expires.timestamp())}
+    return Token(jwt.encode(claims, _key(settings), algorithm=ALGORITHM), expires)
+
+
+def decode_token(token: str, *, settings: AuthSettings | None = None) -> dict[str, Any]:
+    """The token's claims, or AuthError if it is forged, expired or malformed."""
+    settings = settings or auth_settings()
+    try:
+        return jwt.decode(token, _key(settings), algorithms=[ALGORITHM], issuer=ISSUER,
+                          options={"require": ["sub", "exp", "iat", "iss"]})
+    except jwt.ExpiredSignatureError as exc:
+        raise AuthError("token expired: sign in again") from exc
+    except jwt.PyJWTError as exc:
+        raise AuthError("token not valid") from exc
+
+
+def user_for_token(session: Session, token: str, *, settings: AuthSettings | None = None) -> User:
+    """The live account behind a token: refused if disabled, locked out or the token was revoked."""
+    claims = decode_token(token, settings=settings)
+    user = session.scalars(select(User).where(User.username == claims["sub"])).first()
+    if user is None or user.disabled:
+        raise AuthError("account disabled or removed")
+    if claims.get("ver") != user.token_version:
+        raise AuthError("token revoked: sign in again")
+    return user
