@@ -41,14 +41,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeAlias
 
 import geopandas as gpd
 import numpy as np
@@ -82,7 +81,7 @@ _OGR_TYPE = {"point": "Point", "multipoint": "MultiPoint", "line": "MultiLineStr
 _HINT_FAMILY = {"point": "point", "multipoint": "multipoint", "linestring": "line",
                 "multilinestring": "line", "polygon": "polygon", "multipolygon": "polygon"}
 
-Chunks = gpd.GeoDataFrame | Iterable[gpd.GeoDataFrame]
+Chunks: TypeAlias = gpd.GeoDataFrame | Iterable[gpd.GeoDataFrame]
 
 
 @dataclass(frozen=True)
@@ -124,7 +123,7 @@ def iter_chunks(chunks: Chunks) -> Iterator[gpd.GeoDataFrame]:
     if isinstance(chunks, gpd.GeoDataFrame):
         yield chunks
     else:
-        yield from chunks
+        yield from iter(chunks)
 
 
 def check_format(fmt: str) -> str:
@@ -223,9 +222,24 @@ def is_date(values: pd.Series) -> bool:
 
 
 def iso_local(local: pd.Series) -> np.ndarray:
-    """Local times as ISO 8601 text with the offset (2026-11-01T08:00:00+08:00), vectorised."""
-    text = local.dt.strftime("%Y-%m-%dT%H:%M:%S%z")
-    return (text.str[:-2] + ":" + text.str[-2:]).to_numpy(dtype=object, na_value=None)
+    """Local times as ISO 8601 text with the offset (2026-11-01T08:00:00+08:00), vectorised.
+
+    numpy formats the wall-clock time in C; the offset is appended as text when it is the same for
+    every row (always +08:00 in Shanghai since 1991), else pandas' slower strftime is used.
+    """
+    wall = local.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    utc = local.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    offsets = np.unique((wall - utc)[~np.isnat(wall)].astype("timedelta64[m]").astype(int))
+    if len(offsets) > 1:
+        text = local.dt.strftime("%Y-%m-%dT%H:%M:%S%z")
+        return (text.str[:-2] + ":" + text.str[-2:]).to_numpy(dtype=object, na_value=None)
+    minutes = int(offsets[0]) if len(offsets) else 0
+    sign = "+" if minutes >= 0 else "-"
+    suffix = f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    text = np.char.add(np.datetime_as_string(wall, unit="s").astype(object).astype(str), suffix)
+    out = text.astype(object)
+    out[np.isnat(wall)] = None
+    return out
 
 
 def texts(values: pd.Series) -> np.ndarray:
@@ -615,38 +629,33 @@ def _zip_folder(folder: Path, out: str | Path | IO[bytes]) -> list[str]:
 
 def write_gpkg(layers: Mapping[str, Chunks] | Sequence[Source] | Source, path: str | Path, *,
                crs: str = WGS84) -> Summary:
-    """All layers in one GeoPackage (a path: SQLite needs a real file), chunk by chunk."""
+    """All layers in one GeoPackage (a path: SQLite needs a real file), chunk by chunk.
+
+    The first chunk creates the layer (an empty one still carries the columns and the geometry
+    type named by the source), later ones are appended; empty later chunks are skipped.
+    """
     crs = output_crs(crs)
     summary = Summary("gpkg", crs)
     path = Path(path)
     path.unlink(missing_ok=True)
     for source in sources(layers):
-        count = 0
+        count, created = 0, False
         for chunk in iter_chunks(source.chunks):
-            if count and not len(chunk):
+            if created and not len(chunk):
                 continue
             frame = _gpkg_frame(to_output_crs(chunk, crs))
-            geometry_type = source.geometry_type if not len(frame) else None
-            pyogrio.write_dataframe(frame, path, layer=source.name, driver="GPKG", append=count > 0,
-                                    geometry_type=geometry_type,
-                                    promote_to_multi=_gpkg_promote(source, frame))
-            count += len(frame)
-        if source.name not in summary.rows and count == 0 and not _has_layer(path, source.name):
+            hint = source.geometry_type if not len(frame) else None
+            multi = True if (source.geometry_type or "").lower().startswith("multi") else None
+            pyogrio.write_dataframe(frame, path, layer=source.name, driver="GPKG", append=created,
+                                    geometry_type=hint, promote_to_multi=multi)
+            created, count = True, count + len(frame)
+        if not created:
             empty = gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=label_crs(crs)))
             pyogrio.write_dataframe(empty, path, layer=source.name, driver="GPKG",
                                     geometry_type=source.geometry_type or "Unknown")
         summary.rows[source.name] = count
     summary.files = [path.name]
     return summary
-
-
-def _gpkg_promote(source: Source, frame: gpd.GeoDataFrame) -> bool | None:
-    hint = (source.geometry_type or "").lower()
-    return True if hint.startswith("multi") else None
-
-
-def _has_layer(path: Path, name: str) -> bool:
-    return path.exists() and name in [row[0] for row in pyogrio.list_layers(path)]
 
 
 def _gpkg_frame(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -828,7 +837,3 @@ def export(layers: Mapping[str, Chunks] | Sequence[Source] | Source, fmt: str, o
             return write_geojson(layers, handle, crs=crs)
         return write_csv(layers, handle, crs=crs, geometry=geometry)
 
-
-def copy_stream(path: Path, out: IO[bytes]) -> None:
-    with open(path, "rb") as handle:
-        shutil.copyfileobj(handle, out)

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from gis import scale
 from gis.errors import Conflict, InvalidInput
 from gis.registry import load_grids, registry_version
+from layers.sensors.bulk import raw_connection
 
 _TS = pa.timestamp("us", tz="UTC")
 _S = pa.string()
@@ -54,32 +55,37 @@ class Spec:
 
 
 _POLLUTANTS = ("pm25", "pm10", "no2", "so2", "o3", "co")
+# grid_code/town_code follow the current map (re-resolution rewrites them, and the town partition
+# with them); the intake_ copies keep what the row resolved to when it came in (DESIGN: records
+# freeze their grid at intake so past rankings do not change). Never rewritten.
+_INTAKE = [("intake_grid_code", _S), ("intake_town_code", _S)]
 
 SPECS = {
     "worker_positions": Spec(
         "worker_positions", "ts", ("worker_id", "ts"),
         "SELECT worker_id, ts, accuracy_m, speed_ms, grid_code, town_code, match, flag, received_at, "
-        "ST_X(geom), ST_Y(geom) FROM worker_positions WHERE ts >= %(a)s AND ts < %(b)s",
+        "grid_code, town_code, ST_X(geom), ST_Y(geom) FROM worker_positions WHERE ts >= %(a)s AND ts < %(b)s",
         "DELETE FROM worker_positions WHERE ts >= %(a)s AND ts < %(b)s RETURNING worker_id, ts",
         pa.schema([("worker_id", _S), ("ts", _TS), ("accuracy_m", _F), ("speed_ms", _F), ("grid_code", _S),
-                   ("town_code", _S), ("match", _S), ("flag", _S), ("received_at", _TS)])),
+                   ("town_code", _S), ("match", _S), ("flag", _S), ("received_at", _TS), *_INTAKE])),
     "sensor_readings": Spec(
         "sensor_readings", "ts", ("sensor_id", "ts"),
         f"SELECT r.sensor_id, r.ts, {', '.join('r.' + p for p in _POLLUTANTS)}, r.received_at, s.grid_code, "
-        "s.town_code, s.match, ST_X(s.geom), ST_Y(s.geom) FROM sensor_readings r "
+        "s.town_code, s.match, s.grid_code, s.town_code, ST_X(s.geom), ST_Y(s.geom) FROM sensor_readings r "
         "LEFT JOIN sensors s ON s.id = r.sensor_id WHERE r.ts >= %(a)s AND r.ts < %(b)s",
         "DELETE FROM sensor_readings WHERE ts >= %(a)s AND ts < %(b)s RETURNING sensor_id, ts",
         pa.schema([("sensor_id", _S), ("ts", _TS), *[(p, _F) for p in _POLLUTANTS], ("received_at", _TS),
-                   ("grid_code", _S), ("town_code", _S), ("match", _S)])),
+                   ("grid_code", _S), ("town_code", _S), ("match", _S), *_INTAKE])),
     "detections": Spec(
         "detections", "at", ("id",),
         "SELECT d.id, d.camera_id, d.at, d.class_name, d.confidence, d.x1, d.y1, d.x2, d.y2, d.track_id, "
-        "d.grid_code, c.grid_code, c.town_code, ST_X(d.geom), ST_Y(d.geom) FROM detections d "
+        "d.grid_code, c.grid_code, c.town_code, d.grid_code, c.town_code, ST_X(d.geom), ST_Y(d.geom) "
+        "FROM detections d "
         "LEFT JOIN cameras c ON c.id = d.camera_id WHERE d.at >= %(a)s AND d.at < %(b)s",
         "DELETE FROM detections WHERE at >= %(a)s AND at < %(b)s RETURNING id",
         pa.schema([("id", pa.int64()), ("camera_id", _S), ("at", _TS), ("class_name", _S), ("confidence", _F),
                    ("x1", _F), ("y1", _F), ("x2", _F), ("y2", _F), ("track_id", pa.int64()),
-                   ("grid_code", _S), ("camera_grid_code", _S), ("town_code", _S)])),
+                   ("grid_code", _S), ("camera_grid_code", _S), ("town_code", _S), *_INTAKE])),
 }
 
 
@@ -96,7 +102,7 @@ class DayResult:
 
 
 def _cursor_frame(session: Session, sql: str, params: dict, columns: list[str]) -> pd.DataFrame:
-    with session.connection().connection.driver_connection.cursor() as cur:
+    with raw_connection(session).cursor() as cur:
         cur.execute(sql, params)
         return pd.DataFrame.from_records(cur.fetchall(), columns=columns)
 
@@ -136,7 +142,8 @@ def archived_keys(root: Path, spec: Spec, day: date) -> pd.Index:
 
 
 def _write(root: Path, spec: Spec, day: date, frame: pd.DataFrame) -> int:
-    """One part file per town for the day; returns the number of partitions written."""
+    """One part file per town for the day, rows in key order; returns the partitions written."""
+    frame = frame.sort_values(list(spec.keys), kind="stable")
     towns = frame["town_code"].astype(object).where(frame["town_code"].notna(), scale.NO_TOWN)
     schema = scale.with_geometry(spec.schema)
     for town, part in frame.groupby(towns, sort=True):

@@ -166,7 +166,8 @@ def _offline_map(bounds: list[float]) -> folium.Map:
     fmap = folium.Map(tiles=None, control_scale=True, zoom_control=True, prefer_canvas=False)
     fmap.default_js, fmap.default_css = [], []
     js, css = leaflet_assets()
-    head = fmap.get_root().header
+    root: branca.element.Figure = fmap.get_root()  # type: ignore[assignment]
+    head = root.header
     head.add_child(branca.element.Element(f"<style>{css}</style><style>{STYLE}</style>"), name="leaflet_css")
     head.add_child(branca.element.Element(f"<script>{js}</script>"), name="leaflet_js")
     minx, miny, maxx, maxy = bounds
@@ -177,7 +178,10 @@ def _offline_map(bounds: list[float]) -> folium.Map:
 def build_report(session: Session, *, area: str, start: datetime | None = None,
                  end: datetime | None = None) -> Report:
     """The report page for ``area`` (a town usually) over [start, end)."""
-    area = catalog.check_area(session, area)
+    checked = catalog.check_area(session, area)
+    if checked is None:
+        raise InvalidInput("a report needs an area: a 12-digit town, village or district code")
+    area = checked
     start, end = catalog.check_range(start, end)
     grids = catalog.select(session, "grids", area=area, end=end)
     if grids.empty:
@@ -200,12 +204,12 @@ def build_report(session: Session, *, area: str, start: datetime | None = None,
     name = str(outline["name"].iloc[0])
     period = " – ".join(d.strftime("%Y-%m-%d") for d in (start, end) if d is not None) or "当前"
     title = f"{name}（{area}）网格与事件报告 · {period}"
-    body = fmap.get_root().html
-    body.add_child(branca.element.Element(f'<div class="onemap-title">{html.escape(title)}</div>'))
-    body.add_child(branca.element.Element(_legend(tickets is not None, sensors is not None)))
-    body.add_child(branca.element.Element(_kpi_html(figures)))
-    fmap.get_root().title = title
-    return Report(fmap.get_root().render(), figures)
+    root: branca.element.Figure = fmap.get_root()  # type: ignore[assignment]
+    root.html.add_child(branca.element.Element(f'<div class="onemap-title">{html.escape(title)}</div>'))
+    root.html.add_child(branca.element.Element(_legend(tickets is not None, sensors is not None)))
+    root.html.add_child(branca.element.Element(_kpi_html(figures)))
+    root.title = title
+    return Report(root.render(), figures)
 
 
 def write_report(session: Session, out: str | Path, **options) -> Report:

@@ -31,7 +31,7 @@ import numpy as np
 import shapely
 from shapely.geometry import shape
 
-WEIGHTS = {"map": 0.10, "tile": 0.20, "resolve": 0.30, "create": 0.15, "move": 0.10, "gps": 0.15}
+WEIGHTS = {"map": 0.03, "tile": 0.27, "resolve": 0.30, "create": 0.15, "move": 0.10, "gps": 0.15}
 FIXES_PER_BATCH = 10
 MAX_IN_FLIGHT = 64
 
@@ -112,7 +112,7 @@ def _points(features: list[dict], n: int, rng: np.random.Generator) -> np.ndarra
     return np.array(out[:n])
 
 
-async def _setup(client: httpx.AsyncClient, rng: np.random.Generator) -> Plan:
+async def _setup(client: httpx.AsyncClient, rng: np.random.Generator, skip: tuple[str, ...] = ()) -> Plan:
     health = await client.get("/health")
     health.raise_for_status()
     paths = set((await client.get("/openapi.json")).json()["paths"])
@@ -128,7 +128,8 @@ async def _setup(client: httpx.AsyncClient, rng: np.random.Generator) -> Plan:
     run = uuid.uuid4().hex[:8]
     has_tickets = "/tickets" in paths
     categories = _categories() if has_tickets else []
-    workers = await _workers(client, paths, run, features, rng) if "/workers/positions" in paths else []
+    gps = "/workers/positions" in paths and "gps" not in skip
+    workers = await _workers(client, paths, run, features, rng) if gps else []
     base = datetime.now(UTC) - timedelta(hours=2)
     return Plan(run, towns, points, tiles, categories, workers, has_tickets, base)
 
@@ -156,10 +157,10 @@ async def _workers(client: httpx.AsyncClient, paths: set[str], run: str, feature
 
 # ----------------------------------------------------------------------------- one request per kind
 
-def _kinds(plan: Plan) -> tuple[list[str], list[float]]:
+def _kinds(plan: Plan, skip: tuple[str, ...] = ()) -> tuple[list[str], list[float]]:
     usable = {"map": True, "tile": bool(plan.tiles), "resolve": True, "create": plan.has_tickets,
               "move": plan.has_tickets, "gps": bool(plan.workers)}
-    kinds = [k for k, ok in usable.items() if ok]
+    kinds = [k for k, ok in usable.items() if ok and k not in skip]
     weights = np.array([WEIGHTS[k] for k in kinds])
     return kinds, list(weights / weights.sum())
 
@@ -226,13 +227,14 @@ async def _one(client: httpx.AsyncClient, kind: str, request: tuple[str, str, di
 
 # ----------------------------------------------------------------------------- the run
 
-async def _drive(url: str, rate: float, seconds: float, token: str | None, seed: int) -> tuple[LoadReport, Plan]:
+async def _drive(url: str, rate: float, seconds: float, token: str | None, seed: int,
+                 skip: tuple[str, ...]) -> tuple[LoadReport, Plan]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
     report = LoadReport(rate, seconds)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
-        plan = await _setup(client, np.random.default_rng(seed))
-        kinds, weights = _kinds(plan)
+        plan = await _setup(client, np.random.default_rng(seed), skip)
+        kinds, weights = _kinds(plan, skip)
         rng = random.Random(seed)
         count = int(rate * seconds)
         gate = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -278,10 +280,14 @@ def count_stored(plan: Plan, database_url: str | None = None) -> dict[str, int]:
 
 
 def run(url: str = "http://127.0.0.1:8000", *, rate: float = 200.0, seconds: float = 60.0,
-        token: str | None = None, seed: int = 0, database_url: str | None = None) -> LoadReport:
+        token: str | None = None, seed: int = 0, database_url: str | None = None,
+        skip: tuple[str, ...] = ()) -> LoadReport:
     """Drive the server, then count the writes in its database (``database_url`` or the configured one)."""
     if not 0 < rate <= 5000 or not 0 < seconds <= 3600:
         raise ValueError("rate must be 0-5000/s and seconds 0-3600")
-    report, plan = asyncio.run(_drive(url.rstrip("/"), rate, seconds, token, seed))
+    unknown = set(skip) - set(WEIGHTS)
+    if unknown:
+        raise ValueError(f"unknown kinds {', '.join(sorted(unknown))}; kinds: {', '.join(WEIGHTS)}")
+    report, plan = asyncio.run(_drive(url.rstrip("/"), rate, seconds, token, seed, tuple(skip)))
     report.stored = count_stored(plan, database_url)
     return report

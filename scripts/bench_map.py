@@ -229,7 +229,7 @@ def run(console: Console | None = None, *, tickets: int = 100_000, workers: int 
             with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
                                  autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE")
-            server = Server(url)
+            server = Server(url, ONEMAP_AUTH="off")  # the local demo mode: no sign-in
             try:
                 grids_json, tickets_json = naive_geojson(server.base, session)
                 figures = _measure(server.base, grids_json, tickets_json, rounds, sync_playwright)

@@ -313,6 +313,15 @@ def bench_api(rate: float = typer.Option(200.0), seconds: float = typer.Option(1
     run(rate, seconds, echo=out.print)
 
 
+@bench_app.command("tickets")
+@guarded
+def bench_tickets(tickets: int = typer.Option(10_000)) -> None:
+    """Load simulated tickets into a scratch database and time the monthly ranking (SQL vs pandas)."""
+    from scripts.bench_tickets import bench_tickets as run
+
+    run(out, tickets=tickets)
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -33,7 +34,7 @@ def _when(text: str | None, option: str) -> datetime | None:
 def export_command(
     layer: str = typer.Argument(..., help="Layer name, or several comma-separated (gpkg, shp): grids,tickets"),
     format: str = typer.Option("shp", "--format", "-f", help="shp (zipped), gpkg, geojson or csv"),
-    out_path: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: LAYER[_AREA].EXT)"),
+    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: LAYER[_AREA].EXT)")] = None,
     area: str | None = typer.Option(None, help="12-digit district, town or village code"),
     start: str | None = typer.Option(None, "--from", help="Start, inclusive (Asia/Shanghai if no offset)"),
     end: str | None = typer.Option(None, "--to", help="End, exclusive"),
@@ -66,7 +67,7 @@ def report_command(
     area: str = typer.Option(..., help="12-digit town (or village/district) code"),
     start: str | None = typer.Option(None, "--from", help="Start, inclusive"),
     end: str | None = typer.Option(None, "--to", help="End, exclusive"),
-    out_path: Path = typer.Option(Path("report.html"), "--out", "-o", help="The HTML file to write"),
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write")] = Path("report.html"),
 ) -> None:
     """A self-contained map report (grids, tickets, sensors, legend, KPIs) that works offline."""
     from gis.db import session_scope

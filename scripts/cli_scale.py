@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -19,6 +20,9 @@ from gis.errors import InvalidInput, OneMapError
 console = Console(stderr=True)
 out = Console()
 REPORTS = ("patrol", "exceedance", "detections")
+RootOpt = Annotated[Path | None, typer.Option("--out", help="Archive root (default: <data dir>/archive).")]
+SchedulerOpt = Annotated[str | None, typer.Option(help="Dask scheduler address; none starts a local cluster.")]
+WorkersOpt = Annotated[int, typer.Option(help="Local cluster worker processes.")]
 
 
 def _default_root() -> Path:
@@ -106,9 +110,10 @@ def _thresholds() -> dict[str, float]:
 def register(app: typer.Typer) -> None:
     @app.command("archive")
     def archive_cmd(
-        before: str = typer.Option(None, help="Archive whole local days before this date (default: 30 days ago)."),
-        out_dir: Path = typer.Option(None, "--out", help="Archive root (default: <data dir>/archive)."),
-        table: list[str] = typer.Option(None, "--table", help="Only these tables (repeatable)."),
+        before: Annotated[str | None, typer.Option(
+            help="Archive whole local days before this date (default: 30 days ago).")] = None,
+        out_dir: RootOpt = None,
+        table: Annotated[list[str] | None, typer.Option("--table", help="Only these tables (repeatable).")] = None,
     ) -> None:
         """Move history out of PostGIS into GeoParquet partitioned by day and town; safe to re-run."""
         try:
@@ -121,12 +126,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("archive-reresolve")
     def reresolve_cmd(
-        out_dir: Path = typer.Option(None, "--out", help="Archive root."),
-        table: str = typer.Option("worker_positions", "--table"),
-        since: int = typer.Option(None, help="Registry edit id the archive was resolved against "
-                                             "(default: remembered from the last run, else 0)."),
-        scheduler: str = typer.Option(None, help="Dask scheduler address; none starts a local cluster."),
-        workers: int = typer.Option(2, help="Local cluster worker processes."),
+        out_dir: RootOpt = None,
+        table: Annotated[str, typer.Option("--table")] = "worker_positions",
+        since: Annotated[int | None, typer.Option(help="Registry edit id the archive was resolved against "
+                                                      "(default: remembered from the last run, else 0).")] = None,
+        scheduler: SchedulerOpt = None,
+        workers: WorkersOpt = 2,
     ) -> None:
         """Re-resolve the archive after grid redraws, reading only the redrawn towns' partitions."""
         from gis.db import session_scope
@@ -144,12 +149,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("archive-report")
     def report_cmd(
-        kind: str = typer.Argument(..., help="patrol | exceedance | detections"),
-        start: str = typer.Option(..., help="First local day, e.g. 2026-11-01."),
-        end: str = typer.Option(..., help="Day after the last, e.g. 2026-12-01."),
-        target: Path = typer.Option(..., "--to", help="Parquet file to write."),
-        out_dir: Path = typer.Option(None, "--out", help="Archive root."),
-        scheduler: str = typer.Option(None), workers: int = typer.Option(2),
+        kind: Annotated[str, typer.Argument(help="patrol | exceedance | detections")],
+        start: Annotated[str, typer.Option(help="First local day, e.g. 2026-11-01.")],
+        end: Annotated[str, typer.Option(help="Day after the last, e.g. 2026-12-01.")],
+        target: Annotated[Path, typer.Option("--to", help="Parquet file to write.")],
+        out_dir: RootOpt = None,
+        scheduler: SchedulerOpt = None,
+        workers: WorkersOpt = 2,
     ) -> None:
         """Per-grid patrol hours, sensor exceedance hours, or detections per camera/class/day → Parquet."""
         from gis import scale
@@ -167,13 +173,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command("resolve-dask")
     def resolve_dask(
-        source: str = typer.Argument(..., help="Parquet file, folder or glob with lon/lat columns."),
-        target: Path = typer.Argument(..., help="Folder to write resolved Parquet into."),
-        scheduler: str = typer.Option(None, help="Dask scheduler address; none starts a local cluster."),
-        workers: int = typer.Option(2, help="Local cluster worker processes."),
-        lon_col: str = typer.Option("lon", "--lon-col"), lat_col: str = typer.Option("lat", "--lat-col"),
-        crs: str = typer.Option("EPSG:4326", help="EPSG code, gcj02 or bd09."),
-        as_of: str = typer.Option(None, help="Resolve against the grids valid then (ISO time with offset)."),
+        source: Annotated[str, typer.Argument(help="Parquet file, folder or glob with lon/lat columns.")],
+        target: Annotated[Path, typer.Argument(help="Folder to write resolved Parquet into.")],
+        scheduler: SchedulerOpt = None,
+        workers: WorkersOpt = 2,
+        lon_col: Annotated[str, typer.Option("--lon-col")] = "lon",
+        lat_col: Annotated[str, typer.Option("--lat-col")] = "lat",
+        crs: Annotated[str, typer.Option(help="EPSG code, gcj02 or bd09.")] = "EPSG:4326",
+        as_of: Annotated[str | None, typer.Option(
+            help="Resolve against the grids valid then (ISO time with offset).")] = None,
     ) -> None:
         """Resolve partitioned point data on Dask, the grid index built once per worker."""
         import time
@@ -202,10 +210,13 @@ def register(app: typer.Typer) -> None:
     bench = next((g.typer_instance for g in app.registered_groups if g.name == "bench"), None)
     if bench is not None:
         @bench.command("scale")
-        def bench_scale(points: int = typer.Option(50_000_000, help="Synthetic GPS points."),
-                        folder: Path = typer.Option(None, help="Where to write the points (default: a temp dir)."),
-                        keep: bool = typer.Option(False, help="Keep the generated Parquet.")) -> None:
+        def bench_scale(
+            points: Annotated[int, typer.Option(help="Synthetic GPS points.")] = 50_000_000,
+            folder: Annotated[Path | None, typer.Option(help="Where to write the points (default: a temp dir).")] = None,
+            keep: Annotated[bool, typer.Option(help="Keep the generated Parquet.")] = False,
+            repeats: Annotated[int, typer.Option(help="Timed passes per engine (the best is kept).")] = 3,
+        ) -> None:
             """Resolve synthetic points on 1 and 2 Dask workers beside the single-process resolver."""
             from scripts.bench_scale import run
 
-            run(points, folder=folder, keep=keep, echo=out.print)
+            run(points, folder=folder, keep=keep, repeats=repeats, echo=out.print)

@@ -126,14 +126,16 @@ def bench_load(url: Annotated[str, typer.Option(help="base URL of a running OneM
                rate: Annotated[float, typer.Option(help="target requests per second")] = 200.0,
                seconds: Annotated[float, typer.Option(help="how long to run")] = 60.0,
                token: Annotated[str | None, typer.Option(envvar="ONEMAP_BENCH_TOKEN",
-                                                         help="bearer token when auth is on")] = None) -> None:
+                                                         help="bearer token when auth is on")] = None,
+               skip: Annotated[list[str] | None, typer.Option(help="leave a kind out: map, tile, resolve, create, "
+                                                                   "move, gps")] = None) -> None:
     """Mixed loopback load (map reads, resolves, ticket creates and moves, GPS ingest): throughput, p50/p99
     per kind, and a count afterwards that no accepted write was lost."""
     from scripts.bench_load import run
 
     try:
-        report = run(url, rate=rate, seconds=seconds, token=token)
-    except (OneMapError, RuntimeError) as exc:
+        report = run(url, rate=rate, seconds=seconds, token=token, skip=tuple(skip or ()))
+    except (OneMapError, RuntimeError, ValueError) as exc:
         _fail(getattr(exc, "message", str(exc)))
     out.print(report.text())
     if report.lost:

@@ -38,7 +38,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
 EXTRAS="demo"
-[ "$TEST" = 1 ] && EXTRAS="$EXTRAS,test"
+[ "$TEST" = 1 ] && EXTRAS="$EXTRAS,test,scale"
 [ "$VISION" = 1 ] && EXTRAS="$EXTRAS,vision"
 .venv/bin/pip install -q -e ".[$EXTRAS]"
 

@@ -282,3 +282,15 @@ def test_round_trip_demo_grids_into_a_fresh_registry(tmp_path, demo_session, ses
     b = before.geometry.to_crs(crs if crs != "EPSG:4490" else "EPSG:4528")
     a = after.geometry.to_crs(b.crs)
     assert max(shapely.hausdorff_distance(a.values, b.values)) < 0.01
+
+
+def test_geopackage_from_chunks_some_empty(tmp_path):
+    out = tmp_path / "c.gpkg"
+    empty = grids_frame().iloc[:0]
+    summary = X.export(X.Source("grids", iter([empty, grids_frame(), empty, grids_frame().iloc[:1]]),
+                                geometry_type="MultiPolygon"), "gpkg", out)
+    assert summary.rows == {"grids": 4}
+    assert len(pyogrio.read_dataframe(out, layer="grids")) == 4
+    X.export(X.Source("grids", iter([empty]), geometry_type="MultiPolygon"), "gpkg", out)
+    assert pyogrio.read_info(out, layer="grids")["features"] == 0
+    assert pyogrio.read_info(out, layer="grids")["geometry_type"] == "MultiPolygon"

@@ -3,13 +3,12 @@ GeoParquet archive (idempotent, lossless) and re-resolution that reads only the 
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import dask.dataframe as dd
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 import shapely
 from sqlalchemy import text
@@ -159,7 +158,7 @@ def test_reresolution_reads_only_the_redrawn_towns_partitions(session, tmp_path,
                  for p in scale.partitions(tmp_path, "worker_positions") if p.name != f"town={TOWN_B}"}
     version = R.registry_version(session)
     a, b = (to_wgs84(np.array([city.X0 + 1250.0] * 2), np.array([city.Y0 - 10, city.Y0 + 610]), city.GK))
-    split(session, "370783002001001", shapely.LineString(zip(a, b)), who="规划员", why="拆分网格")
+    split(session, "370783002001001", shapely.LineString(np.column_stack([a, b])), who="规划员", why="拆分网格")
 
     done, towns = A.reresolve_after_edits(session, tmp_path, since_edit=version, client=client)
     assert towns == {TOWN_B}
@@ -173,6 +172,7 @@ def test_reresolution_reads_only_the_redrawn_towns_partitions(session, tmp_path,
     ref = GridIndex.from_frame(new).resolve(stored["lon"], stored["lat"])
     assert same(stored["grid_code"], ref.grid_code) and same(stored["match"], ref.match)
     assert {"370783002001003", "370783002001004"} <= set(stored["grid_code"])
+    assert "370783002001001" in set(stored["intake_grid_code"])  # frozen at intake, never rewritten
     assert len(archived(tmp_path)) == 800
     done, towns = A.reresolve_after_edits(session, tmp_path, client=client)  # up to date: reads nothing
     assert towns == set() and done.partitions_read == 0
@@ -189,6 +189,7 @@ def test_analytics_over_the_archive(tmp_path, client):
     for col in ("accuracy_m", "speed_ms"):
         fixes_[col] = np.nan
     fixes_["received_at"] = fixes_["ts"]
+    fixes_["intake_grid_code"], fixes_["intake_town_code"] = g1, TOWN_A
     schema = scale.with_geometry(A.SPECS["worker_positions"].schema)
     half = 15  # two files in two town partitions: the worker's sequence spans both
     scale.write_part(fixes_.iloc[:half], scale.partition_dir(tmp_path, "worker_positions", "2026-10-05", TOWN_A), schema)
@@ -197,6 +198,10 @@ def test_analytics_over_the_archive(tmp_path, client):
         patrol = scale.time_in_grid(tmp_path, start, end)
     assert patrol.to_dict("list") == {"grid_code": [g1, g2], "hours": [330 / 3600, 570 / 3600],
                                       "seconds": [330.0, 570.0], "fixes": [11, 10], "workers": [1, 1]}
+    with client.as_current():
+        frozen = scale.time_in_grid(tmp_path, start, end, grid="intake_grid_code")
+    assert frozen.to_dict("list") == {"grid_code": [g1], "hours": [900 / 3600], "seconds": [900.0],
+                                      "fixes": [21], "workers": [1]}
 
     readings = pd.DataFrame({"sensor_id": "S1", "ts": (t0 + pd.to_timedelta([0, 1, 2], unit="h")).astype(
         "datetime64[us, UTC]"), "pm25": [80.0, 60.0, 90.0], "grid_code": g1, "town_code": TOWN_A,
@@ -204,6 +209,7 @@ def test_analytics_over_the_archive(tmp_path, client):
     for col in ("pm10", "no2", "so2", "o3", "co"):
         readings[col] = np.nan
     readings["received_at"] = readings["ts"]
+    readings["intake_grid_code"], readings["intake_town_code"] = g1, TOWN_A
     scale.write_part(readings, scale.partition_dir(tmp_path, "sensor_readings", "2026-10-05", TOWN_A),
                      scale.with_geometry(A.SPECS["sensor_readings"].schema))
     with client.as_current():
@@ -213,7 +219,8 @@ def test_analytics_over_the_archive(tmp_path, client):
 
     det = pd.DataFrame({"id": [1, 2, 3, 4], "camera_id": "C1", "at": [t0] * 4, "class_name": ["person"] * 3 + ["car"],
                         "confidence": 0.9, "x1": 0.0, "y1": 0.0, "x2": 1.0, "y2": 1.0, "track_id": pd.NA,
-                        "grid_code": None, "camera_grid_code": g2, "town_code": TOWN_A, "lon": np.nan, "lat": np.nan})
+                        "grid_code": None, "camera_grid_code": g2, "town_code": TOWN_A, "lon": np.nan, "lat": np.nan,
+                        "intake_grid_code": None, "intake_town_code": TOWN_A})
     det["at"] = det["at"].astype("datetime64[us, UTC]")
     scale.write_part(det, scale.partition_dir(tmp_path, "detections", "2026-10-05", TOWN_A),
                      scale.with_geometry(A.SPECS["detections"].schema))
@@ -225,7 +232,7 @@ def test_analytics_over_the_archive(tmp_path, client):
     grids = city.grids().assign(village_code=lambda f: f["code"].str[:12])
     layer = scale.load_layer(scale.write_result(patrol, tmp_path / "out" / "patrol.parquet"), grids)
     assert isinstance(layer, gpd.GeoDataFrame) and len(layer) == 3
-    assert dict(zip(layer["code"], layer["hours"])) == {g1: 330 / 3600, "370783001001002": 0.0, g2: 570 / 3600}
+    assert dict(zip(layer["code"], layer["hours"], strict=True)) == {g1: 330 / 3600, "370783001001002": 0.0, g2: 570 / 3600}
 
 
 def test_cli_archive_reresolve_and_resolve_dask(cli_env, tmp_path, client):
@@ -251,7 +258,7 @@ def test_cli_archive_reresolve_and_resolve_dask(cli_env, tmp_path, client):
 
     with Session(eng) as s:
         a, b = to_wgs84(np.array([city.X0 + 1250.0] * 2), np.array([city.Y0 - 10, city.Y0 + 610]), city.GK)
-        split(s, "370783002001001", shapely.LineString(zip(a, b)), who="规划员", why="拆分网格")
+        split(s, "370783002001001", shapely.LineString(np.column_stack([a, b])), who="规划员", why="拆分网格")
         s.commit()
     address = client.scheduler.address
     result = runner.invoke(app, ["archive-reresolve", "--out", str(root), "--since", str(version),
@@ -270,3 +277,39 @@ def test_cli_archive_reresolve_and_resolve_dask(cli_env, tmp_path, client):
     assert len(back) == 3_000 and same(back["grid_code"].astype(object), ref.grid_code)
     result = runner.invoke(app, ["archive", "--before", "yesterday", "--out", str(root)])
     assert result.exit_code == 1 and "--before must be a date" in result.output
+
+
+def test_an_interrupted_swap_is_finished_not_doubled(tmp_path):
+    old, tmp = tmp_path / "part-old.parquet", tmp_path / "part-new.parquet.tmp"
+    old.write_bytes(b"old")
+    tmp.write_bytes(b"new")
+    journal = tmp_path / "_swap.json"
+    journal.write_text(f'{{"rename": ["{tmp}"], "remove": ["{old}"]}}')
+    assert scale.recover(journal) and not scale.recover(journal)
+    assert [p.name for p in tmp_path.iterdir()] == ["part-new.parquet"]
+
+
+def test_archive_moves_readings_and_detections_with_their_towns(session, tmp_path):
+    two_towns(session)
+    t = pd.Timestamp(scale.day_bounds(DAY1)[0]) + pd.Timedelta(hours=8)
+    session.execute(text(
+        "INSERT INTO sensors (id, name, kind, pollutants, status, geom, grid_code, town_code, match) VALUES "
+        "('S1', '东关监测点', 'air', ARRAY['pm25'], 'active', ST_SetSRID(ST_MakePoint(118.8, 36.9), 4326), "
+        "'370783001001002', :town, 'inside')"), {"town": TOWN_A})
+    ensure_month_partitions(session, "sensor_readings", pd.Series([t]))
+    session.execute(text("INSERT INTO sensor_readings (sensor_id, ts, pm25) VALUES ('S1', :a, 80), ('S1', :b, 60)"),
+                    {"a": t.to_pydatetime(), "b": (t + pd.Timedelta(hours=1)).to_pydatetime()})
+    session.execute(text(
+        "INSERT INTO cameras (id, name, geom, grid_code, town_code) VALUES "
+        "('C1', '北关路口', ST_SetSRID(ST_MakePoint(118.81, 36.9), 4326), '370783002001001', :town)"), {"town": TOWN_B})
+    session.execute(text(
+        "INSERT INTO detections (camera_id, at, class_name, confidence, x1, y1, x2, y2) VALUES "
+        "('C1', :a, 'person', 0.9, 1, 2, 3, 4)"), {"a": t.to_pydatetime()})
+    done = A.archive(session, tmp_path, before=DAY2)
+    assert [(r.table, r.rows, r.partitions) for r in done] == [("sensor_readings", 2, 1), ("detections", 1, 1)]
+    readings = scale.read_part(scale.part_files(scale.partitions(tmp_path, "sensor_readings", towns=[TOWN_A]))[0])
+    assert list(readings["pm25"]) == [80.0, 60.0] and (readings["lon"] == 118.8).all()
+    det = scale.read_part(scale.part_files(scale.partitions(tmp_path, "detections", towns=[TOWN_B]))[0])
+    assert det["camera_grid_code"].tolist() == ["370783002001001"] and det["lon"].isna().all()
+    left = session.execute(text("SELECT (SELECT count(*) FROM sensor_readings), (SELECT count(*) FROM detections)"))
+    assert tuple(left.one()) == (0, 0)

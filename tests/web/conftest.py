@@ -43,7 +43,7 @@ def web_url(cluster) -> str:
 
 @pytest.fixture(scope="session")
 def server(web_url) -> Iterator[Server]:
-    srv = Server(web_url)
+    srv = Server(web_url, ONEMAP_AUTH="off")  # signing in is the accounts layer's test; here: the pages
     yield srv
     srv.stop()
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def editor_server(cluster):
     """Saved edits stay in this server's own copy of the demo city."""
-    srv = Server(demo_copy(cluster, "web_editor"))
+    srv = Server(demo_copy(cluster, "web_editor"), ONEMAP_AUTH="off")
     yield srv
     srv.stop()
 

@@ -37,8 +37,8 @@ def test_desk_lists_a_ticket_and_dispatches_it(server, page, ticket, artifacts):
     assert "已派单" in page.text_content("#detail .facts")
     page.select_option("#filters [name=state]", "dispatched")
     page.click("#filters button")
-    page.wait_for_selector(f"#tickets tr[data-id='{ticket['id']}']")
-    assert all("已派单" in t for t in page.locator("#tickets tbody tr").all_text_contents())
+    page.wait_for_function("[...document.querySelectorAll('#tickets tbody tr')].every(tr => tr.textContent.includes('已派单'))")
+    assert page.locator(f"#tickets tr[data-id='{ticket['id']}']").count() == 1
     page.screenshot(path=str(artifacts / "desk-dispatched.png"))
 
 
