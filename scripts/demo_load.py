@@ -1,8 +1,12 @@
-"""Load the committed demo city (data/grid_boundaries/) into the registry, once."""
+"""Load the committed demo city (data/grid_boundaries/) into the registry, once, with a week of
+tickets, sensors with a few hours of readings and today's worker patrols, so every layer has data."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import geopandas as gpd
 from sqlalchemy import func, select
@@ -12,6 +16,7 @@ from gis.models import Grid
 from gis.registry import import_areas, import_grids, validate_registry
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "grid_boundaries"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def read_demo() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
@@ -25,7 +30,8 @@ def read_demo() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
 
 
 def load_into(session, *, who: str = "demo", validate: bool = True) -> str:
-    """Import the demo areas and grids in the caller's transaction; skip when grids exist."""
+    """Import the demo areas, grids and standard addresses in the caller's transaction; skip when
+    grids exist."""
     count = session.scalar(select(func.count()).select_from(Grid).where(Grid.valid_to.is_(None)))
     if count:
         return f"demo city already loaded: {count} current grids"
@@ -44,6 +50,34 @@ def load_into(session, *, who: str = "demo", validate: bool = True) -> str:
     return message
 
 
+def load_activity(session, *, now: datetime | None = None) -> list[str]:
+    """A week of tickets, sensors with readings and today's patrols (each only when absent)."""
+    from layers.incidents.models import Ticket
+    from layers.incidents.simulate import simulate as simulate_tickets
+    from layers.sensors.simulate import simulate as simulate_sensors
+    from layers.workers.models import Worker
+    from layers.workers.simulate import simulate_day
+
+    now = now or datetime.now(UTC)
+    lines = []
+    if not session.scalar(select(func.count()).select_from(Ticket)):
+        t = time.perf_counter()
+        summary = simulate_tickets(session, days=7, end=now)
+        lines.append(f"tickets: a simulated week ({summary}) in {time.perf_counter() - t:.0f} s")
+    from layers.sensors.models import Sensor
+
+    if not session.scalar(select(func.count()).select_from(Sensor)):
+        lines.append(f"sensors: {simulate_sensors(session, hours=6, end=now)}")
+    if not session.scalar(select(func.count()).select_from(Worker)):
+        result = simulate_day(session, now.astimezone(SHANGHAI).date(), now=now)
+        lines.append(f"workers: {result}")
+    return lines
+
+
 def load_demo() -> str:
     with session_scope() as session:
-        return load_into(session)
+        message = load_into(session)
+    with session_scope() as session:
+        for line in load_activity(session):
+            message += "\n" + line
+    return message

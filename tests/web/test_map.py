@@ -37,12 +37,13 @@ def test_big_screen_renders_the_demo_city(server, page, artifacts):
 def test_clicking_a_grid_shows_it_and_the_ranking_flies_to_a_town(server, page):
     page.goto(server.base + "/")
     page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    page.wait_for_selector("body[data-complete=true]", timeout=30_000)
     page.mouse.click(960, 560)  # the middle of the city
-    page.wait_for_function("document.querySelector('#info h2').textContent !== '详情'")
+    page.wait_for_function("document.querySelector('#info h2').textContent !== '详情'", timeout=60_000)
     assert "编码" in page.text_content("#info")
     page.wait_for_function("document.querySelectorAll('#area-select option').length === 16")  # 全市 + 15 towns
     page.select_option("#area-select", index=3)
-    page.wait_for_function("window.onemap.map.getZoom() > 11")
+    page.wait_for_function("window.onemap.map.getZoom() > 11", timeout=60_000)
     assert page.evaluate("window.onemap.state.town").startswith("370783")
 
 
