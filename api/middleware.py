@@ -177,6 +177,9 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if _has_nul(scope):
+            await self._refuse(scope, send, 400, "InvalidInput", "the URL holds a NUL byte (%00); no field may")
+            return
         limit = self._limit(scope)
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -214,13 +217,16 @@ class Guard:
         return counted
 
     async def _too_large(self, scope: Scope, send: Send, limit: int) -> None:
-        body = json.dumps({"error": "PayloadTooLarge", "detail": _too_large_text(limit)}).encode()
-        await send({"type": "http.response.start", "status": 413,
+        await self._refuse(scope, send, 413, "PayloadTooLarge", _too_large_text(limit))
+
+    async def _refuse(self, scope: Scope, send: Send, status: int, error: str, detail: str) -> None:
+        body = json.dumps({"error": error, "detail": detail}).encode()
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close"), *self._headers(scope, html=False)]})
         await send({"type": "http.response.body", "body": body})
         if _should_audit(scope):
-            self._audit(scope, scope.setdefault("state", {}), _Record(scope, time.perf_counter(), status=413))
+            self._audit(scope, scope.setdefault("state", {}), _Record(scope, time.perf_counter(), status=status))
 
     # --- headers and pages
 
@@ -307,6 +313,12 @@ class _Record:
 def _should_audit(scope: Scope) -> bool:
     method = scope["method"]
     return method in WRITES or (method == "GET" and scope["path"].startswith(AUDITED_READS))
+
+
+def _has_nul(scope: Scope) -> bool:
+    """PostgreSQL text cannot hold NUL: refuse it at the door instead of failing deep inside."""
+    query = scope.get("query_string", b"").lower()
+    return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -322,6 +322,16 @@ def bench_tickets(tickets: int = typer.Option(10_000)) -> None:
     run(out, tickets=tickets)
 
 
+@bench_app.command("map")
+@guarded
+def bench_map(tickets: int = typer.Option(100_000), workers: int = typer.Option(2_000),
+              rounds: int = typer.Option(3)) -> None:
+    """First full render of the big-screen map in headless Chromium vs a naive Leaflet page."""
+    from scripts.bench_map import run
+
+    run(out, tickets=tickets, workers=workers, rounds=rounds)
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 

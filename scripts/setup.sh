@@ -42,7 +42,8 @@ EXTRAS="demo"
 [ "$VISION" = 1 ] && EXTRAS="$EXTRAS,vision"
 .venv/bin/pip install -q -e ".[$EXTRAS]"
 
-if [ ! -d web/node_modules/leaflet ]; then
-  (cd web && npm install --no-audit --no-fund --silent)
+# The pages' libraries, exactly as package-lock.json pins them (re-run whenever it changes).
+if [ ! -f web/node_modules/.package-lock.json ] || ! cmp -s web/package-lock.json web/node_modules/.onemap-lock; then
+  (cd web && npm ci --no-audit --no-fund --silent && cp package-lock.json node_modules/.onemap-lock)
 fi
 echo "OneMap is set up in .venv"

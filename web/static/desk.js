@@ -7,7 +7,7 @@ const crs = body.dataset.tileCrs === "gcj02" ? "gcj02" : "wgs84";
 const shift = shifter(crs);
 const PAGE = 20;
 const ROLES = { district: "区指挥中心", town: "镇街", village: "村社区", department: "职能部门", grid_worker: "网格员", city: "市级" };
-const MOVE_NAMES = { check: "核查", reject: "不予立案", grab: "抢单", dispatch: "派单", split: "分单", join: "联单", return: "返单",
+const MOVE_NAMES = { receive: "受理", check: "核查", reject: "不予立案", grab: "抢单", dispatch: "派单", split: "分单", join: "联单", return: "返单",
   sign: "签收", start: "开始处置", complete: "办结", verify_fix: "核实", review_pass: "审核通过", review_fail: "审核退回",
   revisit: "回访", close: "结案", sign_off: "销号", extend: "延期" };
 // What each move needs in its payload, read from the parameter box (lists: comma separated).
@@ -59,7 +59,7 @@ async function openTicket(id) {
 function renderDetail(t) {
   const moves = (t.allowed && t.allowed[state.role]) || [];
   const timeline = t.timeline.map((e) => `<li><time>${timeText(e.at)}</time><b>${esc(MOVE_NAMES[e.move] || e.move)}</b>
-    ${esc(ROLES[e.role] || e.role)} ${esc(e.actor)} → ${esc(STATE_NAMES[e.to_state] || e.to_state)}${e.note ? "<br><span class='muted'>" + esc(e.note) + "</span>" : ""}</li>`).join("");
+    ${esc(e.role === "system" ? "系统" : ROLES[e.role] || e.role)} ${esc(e.actor)} → ${esc(STATE_NAMES[e.to_state] || e.to_state)}${e.note ? "<br><span class='muted'>" + esc(e.note) + "</span>" : ""}</li>`).join("");
   document.getElementById("detail").innerHTML = `<h2>工单 #${t.id} <small>${esc(t.category_major)} / ${esc(t.category_name)}</small></h2>
     <dl class="facts"><dt>状态</dt><dd>${esc(STATE_NAMES[t.state] || t.state)}</dd><dt>督办</dt><dd class="card-${t.live_card}">${esc(CARD_NAMES[t.live_card])}</dd>
     <dt>属地</dt><dd>${esc(state.names[t.town_code] || t.town_code)} · 网格 ${esc(t.grid_code)}</dd><dt>地址</dt><dd>${esc(t.address)}</dd>
