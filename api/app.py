@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 import importlib
 import importlib.util
 
-from api import errors
+from api import errors, middleware
 from gis.db import session_factory
 from gis.settings import ApiSettings, api_settings
 
@@ -74,6 +74,7 @@ def create_app(settings: ApiSettings | None = None, *, database_url: str | None 
     app.state.settings = settings
     app.state.sessions = session_factory(database_url)
     errors.install(app)
+    middleware.install(app)
     for name in ROUTERS:
         if _exists(name):  # layers land one by one
             app.include_router(importlib.import_module(name).router)

@@ -12,7 +12,7 @@ import uuid
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gis import errors as E
@@ -62,6 +62,12 @@ def install(app: FastAPI) -> None:
         log.warning("database unavailable: %s", exc.__class__.__name__)
         return JSONResponse({"error": "DatabaseUnavailable", "detail": "the database is unavailable; retry shortly"},
                             status_code=503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(DataError)
+    async def bad_value(request: Request, exc: DataError) -> JSONResponse:
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+        return JSONResponse({"error": "InvalidInput", "detail": f"a value is out of range or malformed: {reason}"},
+                            status_code=400)
 
     @app.exception_handler(PoolTimeout)
     async def busy(request: Request, exc: PoolTimeout) -> JSONResponse:

@@ -286,7 +286,9 @@ class Guard:
     def _banner(self, body: bytes) -> bytes:
         if self.auth.enabled:
             return body
-        banner = f'<div id="demo-banner" role="status">{DEMO_BANNER}</div>'.encode()
+        banner = (f'<div id="demo-banner" role="status" style="position:fixed;left:50%;bottom:8px;z-index:10000;'
+                  f'transform:translateX(-50%);background:#b45309;color:#fff;padding:2px 12px;border-radius:4px;'
+                  f'font-size:13px;pointer-events:none">{DEMO_BANNER}</div>').encode()
         return BODY_TAG.sub(lambda m: m.group(0) + banner, body, count=1)
 
     # --- audit

@@ -241,6 +241,8 @@ async def _drive(url: str, rate: float, seconds: float, token: str | None, seed:
         tasks: list[asyncio.Task] = []
         start = time.perf_counter()
         for i in range(count):
+            if time.perf_counter() - start > seconds:  # bounded in time as well as count: a slow server
+                break                                  # gets fewer requests, not a longer run
             delay = start + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)

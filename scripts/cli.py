@@ -220,8 +220,11 @@ def grids_validate(
 def demo(serve_after: bool = typer.Option(True, "--serve/--no-serve"),
          port: int = typer.Option(8000), host: str = typer.Option("127.0.0.1")) -> None:
     """Start PostGIS, load the demo city (once) and serve the map at http://HOST:PORT."""
+    import os
+
     from scripts.demo_load import load_demo
 
+    os.environ["ONEMAP_AUTH"] = "off"  # the local demo only: pages show a demo-mode banner
     db_up.__wrapped__(migrate=True)  # type: ignore[attr-defined]
     summary = load_demo()
     out.print(summary)

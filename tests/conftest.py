@@ -20,6 +20,10 @@ from sqlalchemy.orm import Session
 from gis import pg
 from scripts.migrate import upgrade
 
+# Sign-in is on by default; tests of other concerns run as the city-wide demo scope, and the auth
+# tests switch it on for their own app (tests/api/test_auth.py).
+os.environ.setdefault("ONEMAP_AUTH", "off")
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 

@@ -146,7 +146,7 @@ def _port_free_reusable(port: int) -> bool:
 @pytest.mark.slow
 def test_restart_mid_ingest_answers_503_and_loses_no_acknowledged_write(server, monkeypatch):
     url, folder, state = server
-    monkeypatch.setattr(pg, "_port_free", _port_free_reusable)
+    monkeypatch.setattr(pg, "_port_free", _port_free_reusable)  # gis.pg now binds with SO_REUSEADDR too
     traffic = Traffic(url)
     threads = [threading.Thread(target=traffic.run, args=(w,), daemon=True) for w in range(CLIENTS)]
     for t in threads:

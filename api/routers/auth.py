@@ -19,6 +19,7 @@ router = APIRouter(tags=["auth"])
 LOGIN_PAGE = """<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>OneMap · 登录</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/onemap.css"></head>
 <body class="login"><main id="login">
 <h1>OneMap 一张图 · 登录</h1>

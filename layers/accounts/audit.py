@@ -64,12 +64,13 @@ def query(session: Session, *, username: str | None = None, method: str | None =
     """Entries newest first, filtered; returns (total matching, rows)."""
     if not 1 <= limit <= 1000 or offset < 0:
         raise InvalidInput("limit must be 1-1000 and offset >= 0")
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and moment.tzinfo is None:
             raise InvalidInput(f"{name} needs a timezone, e.g. 2026-11-01T08:00:00+08:00")
     stmt = select(AuditEntry)
-    for column, value in ((AuditEntry.username, username), (AuditEntry.method, method and method.upper()),
-                          (AuditEntry.action, action), (AuditEntry.status, status)):
+    equal: list[tuple[Any, object]] = [(AuditEntry.username, username), (AuditEntry.method, method and method.upper()),
+                                       (AuditEntry.action, action), (AuditEntry.status, status)]
+    for column, value in equal:
         if value is not None and value != "":
             stmt = stmt.where(column == value)
     if path_prefix:

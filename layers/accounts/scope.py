@@ -80,8 +80,8 @@ def validate_assignment(role: str, area_code: str | None, department: str | None
         level = C.level_of(area_code)
         need = ROLE_LEVEL.get(role)
         C.validate_area_code(area_code, need or level)
-    elif role in ROLE_LEVEL:
-        raise InvalidInput(f"a {role} role needs --area, a {ROLE_LEVEL[role].value} code (12 digits)")
+    elif (level_needed := ROLE_LEVEL.get(role)) is not None:
+        raise InvalidInput(f"a {role} role needs --area, a {level_needed.value} code (12 digits)")
     if role == "department" and not department:
         raise InvalidInput("a department role needs --department, e.g. 水务")
     if role == "grid_worker":

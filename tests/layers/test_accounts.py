@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from gis import registry
 from gis.errors import Conflict, InvalidInput, NotFound
@@ -25,6 +25,7 @@ from layers.accounts.security import (
     set_disabled,
     set_password,
     user_for_token,
+    verify_password,
 )
 from layers.accounts.settings import AuthSettings
 from layers.incidents.models import Ticket
@@ -234,8 +235,6 @@ def test_audit_log_is_append_only(session):
 
 
 def test_audit_writer_writes_in_the_background(scratch_url):
-    from sqlalchemy import create_engine
-
     engine = create_engine(scratch_url)
     writer = audit.AuditWriter(sessionmaker(engine))
     for i in range(250):
@@ -243,4 +242,33 @@ def test_audit_writer_writes_in_the_background(scratch_url):
     assert writer.flush(10)
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM audit_log WHERE username = 'bg'")) == 250
+    engine.dispose()
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def test_cli_users_add_list_reset_disable(cli_env):
+    from typer.testing import CliRunner
+
+    from scripts.cli import app
+
+    runner = CliRunner()
+    added = runner.invoke(app, ["users", "add", "wang", "--role", "town", "--area", TOWN, "--name", "王芳",
+                                "--password-stdin"], input=PASSWORD + "\n")
+    assert added.exit_code == 0, added.output
+    assert "added wang (town 370783001000)" in added.output
+    refused = runner.invoke(app, ["users", "add", "zhao", "--role", "town", "--password-stdin"], input=PASSWORD + "\n")
+    assert refused.exit_code == 1 and "needs --area" in refused.output
+    listed = runner.invoke(app, ["users", "list"])
+    assert "王芳" in listed.output and "active" in listed.output
+    assert runner.invoke(app, ["users", "reset", "wang", "--password-stdin"], input="a new long password\n").exit_code == 0
+    assert runner.invoke(app, ["users", "disable", "wang"]).exit_code == 0
+    assert "disabled" in runner.invoke(app, ["users", "list"]).output
+    missing = runner.invoke(app, ["users", "disable", "nobody"])
+    assert missing.exit_code == 1 and "no user 'nobody'" in missing.output
+    engine = create_engine(cli_env)
+    with Session(engine) as session:
+        user = session.scalars(select(User).where(User.username == "wang")).one()
+        assert user.disabled and user.token_version == 2
+        assert verify_password(user.password_hash, "a new long password")
     engine.dispose()
