@@ -81,9 +81,15 @@ def http_settings() -> HttpSettings:
 # ----------------------------------------------------------------------------- install
 
 def install(app: FastAPI, *, auth: AuthSettings | None = None, http: HttpSettings | None = None) -> None:
-    """Check the settings and wrap the app; idempotent."""
+    """Check the settings and wrap the app; idempotent.
+
+    ``create_app`` installs with the environment's settings; a later call with explicit settings
+    (tests, an embedding server) replaces that layer before the app starts instead of being ignored,
+    so auth given here is the auth the routes see."""
     if getattr(app.state, "hardened", False):
-        return
+        if auth is None and http is None:
+            return
+        app.user_middleware = [m for m in app.user_middleware if m.cls not in (Guard, CORSMiddleware)]
     auth = auth or auth_settings()
     auth.check()
     http = http or http_settings()

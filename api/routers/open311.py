@@ -16,7 +16,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
+from api.auth import ScopeDep, WriteScope
 from api.deps import SessionDep
 from api.errors import STATUS
 from gis.errors import InvalidInput, NotFound, OneMapError
@@ -38,8 +40,19 @@ def _time(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(SHANGHAI).isoformat(timespec="seconds")
 
 
+PUBLIC_FIELDS = frozenset({
+    "service_request_id", "status", "status_notes", "service_name", "service_code", "description",
+    "agency_responsible", "service_notice", "requested_datetime", "updated_datetime", "expected_datetime",
+    "address", "address_id", "zipcode", "lat", "long", "media_url"})
+
+
 def _request(t: Ticket) -> dict[str, Any]:
-    """One ticket as a GeoReport v2 service request."""
+    """One ticket as a GeoReport v2 service request: public fields only (never the reporter's name
+    or phone, which GeoReport does not define and a public client must never see)."""
+    return {k: v for k, v in _fields(t).items() if k in PUBLIC_FIELDS}  # an allow-list, not a deny-list
+
+
+def _fields(t: Ticket) -> dict[str, Any]:
     lon, lat = S.lonlat(t)
     closed = t.state in {s.value for s in TERMINAL}
     notes = f"duplicate of {t.duplicate_of}" if t.duplicate_of else t.state
@@ -126,12 +139,13 @@ def _create(session: Any, form: dict[str, str]) -> list[dict[str, Any]]:
 @router.post("/requests.json", status_code=201, response_model=None)
 @router.post("/requests", status_code=201, response_model=None)
 async def post_request(
-    request: Request, session: SessionDep
+    request: Request, session: SessionDep, scope: WriteScope
 ) -> list[dict[str, Any]] | JSONResponse:
-    """File a request (form-encoded: service_code, lat, long, address_string, description, ...)."""
+    """File a request (form-encoded: service_code, lat, long, address_string, description, ...).
+    The form is read here; resolving and storing run in the thread pool, off the event loop."""
     form = {k: str(v) for k, v in (await request.form()).items()}
     try:
-        return _create(session, form)
+        return await run_in_threadpool(_create, session, form)
     except OneMapError as exc:
         return _error(exc)
 
@@ -146,19 +160,24 @@ def _dt(value: str | None, key: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=SHANGHAI)
 
 
+MAX_ID = 2**63 - 1
+
+
 def _ids(text: str) -> list[int]:
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        ids = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise InvalidInput(
             f"service_request_id must be ids separated by commas: {text!r}"
         ) from None
+    return [i for i in ids if 0 < i <= MAX_ID]  # no ticket has any other id
 
 
 @router.get("/requests.json", response_model=None)
 @router.get("/requests", response_model=None)
 def get_requests(
     session: SessionDep,
+    scope: ScopeDep,
     service_request_id: str | None = None,
     service_code: str | None = None,
     start_date: str | None = None,
@@ -177,6 +196,7 @@ def get_requests(
             since=_dt(start_date, "start_date"),
             until=_dt(end_date, "end_date"),
             is_open=None if not status else status == "open",
+            scope=scope,
         )
     except OneMapError as exc:
         return _error(exc)
@@ -184,12 +204,12 @@ def get_requests(
 
 
 @router.get("/requests/{request_id}", response_model=None)
-def get_request(request_id: str, session: SessionDep) -> list[dict[str, Any]] | JSONResponse:
+def get_request(request_id: str, session: SessionDep, scope: ScopeDep) -> list[dict[str, Any]] | JSONResponse:
     """One request (``/requests/123.json`` or ``/requests/123``), as a one-element list."""
     try:
         ident = request_id.removesuffix(".json")
-        if not ident.isdigit():
+        if not ident.isdigit() or int(ident) > MAX_ID:
             raise NotFound(f"no service request {request_id}")
-        return [_request(S.get_ticket(session, int(ident)))]
+        return [_request(S.get_ticket(session, int(ident), scope=scope))]
     except OneMapError as exc:
         return _error(exc)

@@ -12,6 +12,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from api.auth import settings_of
+
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "web" / "templates")
 
@@ -21,8 +23,9 @@ PAGES = {"map": "map.html", "editor": "editor.html", "desk": "desk.html", "expor
 def render(request: Request, page: str) -> HTMLResponse:
     settings = request.app.state.settings
     tile_crs = "gcj02" if str(settings.tile_crs).lower().replace("-", "") == "gcj02" else "wgs84"
-    return templates.TemplateResponse(request, PAGES[page], {"tile_url": settings.tile_url, "tile_crs": tile_crs,
-                                                             "page": page})
+    context = {"tile_url": settings.tile_url, "tile_crs": tile_crs, "page": page,
+               "auth_on": settings_of(request).enabled}  # the header's 登录 link; off: the demo banner instead
+    return templates.TemplateResponse(request, PAGES[page], context)
 
 
 @router.get("/", response_class=HTMLResponse)

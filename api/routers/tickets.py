@@ -10,17 +10,24 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
+from api.auth import ScopeDep, WriteScope, require
 from api.deps import SessionDep
+from gis.errors import NotFound
+from layers.accounts.scope import Scope
 from api.geojson import GeoJSONResponse, feature_collection
 from layers.incidents import kpis as K
 from layers.incidents import layer as L
 from layers.incidents import service as S
 
 router = APIRouter(tags=["tickets"])
+
+MAX_ID = 2**63 - 1  # BIGINT: a larger id cannot exist, answer 422 instead of a database error
+TicketId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class TicketIn(BaseModel):
@@ -80,16 +87,28 @@ def _csv(frame: pd.DataFrame, name: str) -> Response:
 
 
 @router.post("/tickets", status_code=201)
-def create(body: TicketIn, session: SessionDep) -> dict[str, Any]:
-    """Receive a report; ``unplaced`` is true when its place could not be resolved (kept, listed)."""
+def create(body: TicketIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
+    """Receive a report; ``unplaced`` is true when its place could not be resolved (kept, listed).
+
+    A desk may file a report anywhere (a citizen calls the wrong town): the answer is the new ticket
+    either way, with the phone as the caller's role may see it."""
     fields = body.model_dump()
+    fields["actor"] = _actor(scope, body.actor)
     ticket = S.create_ticket(session, **fields)
-    return S.detail(session, ticket.id)
+    out = S.detail(session, ticket.id)
+    out["reporter_phone"] = scope.phone(out["reporter_phone"])
+    return out
+
+
+def _actor(scope: Scope, given: str) -> str:
+    """Who acted: the signed-in user when auth is on, else what the body says (the demo)."""
+    return given if scope.user == Scope.demo().user else scope.user
 
 
 @router.get("/tickets")
 def list_(
     session: SessionDep,
+    scope: ScopeDep,
     state: str | None = None,
     town: str | None = None,
     grid: str | None = None,
@@ -120,74 +139,83 @@ def list_(
         until=until,
         limit=limit,
         offset=offset,
+        scope=scope,
     )
     return {"total": total, "limit": limit, "offset": offset, "items": rows}
 
 
 @router.get("/tickets/layer/grids")
-def grid_layer(session: SessionDep, town: str | None = None) -> list[dict[str, Any]]:
+def grid_layer(session: SessionDep, scope: ScopeDep, town: str | None = None) -> list[dict[str, Any]]:
     """Per grid: open tickets, yellow/red cards and the worst card, for colouring the map."""
-    return _records(L.grid_counts(session, town=town))
+    return _records(L.grid_counts(session, town=town, scope=scope))
 
 
 @router.get("/tickets/layer/points", response_class=GeoJSONResponse)
 def point_layer(
     session: SessionDep,
+    scope: ScopeDep,
     town: str | None = None,
     limit: Annotated[int, Query(ge=1, le=20000)] = 5000,
 ) -> GeoJSONResponse:
     """Open tickets as GeoJSON points."""
-    frame = L.open_points(session, town=town, limit=limit)
+    frame = L.open_points(session, town=town, limit=limit, scope=scope)
     return GeoJSONResponse(feature_collection(frame, id_column="id"))
 
 
 @router.post("/tickets/cards/refresh")
-def cards(session: SessionDep, now: datetime | None = None) -> dict[str, int]:
+def cards(session: SessionDep, scope: WriteScope, now: datetime | None = None) -> dict[str, int]:
     """Recompute yellow/red cards; each change is a ``card`` event."""
     return S.refresh_cards(session, now)
 
 
 @router.get("/tickets/routing")
-def get_routing(session: SessionDep) -> list[dict[str, Any]]:
+def get_routing(session: SessionDep, scope: ScopeDep) -> list[dict[str, Any]]:
     """Category → department and whether a town handles it first (CSV defaults + overrides)."""
     return [r.__dict__ for r in S.routing_table(session).rows()]
 
 
 @router.put("/tickets/routing/{category}")
-def put_routing(category: str, body: RouteIn, session: SessionDep) -> dict[str, Any]:
+def put_routing(category: str, body: RouteIn, session: SessionDep,
+                scope: Annotated[Scope, Depends(require("admin"))]) -> dict[str, Any]:
+    """Change where a category goes: city-wide, so city admins only."""
     row = S.set_route(
         session,
         category,
         department=body.department,
         needs_town=body.needs_town,
-        who=body.who,
+        who=_actor(scope, body.who),
         why=body.why,
     )
     return {"category": row.category, "department": row.department, "needs_town": row.needs_town}
 
 
 @router.get("/tickets/{ticket_id}")
-def show(ticket_id: int, session: SessionDep) -> dict[str, Any]:
-    """Detail: place codes, state, deadlines, cards, timeline, photos, allowed moves by role."""
-    return S.detail(session, ticket_id)
+def show(ticket_id: TicketId, session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
+    """Detail: place codes, state, deadlines, cards, timeline, photos, allowed moves by role
+    (another area's ticket: 404, as if it did not exist)."""
+    return S.detail(session, ticket_id, scope=scope)
 
 
 @router.post("/tickets/{ticket_id}/attachments", status_code=201)
 async def attach(
-    ticket_id: int,
+    ticket_id: TicketId,
     session: SessionDep,
+    scope: WriteScope,
     file: Annotated[UploadFile, File()],
     uploaded_by: Annotated[str, Form()] = "api",
 ) -> dict[str, Any]:
-    """A photo (JPEG/PNG/WebP, at most 5 MB)."""
+    """A photo (JPEG/PNG/WebP, at most 5 MB). The body is read here; the check and the insert run
+    in the thread pool so the event loop never waits on the database."""
     data = await file.read(S.MAX_ATTACHMENT_BYTES + 1)
-    row = S.add_attachment(
+    row = await run_in_threadpool(
+        S.add_attachment,
         session,
         ticket_id,
         filename=file.filename or "photo",
         content_type=file.content_type or "",
         data=data,
-        uploaded_by=uploaded_by,
+        uploaded_by=_actor(scope, uploaded_by),
+        scope=scope,
     )
     return {
         "id": row.id,
@@ -198,28 +226,31 @@ async def attach(
 
 
 @router.get("/tickets/{ticket_id}/attachments/{attachment_id}")
-def attachment(ticket_id: int, attachment_id: int, session: SessionDep) -> Response:
-    row = S.get_attachment(session, ticket_id, attachment_id)
+def attachment(ticket_id: TicketId, attachment_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep,
+               scope: ScopeDep) -> Response:
+    row = S.get_attachment(session, ticket_id, attachment_id, scope=scope)
     return Response(row.data, media_type=row.content_type)
 
 
 @router.post("/tickets/{ticket_id}/place")
-def place(ticket_id: int, body: PlaceIn, session: SessionDep) -> dict[str, Any]:
-    """Place an unplaced ticket (the desk found it on the map)."""
+def place(ticket_id: TicketId, body: PlaceIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
+    """Place an unplaced ticket (the desk found it on the map). Unplaced tickets are visible city-wide
+    only, so only city-wide writers reach one; the answer is the placed ticket."""
     S.place_ticket(
         session,
         ticket_id,
         lon=body.lon,
         lat=body.lat,
         crs=body.crs,
-        actor=body.actor,
+        actor=_actor(scope, body.actor),
         role=body.role,
+        scope=scope,
     )
-    return S.detail(session, ticket_id)
+    return S.detail(session, ticket_id, scope=scope)
 
 
 @router.post("/tickets/{ticket_id}/{move}")
-def do_move(ticket_id: int, move: str, body: MoveIn, session: SessionDep) -> dict[str, Any]:
+def do_move(ticket_id: TicketId, move: str, body: MoveIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
     """One move: check, reject, grab, dispatch, split, join, return, sign, start, complete,
     verify_fix, review_pass, review_fail, revisit, close, sign_off, extend."""
     payload = dict(body.payload)
@@ -229,13 +260,23 @@ def do_move(ticket_id: int, move: str, body: MoveIn, session: SessionDep) -> dic
         session,
         ticket_id,
         move,
-        actor=body.actor,
+        actor=_actor(scope, body.actor),
         role=body.role,
         note=body.note,
         payload=payload,
         at=body.at,
+        scope=scope,
     )
-    return S.detail(session, ticket_id)
+    return _after_move(session, ticket_id, scope)
+
+
+def _after_move(session: Any, ticket_id: int, scope: Scope) -> dict[str, Any]:
+    """The ticket after a move; a dispatch may route it out of the caller's scope (to a department):
+    then the answer says so instead of a 404 for the move the caller has just made."""
+    try:
+        return S.detail(session, ticket_id, scope=scope)
+    except NotFound:
+        return {"id": ticket_id, "moved_out_of_scope": True}
 
 
 Level = Literal["town", "department", "grid"]
@@ -244,6 +285,7 @@ Level = Literal["town", "department", "grid"]
 @router.get("/kpis", response_model=None)
 def kpis(
     session: SessionDep,
+    scope: ScopeDep,
     level: Level = "town",
     code: str | None = None,
     month: str | None = None,
@@ -253,10 +295,12 @@ def kpis(
 ) -> dict[str, Any] | Response:
     """Timely sign-for, on-time completion, first-time fix, satisfaction, closure; counts by category."""
     month = month or (None if start else datetime.now(K.SHANGHAI).strftime("%Y-%m"))
-    frame = K.kpis(session, level, month=month, start=start, end=end, code=code)
+    if code and not scope.sees({}, **{K.LEVEL_COLUMN[level]: code}):
+        raise NotFound(f"no {level} {code}")  # another area's KPIs: answered as if it did not exist
+    frame = _visible(K.kpis(session, level, month=month, start=start, end=end, code=code), scope, level)
     if format == "csv":
         return _csv(frame, f"kpis-{level}-{month or 'period'}")
-    cats = K.counts_by_category(session, level, month=month, start=start, end=end, code=code)
+    cats = _visible(K.counts_by_category(session, level, month=month, start=start, end=end, code=code), scope, level)
     p = K.period(month, start, end)
     return {
         "level": level,
@@ -269,13 +313,22 @@ def kpis(
 @router.get("/kpis/ranking", response_model=None)
 def ranking(
     session: SessionDep,
+    scope: ScopeDep,
     level: Literal["town", "department"] = "town",
     month: str | None = None,
     format: Literal["json", "csv"] = "json",
 ) -> dict[str, Any] | Response:
     """The monthly ranking (月度排名): rank 1 has the best mean of the five rates."""
     month = month or datetime.now(K.SHANGHAI).strftime("%Y-%m")
-    frame = K.ranking(session, level, month=month)
+    frame = _visible(K.ranking(session, level, month=month), scope, level)
     if format == "csv":
         return _csv(frame, f"ranking-{level}-{month}")
     return {"level": level, "month": month, "rows": _records(frame)}
+
+
+def _visible(frame: pd.DataFrame, scope: Scope, level: str) -> pd.DataFrame:
+    """The KPI rows of the units the caller sees (its town, its department, its grids); ranks stay
+    the city-wide ones, so a town sees where it stands without seeing the others."""
+    if scope.city_wide or frame.empty:
+        return frame
+    return frame[scope.mask(frame, **{K.LEVEL_COLUMN[level]: "code"})].reset_index(drop=True)

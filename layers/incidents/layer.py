@@ -1,7 +1,9 @@
 """What the command map draws for tickets: grids coloured by open work and cards, and ticket points.
 
 Why per grid in SQL: the big screen colours 1,347 grids every few seconds; one GROUP BY over the open
-tickets (indexed by state) is cheaper than shipping every ticket to the browser.
+tickets (indexed by state) is cheaper than shipping every ticket to the browser. Both queries pass
+through the caller's :class:`Scope` so a town's map counts only its own tickets (a department's only
+the tickets routed to it).
 """
 
 from __future__ import annotations
@@ -9,49 +11,47 @@ from __future__ import annotations
 import geopandas as gpd
 import pandas as pd
 import shapely
-from sqlalchemy import text
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
+from layers.accounts.scope import Scope
 from layers.incidents.categories import load_categories
+from layers.incidents.models import Ticket
 
-_OPEN = "('closed', 'signed_off')"
-
-_GRID_COUNTS = f"""
-SELECT grid_code, count(*) AS open_count,
-       count(*) FILTER (WHERE card = 'yellow') AS yellow,
-       count(*) FILTER (WHERE card = 'red') AS red,
-       CASE WHEN bool_or(card = 'red') THEN 'red'
-            WHEN bool_or(card = 'yellow') THEN 'yellow' ELSE 'ok' END AS worst_card
-FROM tickets
-WHERE state NOT IN {_OPEN} AND duplicate_of IS NULL AND grid_code IS NOT NULL {{town}}
-GROUP BY grid_code ORDER BY grid_code
-"""
+_CLOSED = ("closed", "signed_off")
 
 GRID_COLUMNS = ["grid_code", "open_count", "yellow", "red", "worst_card"]
 
 
-def grid_counts(session: Session, *, town: str | None = None) -> pd.DataFrame:
+def _open(stmt: Select, town: str | None, scope: Scope | None) -> Select:
+    stmt = stmt.where(Ticket.state.not_in(_CLOSED), Ticket.duplicate_of.is_(None))
+    if town:
+        stmt = stmt.where(Ticket.town_code == town)
+    return stmt if scope is None else scope.filter(stmt, Ticket)
+
+
+def grid_counts(session: Session, *, town: str | None = None, scope: Scope | None = None) -> pd.DataFrame:
     """Per grid: open tickets, yellow and red cards, and the worst card (ok < yellow < red)."""
-    sql = _GRID_COUNTS.format(town="AND town_code = :town" if town else "")
-    rows = session.execute(text(sql), {"town": town}).all()
-    frame = pd.DataFrame(rows, columns=GRID_COLUMNS)
+    yellow = func.count().filter(Ticket.card == "yellow")
+    red = func.count().filter(Ticket.card == "red")
+    worst = case((func.bool_or(Ticket.card == "red"), "red"), (func.bool_or(Ticket.card == "yellow"), "yellow"),
+                 else_="ok")
+    stmt = select(Ticket.grid_code, func.count(), yellow, red, worst).where(Ticket.grid_code.is_not(None))
+    stmt = _open(stmt, town, scope).group_by(Ticket.grid_code).order_by(Ticket.grid_code)
+    frame = pd.DataFrame(session.execute(stmt).all(), columns=GRID_COLUMNS)
     for col in ("open_count", "yellow", "red"):
         frame[col] = frame[col].astype(int)
     return frame
 
 
 def open_points(
-    session: Session, *, town: str | None = None, limit: int = 5000
+    session: Session, *, town: str | None = None, limit: int = 5000, scope: Scope | None = None
 ) -> gpd.GeoDataFrame:
     """Open, placed tickets as points (id, category, state, card, grid) for the map's ticket layer."""
-    sql = f"""
-        SELECT id, category, severity, state, card, grid_code, town_code, ST_AsBinary(geom)
-        FROM tickets
-        WHERE state NOT IN {_OPEN} AND duplicate_of IS NULL AND geom IS NOT NULL
-              {"AND town_code = :town" if town else ""}
-        ORDER BY created_at DESC LIMIT :limit"""
-    rows = session.execute(text(sql), {"town": town, "limit": limit}).all()
     cols = ["id", "category", "severity", "state", "card", "grid_code", "town_code"]
+    stmt = select(*(getattr(Ticket, c) for c in cols), func.ST_AsBinary(Ticket.geom)).where(Ticket.geom.is_not(None))
+    stmt = _open(stmt, town, scope).order_by(Ticket.created_at.desc()).limit(limit)
+    rows = session.execute(stmt).all()
     frame = pd.DataFrame([r[:-1] for r in rows], columns=cols)
     names = {c: cat.name for c, cat in load_categories().items()}
     frame["category_name"] = frame.category.map(names)

@@ -34,6 +34,7 @@ from gis import codes as C
 from gis.coords import to_wgs84
 from gis.errors import IllegalMove, InvalidInput, NotFound, OneMapError
 from gis.locate import locate
+from layers.accounts.scope import Scope
 from layers.incidents import sla
 from layers.incidents.categories import (
     Routing,
@@ -276,11 +277,14 @@ def _event(
     return ev
 
 
-def get_ticket(session: Session, ticket_id: int, *, lock: bool = False) -> Ticket:
+def get_ticket(session: Session, ticket_id: int, *, lock: bool = False, scope: Scope | None = None) -> Ticket:
+    """One ticket; with ``scope``, another area's ticket is answered exactly like a missing one."""
     stmt = select(Ticket).where(Ticket.id == ticket_id)
     ticket = session.scalars(stmt.with_for_update() if lock else stmt).first()
     if ticket is None:
         raise NotFound(f"no ticket {ticket_id}")
+    if scope is not None:
+        scope.check(ticket, f"ticket {ticket_id}")
     return ticket
 
 
@@ -463,10 +467,11 @@ def place_ticket(
     actor: str,
     role: str = "district",
     at: datetime | None = None,
+    scope: Scope | None = None,
 ) -> Ticket:
     """Give an unplaced ticket its place (the desk found it on the map); recorded as a ``place`` event."""
     at = _aware(at)
-    ticket = get_ticket(session, ticket_id, lock=True)
+    ticket = get_ticket(session, ticket_id, lock=True, scope=scope)
     if not ticket.unplaced:
         raise IllegalMove(
             f"ticket {ticket_id} is already placed in grid {ticket.grid_code}",
@@ -728,14 +733,16 @@ def apply_move(
     note: str | None = None,
     payload: Mapping[str, Any] | None = None,
     at: datetime | None = None,
+    scope: Scope | None = None,
 ) -> Ticket:
-    """Make one move (抢单/派单/分单/联单/返单, sign, complete, review, revisit, close, ...)."""
+    """Make one move (抢单/派单/分单/联单/返单, sign, complete, review, revisit, close, ...);
+    with ``scope``, only on a ticket the caller sees (else 404, as if it did not exist)."""
     at = _aware(at)
     if not actor or not actor.strip():
         raise InvalidInput("a move needs an actor (who made it)")
     if move_name not in MOVES:
         raise InvalidInput(f"unknown move {move_name!r}; moves are {', '.join(MOVES)}")
-    ticket = get_ticket(session, ticket_id, lock=True)
+    ticket = get_ticket(session, ticket_id, lock=True, scope=scope)
     if ticket.duplicate_of is not None:
         raise IllegalMove(
             f"ticket {ticket_id} is a duplicate of {ticket.duplicate_of}; act on that",
@@ -846,10 +853,11 @@ def add_attachment(
     data: bytes,
     uploaded_by: str,
     at: datetime | None = None,
+    scope: Scope | None = None,
 ) -> Attachment:
     """A photo (JPEG, PNG or WebP, at most 5 MB) whose bytes match its declared type."""
     at = _aware(at)
-    ticket = get_ticket(session, ticket_id)
+    ticket = get_ticket(session, ticket_id, scope=scope)
     magic = ATTACHMENT_TYPES.get(content_type)
     if magic is None:
         raise InvalidInput(
@@ -887,7 +895,10 @@ def add_attachment(
     return row
 
 
-def get_attachment(session: Session, ticket_id: int, attachment_id: int) -> Attachment:
+def get_attachment(session: Session, ticket_id: int, attachment_id: int, *,
+                   scope: Scope | None = None) -> Attachment:
+    if scope is not None:
+        get_ticket(session, ticket_id, scope=scope)
     row = session.get(Attachment, attachment_id)
     if row is None or row.ticket_id != ticket_id:
         raise NotFound(f"no attachment {attachment_id} on ticket {ticket_id}")
@@ -964,16 +975,19 @@ def timeline(session: Session, ticket_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def detail(session: Session, ticket_id: int, *, now: datetime | None = None) -> dict[str, Any]:
-    """Everything the desk shows: place, deadlines, live card, timeline, photos, allowed moves."""
-    t = get_ticket(session, ticket_id)
+def detail(session: Session, ticket_id: int, *, now: datetime | None = None,
+           scope: Scope | None = None) -> dict[str, Any]:
+    """Everything the desk shows: place, deadlines, live card, timeline, photos, allowed moves.
+
+    With ``scope``: 404 outside the caller's area, and the reporter's phone as that role may see it."""
+    t = get_ticket(session, ticket_id, scope=scope)
     out = summary(t)
     card, clock, due = card_for(t, _aware(now, "now"))
     cat = get_category(t.category)
     out.update(
         description=t.description,
         reporter_name=t.reporter_name,
-        reporter_phone=t.reporter_phone,
+        reporter_phone=t.reporter_phone if scope is None else scope.phone(t.reporter_phone),
         match=t.match,
         distance_m=t.distance_m,
         registry_version=t.registry_version,
@@ -1032,11 +1046,14 @@ def list_tickets(
     limit: int = 50,
     offset: int = 0,
     now: datetime | None = None,
+    scope: Scope | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Filtered, newest first, paginated; returns (total matching, rows)."""
+    """Filtered, newest first, paginated; returns (total matching, rows). With ``scope``, only the
+    caller's area counts (the total too). List rows always carry the masked phone: a list is a bulk
+    view, the full number is for the one ticket being called back (``detail``)."""
     if not 1 <= limit <= 1000 or offset < 0:
         raise InvalidInput("limit must be 1-1000 and offset >= 0")
-    stmt = select(Ticket)
+    stmt = select(Ticket) if scope is None else scope.filter(select(Ticket), Ticket)
     if state:
         if state not in {s.value for s in State}:
             _bad_state(state)
@@ -1082,9 +1099,11 @@ def find_tickets(
     until: datetime | None = None,
     is_open: bool | None = None,
     limit: int = 1000,
+    scope: Scope | None = None,
 ) -> list[Ticket]:
-    """Tickets by id list or filters, newest first (the Open311 ``GET requests`` query)."""
-    stmt = select(Ticket)
+    """Tickets by id list or filters, newest first (the Open311 ``GET requests`` query), within
+    ``scope`` when given."""
+    stmt = select(Ticket) if scope is None else scope.filter(select(Ticket), Ticket)
     if ids is not None:
         stmt = stmt.where(Ticket.id.in_(ids))
     if category:

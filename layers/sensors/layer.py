@@ -16,8 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.errors import InvalidInput
+from layers.accounts.scope import Scope
 from layers.sensors.models import POLLUTANTS
-from layers.sensors.registry import get_sensor
+from layers.sensors.registry import get_sensor, scoped_ids
 from layers.sensors.thresholds import load_rules
 
 STALE_AFTER = timedelta(hours=2)  # no reading for this long: the sensor shows as stale
@@ -30,6 +31,7 @@ FROM sensors s
 LEFT JOIN LATERAL (SELECT * FROM sensor_readings sr WHERE sr.sensor_id = s.id ORDER BY sr.ts DESC LIMIT 1) r ON true
 LEFT JOIN sensor_alarms a ON a.sensor_id = s.id AND a.state = 'open'
 WHERE (CAST(:town AS text) IS NULL OR s.town_code = :town) AND (:retired OR s.status <> 'retired')
+  AND (CAST(:ids AS text[]) IS NULL OR s.id = ANY(CAST(:ids AS text[])))
 ORDER BY s.id
 """
 
@@ -49,9 +51,11 @@ def _state(frame: pd.DataFrame, rules, now: datetime) -> pd.Series:
 
 
 def sensors_layer(session: Session, *, town: str | None = None, include_retired: bool = False,
-                  now: datetime | None = None) -> gpd.GeoDataFrame:
-    """Every sensor with its latest reading and a state: ok, over, stale, no_data, alarm, offline, retired."""
-    rows = session.execute(text(LATEST), {"town": town, "retired": include_retired}).mappings().all()
+                  now: datetime | None = None, scope: Scope | None = None) -> gpd.GeoDataFrame:
+    """Every sensor with its latest reading and a state: ok, over, stale, no_data, alarm, offline, retired;
+    within ``scope`` when given."""
+    params = {"town": town, "retired": include_retired, "ids": scoped_ids(session, scope)}
+    rows = session.execute(text(LATEST), params).mappings().all()
     frame = pd.DataFrame([dict(r) for r in rows], columns=[
         "id", "name", "kind", "owner", "status", "grid_code", "town_code", "pollutants", "latest_at",
         *POLLUTANTS, "alarm_id", "alarm_pollutant", "wkb"])
@@ -61,9 +65,10 @@ def sensors_layer(session: Session, *, town: str | None = None, include_retired:
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, crs=4326))
 
 
-def grid_aggregate(session: Session, *, town: str | None = None, now: datetime | None = None) -> gpd.GeoDataFrame:
+def grid_aggregate(session: Session, *, town: str | None = None, now: datetime | None = None,
+                   scope: Scope | None = None) -> gpd.GeoDataFrame:
     """Per grid: sensors, open alarms, the worst latest PM2.5 and PM10 — drawn on the grid polygons."""
-    layer = sensors_layer(session, town=town, now=now)
+    layer = sensors_layer(session, town=town, now=now, scope=scope)
     layer = layer[layer["grid_code"].notna()]
     stats = pd.DataFrame(layer.drop(columns="geometry")).groupby("grid_code").agg(
         sensors=("id", "count"), alarms=("alarm_id", lambda s: int(s.notna().sum())),
@@ -81,12 +86,12 @@ def grid_aggregate(session: Session, *, town: str | None = None, now: datetime |
 
 
 def series(session: Session, sensor_id: str, *, start: datetime | None = None, end: datetime | None = None,
-           limit: int = 50_000) -> list[dict]:
+           limit: int = 50_000, scope: Scope | None = None) -> list[dict]:
     """One sensor's readings in time order (default: the last 24 hours before its newest reading)."""
     for value in (start, end):
         if value is not None and value.tzinfo is None:
             raise InvalidInput("start and end need a timezone, e.g. 2026-05-01T08:00:00+08:00")
-    get_sensor(session, sensor_id)
+    get_sensor(session, sensor_id, scope=scope)
     if start is None:
         newest = session.scalar(text("SELECT max(ts) FROM sensor_readings WHERE sensor_id = :s"), {"s": sensor_id})
         if newest is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from gis.coords import to_wgs84
@@ -17,7 +17,8 @@ from gis.errors import Conflict, InvalidInput, NotFound
 from gis.locate import locate_many
 from gis.registry import registry_version
 from layers.sensors.bulk import Batch, blank, read_table
-from layers.sensors.models import KINDS, POLLUTANTS, STATUSES
+from layers.accounts.scope import Scope
+from layers.sensors.models import KINDS, POLLUTANTS, STATUSES, Sensor
 
 ALIASES = {"pm2.5": "pm25", "pm2_5": "pm25", "pm25": "pm25", "pm10": "pm10", "no2": "no2", "so2": "so2",
            "o3": "o3", "co": "co"}
@@ -130,14 +131,22 @@ def create_sensor(session: Session, *, id: str, name: str, lon: float, lat: floa
     return get_sensor(session, id)
 
 
-def get_sensor(session: Session, sensor_id: str) -> dict:
+def scoped_ids(session: Session, scope: Scope | None) -> list[str] | None:
+    """The ids of the sensors ``scope`` sees (by their grid/town codes); None when it sees them all."""
+    if scope is None or scope.city_wide:
+        return None
+    return list(session.scalars(scope.filter(select(Sensor.id), Sensor)))
+
+
+def get_sensor(session: Session, sensor_id: str, *, scope: Scope | None = None) -> dict:
+    """One sensor; outside ``scope`` a 404, exactly as for one that does not exist."""
     row = session.execute(text(
         "SELECT id, name, kind, pollutants, owner, status, ST_X(geom) AS lon, ST_Y(geom) AS lat, grid_code, "
         "village_code, town_code, district_code, match, registry_version FROM sensors WHERE id = :id"),
         {"id": sensor_id}).mappings().first()
     if row is None:
         raise NotFound(f"no sensor {sensor_id!r}")
-    return dict(row)
+    return dict(row) if scope is None else scope.check(dict(row), f"sensor {sensor_id!r}")
 
 
 def update_sensor(session: Session, sensor_id: str, *, crs: str = "EPSG:4326", **changes) -> dict:

@@ -25,7 +25,9 @@ from sqlalchemy.orm import Session
 
 from gis.errors import InvalidInput, NotFound
 from layers.sensors.bulk import notify, read_frame
+from layers.accounts.scope import Scope
 from layers.sensors.models import POLLUTANTS
+from layers.sensors.registry import scoped_ids
 
 LOOKBACK = timedelta(days=1)  # readings around a batch read back to find runs that span batches
 POLLUTION_CATEGORY = "1101"  # categories.csv: 11 环境污染 / 大气污染超标
@@ -272,11 +274,15 @@ def open_ticket(session: Session, alarm_id: int, breach: Breach, sensor) -> int:
 
 
 def list_alarms(session: Session, *, state: str | None = None, sensor_id: str | None = None,
-                limit: int = 500) -> list[dict]:
+                limit: int = 500, scope: Scope | None = None) -> list[dict]:
+    """Alarms newest first; within ``scope`` (the sensor's area) when given."""
+    ids = scoped_ids(session, scope)
     rows = session.execute(text(
         "SELECT a.id, a.sensor_id, s.name AS sensor_name, a.pollutant, a.pollutants, a.run_start, a.breach_at, "
         "a.last_over_at, a.peak, a.limit_value, a.state, a.ticket_id, a.grid_code, a.town_code, a.raised_at, "
         "a.closed_at FROM sensor_alarms a JOIN sensors s ON s.id = a.sensor_id "
         "WHERE (CAST(:st AS text) IS NULL OR a.state = :st) AND (CAST(:sid AS text) IS NULL OR a.sensor_id = :sid) "
-        "ORDER BY a.breach_at DESC LIMIT :lim"), {"st": state, "sid": sensor_id, "lim": limit}).mappings().all()
+        "AND (CAST(:ids AS text[]) IS NULL OR a.sensor_id = ANY(CAST(:ids AS text[]))) "
+        "ORDER BY a.breach_at DESC LIMIT :lim"),
+        {"st": state, "sid": sensor_id, "lim": limit, "ids": ids}).mappings().all()
     return [dict(r) for r in rows]

@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session
 
 from gis.coords import from_wgs84, gauss_kruger_epsg
 from gis.errors import InvalidInput, NotFound
+from layers.accounts.scope import Scope
+from layers.workers.registry import scoped_ids
 
 REFRESH_MARGIN = timedelta(minutes=2)
 
@@ -137,20 +139,30 @@ def _ticket_point(session: Session, ticket_id: int) -> tuple[float, float]:
 
 def nearest_workers(session: Session, *, lon: float | None = None, lat: float | None = None,
                     ticket_id: int | None = None, k: int = 5, max_age: timedelta | None = None,
-                    now: datetime | None = None, index: LiveIndex | None = None) -> list[dict]:
+                    now: datetime | None = None, index: LiveIndex | None = None,
+                    scope: Scope | None = None) -> list[dict]:
     """The ``k`` nearest on-duty workers to a ticket or a point: distance (m), grids, last fix age (s).
 
     ``max_age`` leaves out workers whose newest fix is older (a phone left in a drawer is not help).
+    With ``scope``: the ticket must be the caller's (else 404) and only the caller's workers answer.
     """
     if ticket_id is not None:
+        if scope is not None:
+            from layers.incidents.service import get_ticket  # the one place ticket visibility is decided
+
+            get_ticket(session, ticket_id, scope=scope)
         lon, lat = _ticket_point(session, ticket_id)
     if lon is None or lat is None:
         raise InvalidInput("give a ticket id or a lon/lat")
     index = index or live_index(session)
     index.refresh(session)
     now = now or datetime.now(UTC)
-    candidates = index.nearest(lon, lat, max(4 * k, k + 20))
+    wide = scope is None or scope.city_wide  # a scoped caller skips others' workers: look further
+    candidates = index.nearest(lon, lat, max(4 * k, k + 20) if wide else max(40 * k, 400))
     eligible = _on_duty(session, [live.worker_id for live, _ in candidates])
+    visible = None if scope is None else scoped_ids(session, scope, eligible)
+    if visible is not None:
+        eligible = {w: info for w, info in eligible.items() if w in visible}
     out = []
     for live, distance in candidates:
         if live.worker_id not in eligible or (max_age is not None and now - live.ts > max_age):

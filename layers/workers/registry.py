@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import geopandas as gpd
 import pandas as pd
-from sqlalchemy import text
+import shapely
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from gis import codes as C
 from gis.errors import Conflict, InvalidInput, NotFound
+from layers.accounts.scope import Scope
 from layers.incidents.service import mask_phone
 from layers.sensors.bulk import Batch, blank, read_table
-from layers.workers.models import ROLES
+from layers.workers.models import ROLES, Assignment, LastPosition, Worker
 
 ROLE_ALIASES = {**{r: r for r in ROLES}, **{v: k for k, v in ROLES.items()},
                 "chief": "grid_chief", "fulltime": "full_time", "full-time": "full_time"}
@@ -123,7 +126,48 @@ def update_worker(session: Session, worker_id: str, *, name: str | None = None, 
     return get_worker(session, worker_id)
 
 
-def get_worker(session: Session, worker_id: str, *, masked: bool = True) -> dict:
+def scoped_ids(session: Session, scope: Scope, worker_ids: Iterable[str] | None = None) -> set[str] | None:
+    """The workers ``scope`` sees (None: all of them): those of its town, and those assigned to a
+    grid in its area (a worker is seen by every area it patrols)."""
+    if scope.city_wide:
+        return None
+    stmt = scope.filter(select(Worker.id), Worker, via=(Worker.id, Assignment.worker_id))
+    if worker_ids is not None:
+        stmt = stmt.where(Worker.id.in_(list(worker_ids)))
+    return set(session.scalars(stmt))
+
+
+def check_worker(session: Session, scope: Scope | None, worker_id: str) -> None:
+    """NotFound for a worker outside ``scope``, exactly as for one that does not exist."""
+    if scope is not None and not scope.city_wide and not scoped_ids(session, scope, [worker_id]):
+        raise NotFound(f"no worker {worker_id!r}")
+
+
+def last_positions(session: Session, *, town: str | None = None, scope: Scope | None = None) -> gpd.GeoDataFrame:
+    """Active workers with a fix: id, name, role, masked phone, town, duty, fix time and grid, grids
+    (``a;b``); within ``scope`` when given. Phones are masked in this list for every role."""
+    grids = (select(func.coalesce(func.string_agg(Assignment.grid_code, ";").within_group(Assignment.grid_code), ""))
+             .where(Assignment.worker_id == Worker.id).scalar_subquery())
+    stmt = (select(Worker.id, Worker.name, Worker.role, Worker.phone, Worker.town_code, Worker.on_duty,
+                   LastPosition.ts.label("fix_at"), LastPosition.grid_code, grids.label("grids"),
+                   func.ST_AsBinary(LastPosition.geom).label("wkb"))
+            .join(LastPosition, LastPosition.worker_id == Worker.id).where(Worker.active).order_by(Worker.id))
+    if town:
+        stmt = stmt.where(Worker.town_code == town)
+    if scope is not None:
+        stmt = scope.filter(stmt, Worker, via=(Worker.id, Assignment.worker_id))
+    rows = session.execute(stmt).mappings().all()
+    frame = pd.DataFrame([dict(r) for r in rows], columns=["id", "name", "role", "phone", "town_code", "on_duty",
+                                                         "fix_at", "grid_code", "grids", "wkb"])
+    frame["phone"] = frame["phone"].map(mask_phone)
+    frame["role_name"] = frame["role"].map(ROLES)
+    geoms = shapely.from_wkb([bytes(w) for w in frame.pop("wkb")]) if len(frame) else []
+    return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, crs=4326))
+
+
+def get_worker(session: Session, worker_id: str, *, masked: bool = True, scope: Scope | None = None) -> dict:
+    """One worker; outside ``scope`` a 404. The phone: masked, or as ``scope``'s role may see it."""
+    check_worker(session, scope, worker_id)
     row = session.execute(text(
         "SELECT w.id, w.name, w.role, w.phone, w.town_code, w.on_duty, w.active, "
         "coalesce(array_agg(g.grid_code ORDER BY g.grid_code) FILTER (WHERE g.grid_code IS NOT NULL), '{}') AS grids "
@@ -133,7 +177,9 @@ def get_worker(session: Session, worker_id: str, *, masked: bool = True) -> dict
         raise NotFound(f"no worker {worker_id!r}")
     out = dict(row)
     out["role_name"] = ROLES[out["role"]]
-    if masked:
+    if scope is not None:
+        out["phone"] = scope.phone(out["phone"])
+    elif masked:
         out["phone"] = mask_phone(out["phone"])
     return out
 

@@ -15,7 +15,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis import codes as C
+from gis.errors import NotFound
+from layers.accounts.scope import Scope
 from layers.workers.models import ROLES
+from layers.workers.registry import scoped_ids
 from layers.workers.tracks import day_bounds, day_tracks
 
 COLUMNS = {
@@ -44,10 +47,17 @@ def _ticket_counts(session: Session, workers: pd.DataFrame, day: date) -> dict[s
     return dict(rows)
 
 
-def patrol_report(session: Session, town: str, day: date) -> pd.DataFrame:
-    """One row per worker of the town (by home town or by an assigned grid in it), worst coverage first."""
+def patrol_report(session: Session, town: str, day: date, *, scope: Scope | None = None) -> pd.DataFrame:
+    """One row per worker of the town (by home town or by an assigned grid in it), worst coverage first.
+
+    With ``scope``, only the workers the caller sees; a town it sees none of is a 404."""
     C.validate_area_code(town, C.Level.TOWN)
     workers = _workers(session, town)
+    visible = None if scope is None else scoped_ids(session, scope, workers["worker_id"])
+    if visible is not None:
+        if not visible and not scope.sees({}, town_code=town):
+            raise NotFound(f"no town {town}")
+        workers = workers[workers["worker_id"].isin(visible)]
     if workers.empty:
         return pd.DataFrame(columns=list(COLUMNS))
     tracks = {t.worker_id: t for t in day_tracks(session, list(workers["worker_id"]), day)}

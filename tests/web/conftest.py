@@ -60,8 +60,12 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    """A 1920×1080 page (a command hall's screen); JavaScript errors fail the test."""
-    context = browser.new_context(viewport={"width": 1920, "height": 1080}, accept_downloads=True)
+    """A 1920×1080 page (a command hall's screen); JavaScript errors fail the test.
+
+    The tests' own probes (``wait_for_function``) are evaluated strings, which the pages' CSP rightly
+    forbids, so this context bypasses CSP; ``test_pages_keep_their_csp`` checks the pages under it."""
+    context = browser.new_context(viewport={"width": 1920, "height": 1080}, accept_downloads=True,
+                                  bypass_csp=True)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -67,3 +67,23 @@ def test_export_page_downloads_a_town_as_a_shapefile(server, page, artifacts):
         reader = shapefile.Reader(shp=io.BytesIO(z.read(shp)), dbf=io.BytesIO(z.read(shp[:-4] + ".dbf")),
                                   encoding="gbk")
         assert len(reader) == len(expected)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("path, ready", [("/", "body[data-ready=true]"), ("/desk", "body"), ("/editor", "body"),
+                                         ("/exports", "body"), ("/login", "form")])
+def test_pages_keep_their_csp(server, browser, path, ready):
+    """Under the real Content-Security-Policy every page loads with no violation and no script error."""
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    try:
+        response = page.goto(server.base + path)
+        assert response.status == 200 and "script-src 'self'" in response.headers["content-security-policy"]
+        page.wait_for_selector(ready, timeout=30_000)
+        page.wait_for_timeout(1500)
+    finally:
+        context.close()
+    assert not problems, problems
