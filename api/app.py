@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import threading
 from contextlib import asynccontextmanager
@@ -9,9 +11,6 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-
-import importlib
-import importlib.util
 
 from api import errors, middleware
 from gis.db import session_factory

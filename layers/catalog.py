@@ -16,6 +16,12 @@ exist (else NotFound → 404). ``start``/``end`` is a half-open interval [start,
 Asia/Shanghai. Layers with a time column (tickets: ``created_at``) keep rows inside it; registry
 layers (grids, areas) are drawn as they stood at ``end`` (now when absent), since grids are versioned.
 Personal data (reporters' names and phones) is never in an export.
+
+Scope: :func:`select_chunks` is THE place where the caller's :class:`Scope` narrows a layer (exports,
+OGC items and the report all pass through it). A fetch that accepts ``scope=`` filters in SQL (tickets,
+sensors); any other layer's chunks are masked with ``scope.mask`` over the layer's code columns
+(``Layer.scope_columns`` renames them, e.g. the divisions' ``code`` is matched by prefix). A city-wide
+scope (or none: the CLI, run by an operator) changes nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from gis import codes as C
 from gis import registry
 from gis.errors import InvalidInput, NotFound
 from gis.export import Source, iter_chunks
+from layers.accounts.scope import Scope
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CHUNK_ROWS = 10_000
@@ -61,6 +68,7 @@ class Layer:
     labels: Mapping[str, str] = field(default_factory=dict)  # column → Chinese field name
     temporal: str | None = None  # the column start/end filter on (None: a registry layer)
     description: str = ""
+    scope_columns: Mapping[str, str] = field(default_factory=dict)  # scope column → frame column
 
 
 _LAYERS: dict[str, Layer] = {}
@@ -151,20 +159,27 @@ def _accepts(fetch: Fetch, name: str) -> bool:
 def select_chunks(session: Session, name: str, *, area: str | None = None,
                   start: datetime | None = None, end: datetime | None = None,
                   bbox: BBox | None = None, limit: int | None = None,
-                  offset: int = 0) -> Iterator[gpd.GeoDataFrame]:
-    """The layer's features, filtered and validated the same way for every caller, as chunks."""
+                  offset: int = 0, scope: Scope | None = None) -> Iterator[gpd.GeoDataFrame]:
+    """The layer's features, filtered and validated the same way for every caller, as chunks —
+    only those ``scope`` sees (see the module's docstring)."""
     layer = get(name)
     area = check_area(session, area)
     start, end = check_range(start, end)
     bbox = check_bbox(bbox)
     options: dict[str, Any] = {"area": area, "start": start, "end": end}
+    scoped = scope is not None and not scope.city_wide
+    in_sql = scoped and _accepts(layer.fetch, "scope")
+    if in_sql:
+        options["scope"] = scope
     pushed = {k: v for k, v in (("bbox", bbox), ("limit", limit), ("offset", offset))
-              if _accepts(layer.fetch, k)}
+              if _accepts(layer.fetch, k) and (in_sql or not scoped or k == "bbox")}
     result = layer.fetch(session, **options, **pushed)
     chunks = iter_chunks(result)
+    if scoped and not in_sql:
+        chunks = (c[scope.mask(c, **layer.scope_columns)] for c in chunks)
     if bbox is not None and "bbox" not in pushed:
         chunks = (_in_bbox(c, bbox) for c in chunks)
-    if "limit" not in pushed and (limit is not None or offset):
+    if "limit" not in pushed and (limit is not None or offset):  # after masking, so pages stay full
         chunks = _paged(chunks, offset, limit)
     return chunks
 
@@ -200,7 +215,7 @@ def _paged(chunks: Iterator[gpd.GeoDataFrame], offset: int, limit: int | None) -
 
 def export_sources(session: Session, names: list[str], *, area: str | None = None,
                    start: datetime | None = None, end: datetime | None = None,
-                   zh: bool = False) -> list[Source]:
+                   zh: bool = False, scope: Scope | None = None) -> list[Source]:
     """gis.export Sources for the named layers (validated now, fetched lazily while writing).
 
     With ``zh`` the columns and layer names are the Chinese labels (GeoPackage and Excel users);
@@ -213,15 +228,15 @@ def export_sources(session: Session, names: list[str], *, area: str | None = Non
     start, end = check_range(start, end)
     out = []
     for layer in found:
-        chunks = _lazy(session, layer.name, area, start, end)
+        chunks = _lazy(session, layer.name, area, start, end, scope)
         source = Source(layer.name, chunks, labels=dict(layer.labels), key=layer.key,
                         geometry_type=layer.geometry_type)
         out.append(_in_chinese(source, layer) if zh else source)
     return out
 
 
-def _lazy(session: Session, name: str, area, start, end) -> Iterator[gpd.GeoDataFrame]:
-    yield from select_chunks(session, name, area=area, start=start, end=end)
+def _lazy(session: Session, name: str, area, start, end, scope=None) -> Iterator[gpd.GeoDataFrame]:
+    yield from select_chunks(session, name, area=area, start=start, end=end, scope=scope)
 
 
 def _in_chinese(source: Source, layer: Layer) -> Source:
@@ -243,6 +258,9 @@ GRID_LABELS = {"code": "网格编码", "name": "网格名称", "kind": "网格�
 AREA_LABELS = {"code": "区划代码", "name": "名称", "level": "层级", "kind": "类型",
                "parent_code": "上级代码", "valid_from": "生效时间"}
 _AREA_FILTER = {C.Level.DISTRICT: "district", C.Level.TOWN: "town", C.Level.VILLAGE: "village"}
+
+
+AREA_SCOPE = {"grid_code": "code"}  # a division is seen by the areas it lies in: its code's prefix
 
 
 def _names(session: Session) -> dict[str, str]:
@@ -275,11 +293,11 @@ def _fetch_areas(level: str | None) -> Fetch:
 
 register(Layer("grids", "网格", fetch_grids, labels=GRID_LABELS,
                description="Grids (网格) with their 15-digit codes, villages/communities and towns."))
-register(Layer("areas", "行政区划", _fetch_areas(None), labels=AREA_LABELS,
+register(Layer("areas", "行政区划", _fetch_areas(None), labels=AREA_LABELS, scope_columns=AREA_SCOPE,
                description="District, towns/streets and villages/communities (12-digit codes)."))
-register(Layer("towns", "镇街道", _fetch_areas("town"), labels=AREA_LABELS,
+register(Layer("towns", "镇街道", _fetch_areas("town"), labels=AREA_LABELS, scope_columns=AREA_SCOPE,
                description="Towns and streets (镇/街道)."))
-register(Layer("villages", "村社区", _fetch_areas("village"), labels=AREA_LABELS,
+register(Layer("villages", "村社区", _fetch_areas("village"), labels=AREA_LABELS, scope_columns=AREA_SCOPE,
                description="Villages and communities (村/社区)."))
 
 
@@ -311,12 +329,14 @@ def _category_names() -> dict[str, str]:
 
 def fetch_tickets(session: Session, *, area: str | None = None, start: datetime | None = None,
                   end: datetime | None = None, bbox: BBox | None = None, limit: int | None = None,
-                  offset: int = 0) -> Iterator[gpd.GeoDataFrame]:
+                  offset: int = 0, scope: Scope | None = None) -> Iterator[gpd.GeoDataFrame]:
     """Tickets (事件工单) received in [start, end), streamed from a server-side cursor in chunks."""
     Ticket = _ticket_model()
     columns = [c for c in TICKET_LABELS if c != "category_name"]
     stmt = sql_select(*[getattr(Ticket, c) for c in columns], func.ST_AsBinary(Ticket.geom))
     stmt = stmt.where(Ticket.duplicate_of.is_(None))
+    if scope is not None:
+        stmt = scope.filter(stmt, Ticket)
     if area:
         column = {C.Level.DISTRICT: Ticket.district_code, C.Level.TOWN: Ticket.town_code,
                   C.Level.VILLAGE: Ticket.village_code}[C.level_of(area)]
@@ -372,10 +392,12 @@ def _sensor_model():
 
 
 def fetch_sensors(session: Session, *, area: str | None = None, start: datetime | None = None,
-                  end: datetime | None = None) -> gpd.GeoDataFrame:
+                  end: datetime | None = None, scope: Scope | None = None) -> gpd.GeoDataFrame:
     """Monitoring points (监测点) registered before ``end``; a stand-in until layers/sensors registers its own."""
     Sensor = _sensor_model()
     stmt = sql_select(*[getattr(Sensor, c) for c in SENSOR_LABELS], func.ST_AsBinary(Sensor.geom))
+    if scope is not None:
+        stmt = scope.filter(stmt, Sensor)
     if area:
         column = {C.Level.DISTRICT: Sensor.district_code, C.Level.TOWN: Sensor.town_code,
                   C.Level.VILLAGE: Sensor.village_code}[C.level_of(area)]

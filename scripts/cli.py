@@ -8,7 +8,6 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -75,7 +74,7 @@ def db_up(migrate: bool = typer.Option(True, help="Apply Alembic migrations afte
 
     settings = database_settings()
     if settings.database_url:
-        out.print(f"ONEMAP_DATABASE_URL is set; using it instead of a local cluster")
+        out.print("ONEMAP_DATABASE_URL is set; using it instead of a local cluster")
         url = settings.database_url
     else:
         state = pg.up(settings.data_dir, bin_dir=settings.pg_bin)
@@ -105,7 +104,7 @@ def db_status() -> None:
 
     settings = database_settings()
     if settings.database_url:
-        out.print(f"using ONEMAP_DATABASE_URL")
+        out.print("using ONEMAP_DATABASE_URL")
         return
     out.print_json(json.dumps(pg.status(settings.data_dir, bin_dir=settings.pg_bin)))
 

@@ -9,7 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
+from api.auth import ScopeDep, WriteScope
 from api.deps import SessionDep
 from api.geojson import GeoJSONResponse, feature_collection
 from gis.errors import InvalidInput, NotFound
@@ -73,32 +75,42 @@ def _aware(since: datetime | None) -> datetime | None:
 
 
 @router.get("/cameras", response_class=GeoJSONResponse)
-def cameras(session: SessionDep, town: str | None = None,
+def cameras(session: SessionDep, scope: ScopeDep, town: str | None = None,
             layer_: Annotated[str, Query(alias="layer", pattern="^(points|wedges)$")] = "points") -> GeoJSONResponse:
     """Cameras as points with status and alarm state (``alarm``/``ok``); each carries its view wedge
     as a GeoJSON polygon in ``properties.wedge``; ``layer=wedges`` returns the wedges as features."""
-    frame = layer.cameras_frame(session, town=town)
+    frame = layer.cameras_frame(session, town=town, scope=scope)
     if layer_ == "wedges":
         return GeoJSONResponse(feature_collection(layer.wedge_frame(frame), id_column="id"))
     return GeoJSONResponse(feature_collection(frame, id_column="id"))
 
 
 @router.post("/cameras", status_code=201)
-def create(body: CameraIn, session: SessionDep) -> dict[str, Any]:
+def create(body: CameraIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
+    """Register a camera in the caller's area (elsewhere: 404, and nothing is stored)."""
     cam = service.create_camera(session, **body.model_dump())
-    return service.camera_dict(cam)
+    return service.camera_dict(scope.check(cam, f"camera {cam.id}"))
 
 
 @router.post("/cameras/import", status_code=201)
-async def import_cameras(request: Request, session: SessionDep) -> dict[str, Any]:
-    """CSV body (id,name,lon,lat[,crs,source,source_kind,heading_deg,fov_deg,range_m,sample_fps]); all or none."""
-    cams = service.import_csv(session, await request.body())
+async def import_cameras(request: Request, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
+    """CSV body (id,name,lon,lat[,crs,source,source_kind,heading_deg,fov_deg,range_m,sample_fps]); all or none
+    (one camera outside the caller's area: 404 for the batch). Parsing and storing run in the thread pool."""
+    body = await request.body()
+    cams = await run_in_threadpool(_import_in_scope, session, body, scope)
     return {"imported": len(cams), "ids": [c.id for c in cams]}
 
 
+def _import_in_scope(session, body: bytes, scope) -> list:
+    cams = service.import_csv(session, body)
+    for cam in cams:
+        scope.check(cam, f"camera {cam.id}")
+    return cams
+
+
 @router.get("/cameras/{camera_id}")
-def one(camera_id: str, session: SessionDep) -> dict[str, Any]:
-    out = service.camera_dict(service.get_camera(session, camera_id))
+def one(camera_id: str, session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
+    out = service.camera_dict(service.get_camera(session, camera_id, scope=scope))
     out["rules"] = [{"id": r.id, "kind": r.kind, "name": r.name, "classes": r.classes, "roi": r.roi,
                      "min_count": r.min_count, "min_dwell_s": r.min_dwell_s, "category": r.category,
                      "enabled": r.enabled} for r in service.rules_of(session, camera_id)]
@@ -106,26 +118,30 @@ def one(camera_id: str, session: SessionDep) -> dict[str, Any]:
 
 
 @router.patch("/cameras/{camera_id}")
-def patch(camera_id: str, body: CameraPatch, session: SessionDep) -> dict[str, Any]:
+def patch(camera_id: str, body: CameraPatch, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
+    service.get_camera(session, camera_id, scope=scope)
     cam = service.update_camera(session, camera_id, **body.model_dump())
-    return service.camera_dict(cam)
+    return service.camera_dict(scope.check(cam, f"camera {camera_id}"))  # moved out of the area: 404, rolled back
 
 
 @router.delete("/cameras/{camera_id}", status_code=204)
-def delete(camera_id: str, session: SessionDep) -> None:
+def delete(camera_id: str, session: SessionDep, scope: WriteScope) -> None:
+    service.get_camera(session, camera_id, scope=scope)
     service.delete_camera(session, camera_id)
 
 
 @router.put("/cameras/{camera_id}/calibration")
-def calibrate(camera_id: str, body: CalibrationIn, session: SessionDep) -> dict[str, Any]:
+def calibrate(camera_id: str, body: CalibrationIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
     """Fit the ground homography from ≥ 4 image ↔ map pairs; answers the reprojection error in metres."""
+    service.get_camera(session, camera_id, scope=scope)
     result = service.calibrate(session, camera_id, body.image_points, body.map_points, crs=body.crs)
     return {"camera_id": camera_id, "rms_m": result.rms_m, "max_m": result.max_m, "epsg": result.epsg,
             "errors_m": result.errors_m.round(3).tolist()}
 
 
 @router.post("/cameras/{camera_id}/rules", status_code=201)
-def add_rule(camera_id: str, body: RuleIn, session: SessionDep) -> dict[str, Any]:
+def add_rule(camera_id: str, body: RuleIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
+    service.get_camera(session, camera_id, scope=scope)
     values = body.model_dump(exclude={"kind"})
     row, _ = service.add_rule(session, camera_id, body.kind, **values)
     return {"id": row.id, "camera_id": camera_id, "kind": row.kind, "classes": row.classes,
@@ -133,9 +149,9 @@ def add_rule(camera_id: str, body: RuleIn, session: SessionDep) -> dict[str, Any
 
 
 @router.get("/cameras/{camera_id}/keyframe")
-def key_frame(camera_id: str, session: SessionDep) -> FileResponse:
+def key_frame(camera_id: str, session: SessionDep, scope: ScopeDep) -> FileResponse:
     """The newest annotated key frame (JPEG)."""
-    service.get_camera(session, camera_id)
+    service.get_camera(session, camera_id, scope=scope)
     path = layer.latest_key_frame(session, camera_id)
     if path is None or not Path(path).is_file():
         raise NotFound(f"camera {camera_id} has no key frame yet")
@@ -143,11 +159,12 @@ def key_frame(camera_id: str, session: SessionDep) -> FileResponse:
 
 
 @router.get("/detections", response_class=GeoJSONResponse)
-def detections(session: SessionDep, camera: str | None = None,
+def detections(session: SessionDep, scope: ScopeDep, camera: str | None = None,
                class_: Annotated[str | None, Query(alias="class")] = None, since: datetime | None = None,
                limit: Annotated[int, Query(ge=1, le=layer.MAX_LIMIT)] = layer.DEFAULT_LIMIT) -> GeoJSONResponse:
     """Detections, newest first; geometry is the map point when the camera is calibrated, else null."""
-    frame = layer.detections_frame(session, camera=camera, class_name=class_, since=_aware(since), limit=limit)
+    frame = layer.detections_frame(session, camera=camera, class_name=class_, since=_aware(since), limit=limit,
+                                   scope=scope)
     return GeoJSONResponse(_with_null_geometry(frame))
 
 
@@ -163,8 +180,8 @@ def _with_null_geometry(frame) -> dict:
 
 
 @router.get("/detections/heat", response_class=GeoJSONResponse)
-def heat(session: SessionDep, class_: Annotated[str | None, Query(alias="class")] = None,
+def heat(session: SessionDep, scope: ScopeDep, class_: Annotated[str | None, Query(alias="class")] = None,
          since: datetime | None = None, until: datetime | None = None) -> GeoJSONResponse:
     """Per-class, per-hour counts in ~50 m cells: ``count`` weights a heat layer."""
-    frame = layer.heat(session, class_name=class_, since=_aware(since), until=_aware(until))
+    frame = layer.heat(session, class_name=class_, since=_aware(since), until=_aware(until), scope=scope)
     return GeoJSONResponse(feature_collection(frame, id_column=None))

@@ -21,7 +21,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from shapely.geometry.base import BaseGeometry
 
+from api.auth import EditGridsScope, ScopeDep
 from api.deps import SessionDep
+from layers.accounts.scope import Scope
 from gis import edits, registry
 from gis.coords import normalize_crs, to_wgs84
 from gis.errors import InvalidGeometry, InvalidInput
@@ -29,7 +31,8 @@ from gis.registry import EditResult
 
 router = APIRouter(prefix="/grids", tags=["editor"])
 
-Who = Annotated[str, Field(min_length=1, max_length=100, description="who makes the edit")]
+Who = Annotated[str | None, Field(None, min_length=1, max_length=100,
+                                  description="who makes the edit (ignored when signed in: the user is)")]
 Why = Annotated[str, Field(min_length=1, description="why (recorded with the edit)")]
 Crs = Annotated[str, Field(description="CRS of the coordinates: EPSG code, gcj02 or bd09")]
 
@@ -44,21 +47,21 @@ class Proposal(BaseModel):
 
 
 class AddEdit(BaseModel):
-    who: Who
+    who: Who = None
     why: Why
     grids: Proposal
     dry_run: bool = False
 
 
 class ReshapeEdit(BaseModel):
-    who: Who
+    who: Who = None
     why: Why
     grids: Proposal  # every feature carries the code of the grid it redraws
     dry_run: bool = False
 
 
 class SplitEdit(BaseModel):
-    who: Who
+    who: Who = None
     why: Why
     code: str
     line: dict[str, Any]
@@ -67,7 +70,7 @@ class SplitEdit(BaseModel):
 
 
 class MergeEdit(BaseModel):
-    who: Who
+    who: Who = None
     why: Why
     codes: list[str] = Field(min_length=2)
     name: str | None = None
@@ -139,38 +142,65 @@ def edit_answer(result: EditResult) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- routes
 
+def who_of(scope: Scope, given: str | None) -> str:
+    """The editor recorded with the edit: the signed-in user when auth is on, else the body's ``who``."""
+    if scope.user != Scope.demo().user:
+        return scope.user
+    if not given:
+        raise InvalidInput("who makes the edit? give who (sign-in is off)")
+    return given
+
+
+def in_scope(scope: Scope, codes) -> None:
+    """A planner bound to an area edits only grids there (others: 404, as if they did not exist)."""
+    from gis.errors import NotFound
+
+    for code in codes:
+        if code and not scope.sees({}, grid_code=str(code)):
+            raise NotFound(f"no grid {code} is current")
+
+
 @router.post("/validate")
-def validate(proposal: Proposal, session: SessionDep) -> dict[str, Any]:
+def validate(proposal: Proposal, session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
     """Topology report for proposed grids (problems as GeoJSON); nothing is written."""
     return validate_proposal(session, proposal)
 
 
 @router.post("/edits/add")
-def add(body: AddEdit, session: SessionDep) -> dict[str, Any]:
+def add(body: AddEdit, session: SessionDep, scope: EditGridsScope) -> dict[str, Any]:
     """Register newly drawn grids (codes assigned in reading order when missing)."""
     frame = proposal_frame(body.grids)
-    return edit_answer(registry.import_grids(session, frame, who=body.who, why=body.why, dry_run=body.dry_run))
+    in_scope(scope, [*frame["code"].dropna(), *body.grids.closes])
+    if not scope.city_wide:  # a new grid's village decides its area
+        in_scope(scope, [f"{v}001" for v in frame.get("village_code", pd.Series(dtype=object)).dropna()])
+    who = who_of(scope, body.who)
+    return edit_answer(registry.import_grids(session, frame, who=who, why=body.why, dry_run=body.dry_run))
 
 
 @router.post("/edits/reshape")
-def reshape(body: ReshapeEdit, session: SessionDep) -> dict[str, Any]:
+def reshape(body: ReshapeEdit, session: SessionDep, scope: EditGridsScope) -> dict[str, Any]:
     """New outlines for existing grids; each keeps its code as a new version."""
     frame = proposal_frame(body.grids)
     if frame["code"].isna().any():
         raise InvalidInput("every reshaped grid needs the code of the grid it redraws")
+    in_scope(scope, frame["code"])
     changes = dict(zip(frame["code"], frame.geometry, strict=True))
-    return edit_answer(edits.reshape(session, changes, who=body.who, why=body.why, dry_run=body.dry_run))
+    who = who_of(scope, body.who)
+    return edit_answer(edits.reshape(session, changes, who=who, why=body.why, dry_run=body.dry_run))
 
 
 @router.post("/edits/split")
-def split(body: SplitEdit, session: SessionDep) -> dict[str, Any]:
+def split(body: SplitEdit, session: SessionDep, scope: EditGridsScope) -> dict[str, Any]:
     """Cut one grid by a drawn line into grids with new codes."""
+    in_scope(scope, [body.code])
     line = to_wgs84_geometry(body.line, body.crs)
-    return edit_answer(edits.split(session, body.code, line, who=body.who, why=body.why, dry_run=body.dry_run))
+    who = who_of(scope, body.who)
+    return edit_answer(edits.split(session, body.code, line, who=who, why=body.why, dry_run=body.dry_run))
 
 
 @router.post("/edits/merge")
-def merge(body: MergeEdit, session: SessionDep) -> dict[str, Any]:
+def merge(body: MergeEdit, session: SessionDep, scope: EditGridsScope) -> dict[str, Any]:
     """Join neighbouring grids of one village into one grid with a new code."""
-    return edit_answer(edits.merge(session, body.codes, who=body.who, why=body.why, name=body.name,
+    in_scope(scope, body.codes)
+    return edit_answer(edits.merge(session, body.codes, who=who_of(scope, body.who), why=body.why, name=body.name,
                                    dry_run=body.dry_run))

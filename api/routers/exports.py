@@ -21,6 +21,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
+from api.auth import ExportScope
 from api.deps import SessionDep
 from gis import export as X
 from gis.errors import InvalidInput
@@ -59,6 +60,7 @@ def _area_name(session, area: str | None) -> str | None:
 def export_layer(
     layer: str,
     session: SessionDep,
+    scope: ExportScope,
     format: Annotated[str, Query(description="shp (zipped), gpkg, geojson or csv")] = "shp",
     area: Annotated[str | None, Query(description="12-digit district, town or village code")] = None,
     start: Annotated[datetime | None, Query(alias="from", description="start, inclusive (Asia/Shanghai if naive)")] = None,
@@ -68,13 +70,15 @@ def export_layer(
     names: Annotated[str, Query(pattern="^(en|zh)$", description="field and layer names: en or zh (Chinese)")] = "en",
     geometry: Annotated[str, Query(pattern="^(wkt|lonlat)$", description="csv geometry columns")] = "wkt",
 ) -> FileResponse:
-    """Download a layer (or several, comma-separated) as a file ArcGIS, QGIS or Excel opens."""
+    """Download a layer (or several, comma-separated) as a file ArcGIS, QGIS or Excel opens: roles
+    with the export permission only, and only the features of the caller's area."""
     fmt, out_crs = X.check_format(format), X.output_crs(crs)
     wanted = [n.strip() for n in layer.split(",") if n.strip()]
     found = [catalog.get(n) for n in wanted]
     if len(found) > 1 and fmt in ("geojson", "csv"):
         raise InvalidInput(f"{fmt} holds one layer; ask for gpkg or shp to get {', '.join(wanted)} in one file")
-    sources = catalog.export_sources(session, wanted, area=area, start=start, end=end, zh=names == "zh")
+    sources = catalog.export_sources(session, wanted, area=area, start=start, end=end, zh=names == "zh",
+                                     scope=scope)
     start, end = catalog.check_range(start, end)
     fd, tmp = tempfile.mkstemp(prefix="onemap-export-", suffix=X.SUFFIXES[fmt])
     os.close(fd)
@@ -94,7 +98,7 @@ def export_layer(
 
 
 @router.get("/export")
-def export_catalog() -> dict:
+def export_catalog(scope: ExportScope) -> dict:
     """The exportable layers, formats, encodings and coordinate systems."""
     return {
         "layers": [{"name": layer.name, "title": layer.title, "geometry_type": layer.geometry_type,

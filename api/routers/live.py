@@ -6,6 +6,13 @@ trigger) says ``SELECT pg_notify('onemap_tickets', '{"id": 42, ...}')``; each AP
 listening connection (a background task, started with the first subscriber) and fans every
 notification out to its own subscribers' queues. A slow screen loses its oldest events, never blocks
 the others. The listener reconnects after a database restart; browsers' EventSource reconnects by itself.
+
+Scope: a city-wide caller gets every event as it is. A scoped caller (a town, a department, a grid
+worker) gets an event whose payload places it (``town_code``/``grid_code``, and for a department the
+``department``) only when its scope sees that place; an event it cannot judge (a batch of worker
+positions, a sensor batch) arrives as a bare nudge — its name and ``kind`` — so the screen refetches
+through the scoped API instead of reading other areas' data from the stream. ``registry`` events
+(a new registry version) go to everyone: the boundaries are the map's shared frame.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import make_url
 
+from api.auth import ScopeDep
 from gis.errors import InvalidInput
+from layers.accounts.scope import DEPARTMENT_COLUMNS, Scope
 
 log = logging.getLogger("onemap.live")
 router = APIRouter(tags=["map"])
@@ -41,6 +50,32 @@ def event_text(name: str, payload: str) -> str:
     except ValueError:
         data = {"payload": payload}
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+PLACE_KEYS = ("grid_code", "village_code", "town_code", "district_code")
+NUDGE_KEYS = ("kind", "bulk", "event")
+
+
+def scoped_message(scope: Scope, message: str) -> str | None:
+    """``message`` as ``scope`` may receive it: whole, a bare nudge, or None (not for this caller)."""
+    if scope.city_wide:
+        return message
+    head, _, rest = message.partition("\n")
+    name = head.removeprefix("event: ")
+    if name in ("registry", "hello"):
+        return message
+    try:
+        data = json.loads(rest.removeprefix("data: ").strip() or "{}")
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return event_text(name, "{}")
+    placed = any(k in data for k in PLACE_KEYS)
+    routed = not scope.department or any(k in data for k in (*DEPARTMENT_COLUMNS, "co_units"))
+    if placed and routed:
+        return message if scope.sees(data) else None
+    nudge = {k: data[k] for k in NUDGE_KEYS if k in data and isinstance(data[k], str | int)}
+    return event_text(name, json.dumps(nudge))
 
 
 def libpq_dsn(sqlalchemy_url: str) -> str:
@@ -116,7 +151,7 @@ def _wanted(channels: str | None) -> set[str]:
     return names
 
 
-async def stream(request: Request, hub: Hub, names: set[str]) -> AsyncIterator[str]:
+async def stream(request: Request, hub: Hub, names: set[str], scope: Scope | None = None) -> AsyncIterator[str]:
     queue = hub.subscribe()
     try:
         with contextlib.suppress(TimeoutError):
@@ -129,18 +164,22 @@ async def stream(request: Request, hub: Hub, names: set[str]) -> AsyncIterator[s
             except TimeoutError:
                 yield ": ping\n\n"
                 continue
-            if message.split("\n", 1)[0].removeprefix("event: ") in names:
-                yield message
+            if message.split("\n", 1)[0].removeprefix("event: ") not in names:
+                continue
+            out = message if scope is None else scoped_message(scope, message)
+            if out is not None:
+                yield out
     finally:
         hub.unsubscribe(queue)
 
 
 @router.get("/live")
-async def live(request: Request,
+async def live(request: Request, scope: ScopeDep,
                channels: Annotated[str | None, Query(description="comma-separated: " + ", ".join(CHANNELS))] = None
                ) -> StreamingResponse:
-    """Server-sent events: ``tickets``, ``registry``, ``alarms``, ``workers``, ``sensors``, ``cameras``."""
+    """Server-sent events: ``tickets``, ``registry``, ``alarms``, ``workers``, ``sensors``, ``cameras`` —
+    a scoped caller's stream carries only its area's ticket events (see the module's docstring)."""
     names = _wanted(channels)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(stream(request, hub_for(request), names), media_type="text/event-stream",
+    return StreamingResponse(stream(request, hub_for(request), names, scope), media_type="text/event-stream",
                              headers=headers)

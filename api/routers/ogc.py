@@ -27,6 +27,7 @@ from fastapi.responses import Response
 from pyproj import CRS
 from sqlalchemy import text
 
+from api.auth import ScopeDep
 from api.deps import SessionDep
 from gis import export as X
 from gis.coords import to_wgs84
@@ -216,22 +217,23 @@ def items(
     collection_id: str,
     request: Request,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1)] = DEFAULT_LIMIT,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    scope: ScopeDep,
+    limit: Annotated[int, Query(ge=1, le=2**31 - 1)] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     bbox: str | None = None,
     bbox_crs: Annotated[str | None, Query(alias="bbox-crs")] = None,
     datetime_: Annotated[str | None, Query(alias="datetime")] = None,
     crs: str | None = None,
     area: str | None = None,
 ) -> Response:
-    """A page of features as GeoJSON, with a ``next`` link while more remain."""
+    """A page of features as GeoJSON, with a ``next`` link while more remain — those of the caller's area."""
     layer = catalog.get(collection_id)
     out_crs = parse_crs(crs)
     limit = min(limit, MAX_LIMIT)
     start, end = parse_datetime(datetime_, layer)
     box = bbox_to_wgs84(bbox, bbox_crs)
     frame = catalog.select(session, layer.name, area=area, start=start, end=end, bbox=box,
-                           limit=limit + 1, offset=offset)
+                           limit=limit + 1, offset=offset, scope=scope)
     more = len(frame) > limit
     frame = frame.iloc[:limit]
     links = [_link(str(request.url), "self", GEOJSON)]
@@ -251,12 +253,12 @@ def _wrap(head: dict, features: bytes) -> bytes:
 
 
 @router.get("/collections/{collection_id}/items/{feature_id}")
-def item(collection_id: str, feature_id: str, request: Request, session: SessionDep,
+def item(collection_id: str, feature_id: str, request: Request, session: SessionDep, scope: ScopeDep,
          crs: str | None = None) -> Response:
-    """One feature by its id (grid or area code, ticket or sensor id)."""
+    """One feature by its id (grid or area code, ticket or sensor id); another area's: 404."""
     layer = catalog.get(collection_id)
     out_crs = parse_crs(crs)
-    for chunk in catalog.select_chunks(session, layer.name):
+    for chunk in catalog.select_chunks(session, layer.name, scope=scope):
         hit = chunk[chunk[layer.key].astype(str) == feature_id]
         if len(hit):
             piece = _feature_bytes(hit.iloc[:1], layer, out_crs)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import ScopeDep
 from api.deps import SessionDep
@@ -71,12 +72,21 @@ async def resolve_batch(request: Request, session: SessionDep, scope: ScopeDep, 
                         lon_col: str = "lon", lat_col: str = "lat") -> StreamingResponse:
     """Resolve a batch: a JSON array, a GeoJSON FeatureCollection or a CSV (``text/csv`` body) of up to
     ``ONEMAP_MAX_BATCH`` points. Every input row comes back, in order, with its ``error`` if it has one.
-    JSON in → a JSON array streamed out; CSV in → CSV out."""
+    JSON in → a JSON array streamed out; CSV in → CSV out. The body is read here; parsing and
+    resolving run in the thread pool, never on the event loop."""
     limit = request.app.state.settings.max_batch
     raw = await request.body()
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    chunks = await run_in_threadpool(_resolve, session, raw, kind, limit, crs, lon_col, lat_col)
+    if kind in ("text/csv", "application/csv"):
+        return StreamingResponse(_csv_stream(chunks), media_type="text/csv; charset=utf-8")
+    return StreamingResponse(_json_stream(chunks), media_type="application/json")
+
+
+def _resolve(session, raw: bytes, kind: str, limit: int, crs: str, lon_col: str, lat_col: str) -> list[pd.DataFrame]:
+    """Parse the body and resolve every point, in chunks of ``CHUNK`` rows."""
     if not raw.strip():
         raise InvalidInput("empty request body: send points as JSON, GeoJSON or CSV")
-    kind = request.headers.get("content-type", "").split(";")[0].strip()
     if kind in ("text/csv", "application/csv"):
         try:
             frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, encoding="utf-8-sig")
@@ -95,11 +105,8 @@ async def resolve_batch(request: Request, session: SessionDep, scope: ScopeDep, 
     if lon_col not in frame.columns or lat_col not in frame.columns:
         raise InvalidInput(f"CSV needs columns {lon_col!r} and {lat_col!r} (or pass lon_col/lat_col); "
                            f"it has: {', '.join(frame.columns)}")
-    chunks = [locate_table(session, frame.iloc[i:i + CHUNK], lon_col=lon_col, lat_col=lat_col, crs=crs,
-                           row_offset=i) for i in range(0, len(frame), CHUNK)]
-    if kind in ("text/csv", "application/csv"):
-        return StreamingResponse(_csv_stream(chunks), media_type="text/csv; charset=utf-8")
-    return StreamingResponse(_json_stream(chunks), media_type="application/json")
+    return [locate_table(session, frame.iloc[i:i + CHUNK], lon_col=lon_col, lat_col=lat_col, crs=crs,
+                         row_offset=i) for i in range(0, len(frame), CHUNK)]
 
 
 def _json_stream(chunks):

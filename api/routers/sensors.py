@@ -7,7 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
+from api.auth import AdminScope, ScopeDep, WriteScope
 from api.deps import SessionDep
 from api.geojson import GeoJSONResponse, feature_collection
 from gis.errors import InvalidInput
@@ -56,73 +58,87 @@ async def _body(request: Request) -> tuple[bytes, str | None]:
 
 
 @router.get("", response_class=GeoJSONResponse)
-def sensors(session: SessionDep, town: str | None = None, retired: bool = False) -> GeoJSONResponse:
-    """Every sensor with its latest reading and state (ok, over, stale, no_data, alarm, offline)."""
-    frame = layer.sensors_layer(session, town=town, include_retired=retired)
+def sensors(session: SessionDep, scope: ScopeDep, town: str | None = None, retired: bool = False) -> GeoJSONResponse:
+    """Every sensor of the caller's area with its latest reading and state (ok, over, stale, no_data,
+    alarm, offline)."""
+    frame = layer.sensors_layer(session, town=town, include_retired=retired, scope=scope)
     return GeoJSONResponse(feature_collection(frame, id_column="id"))
 
 
 @router.get("/grids", response_class=GeoJSONResponse)
-def grid_layer(session: SessionDep, town: str | None = None) -> GeoJSONResponse:
+def grid_layer(session: SessionDep, scope: ScopeDep, town: str | None = None) -> GeoJSONResponse:
     """Per grid: sensors, open alarms, worst latest PM2.5/PM10, drawn on the grid polygons."""
-    return GeoJSONResponse(feature_collection(layer.grid_aggregate(session, town=town), id_column="grid_code"))
+    frame = layer.grid_aggregate(session, town=town, scope=scope)
+    return GeoJSONResponse(feature_collection(frame, id_column="grid_code"))
 
 
 @router.get("/thresholds")
-def list_thresholds(session: SessionDep) -> list[dict]:
+def list_thresholds(session: SessionDep, scope: ScopeDep) -> list[dict]:
     return thresholds.list_thresholds(session)
 
 
 @router.patch("/thresholds/{pollutant}")
-def edit_threshold(session: SessionDep, pollutant: str, patch: ThresholdPatch) -> dict:
-    return thresholds.set_threshold(session, registry.pollutant_name(pollutant), who=patch.who,
+def edit_threshold(session: SessionDep, scope: AdminScope, pollutant: str, patch: ThresholdPatch) -> dict:
+    """Thresholds are city-wide: city admins only; ``who`` is the signed-in user when auth is on."""
+    who = patch.who if scope.user == "anonymous-demo" else scope.user
+    return thresholds.set_threshold(session, registry.pollutant_name(pollutant), who=who,
                                     limit_value=patch.limit_value, consecutive=patch.consecutive)
 
 
 @router.get("/alarms")
-def alarms(session: SessionDep, state: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
+def alarms(session: SessionDep, scope: ScopeDep,
+           state: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
            sensor: str | None = None) -> list[dict]:
-    return thresholds.list_alarms(session, state=state, sensor_id=sensor)
+    return thresholds.list_alarms(session, state=state, sensor_id=sensor, scope=scope)
 
 
 @router.post("/readings")
-async def post_readings(request: Request, session: SessionDep) -> dict:
-    """A batch of readings as CSV (text/csv) or JSON lines; good rows land, bad ones come back."""
+async def post_readings(request: Request, session: SessionDep, scope: WriteScope) -> dict:
+    """A batch of readings as CSV (text/csv) or JSON lines; good rows land, bad ones come back.
+    The body is read here; parsing, thresholds and storing run in the thread pool."""
     body, fmt = await _body(request)
-    return ingest.ingest_readings(session, body, fmt=fmt).as_dict()
+    result = await run_in_threadpool(ingest.ingest_readings, session, body, fmt=fmt)
+    return result.as_dict()
 
 
 @router.post("/import")
-async def import_sensors(request: Request, session: SessionDep, crs: str = "EPSG:4326") -> dict:
-    """Register or update sensors from CSV / JSON lines (id, name, kind, pollutants, lon, lat, owner)."""
+async def import_sensors(request: Request, session: SessionDep, scope: AdminScope, crs: str = "EPSG:4326") -> dict:
+    """Register or update sensors from CSV / JSON lines (id, name, kind, pollutants, lon, lat, owner);
+    the city's register, so city admins only. Parsing, resolving and storing run in the thread pool."""
     body, fmt = await _body(request)
-    return registry.import_sensors(session, body, crs=crs, fmt=fmt)
+    return await run_in_threadpool(registry.import_sensors, session, body, crs=crs, fmt=fmt)
 
 
 @router.post("", status_code=201)
-def create(session: SessionDep, sensor: SensorIn) -> dict:
-    return registry.create_sensor(session, **sensor.model_dump())
+def create(session: SessionDep, scope: WriteScope, sensor: SensorIn) -> dict:
+    """Register a sensor in the caller's area (elsewhere: 404, and nothing is stored)."""
+    registry.create_sensor(session, **sensor.model_dump())
+    return registry.get_sensor(session, sensor.id, scope=scope)
 
 
 @router.get("/{sensor_id}")
-def get(session: SessionDep, sensor_id: str) -> dict:
-    return registry.get_sensor(session, sensor_id)
+def get(session: SessionDep, scope: ScopeDep, sensor_id: str) -> dict:
+    """One sensor (another area's: 404, as if it did not exist)."""
+    return registry.get_sensor(session, sensor_id, scope=scope)
 
 
 @router.patch("/{sensor_id}")
-def update(session: SessionDep, sensor_id: str, patch: SensorPatch) -> dict:
+def update(session: SessionDep, scope: WriteScope, sensor_id: str, patch: SensorPatch) -> dict:
+    registry.get_sensor(session, sensor_id, scope=scope)
     changes = patch.model_dump(exclude_unset=True)
-    return registry.update_sensor(session, sensor_id, **changes)
+    registry.update_sensor(session, sensor_id, **changes)
+    return registry.get_sensor(session, sensor_id, scope=scope)  # moved out of the area: 404, rolled back
 
 
 @router.delete("/{sensor_id}")
-def retire(session: SessionDep, sensor_id: str) -> dict:
+def retire(session: SessionDep, scope: WriteScope, sensor_id: str) -> dict:
     """Retire (never delete): readings and alarms stay readable."""
+    registry.get_sensor(session, sensor_id, scope=scope)
     return registry.retire_sensor(session, sensor_id)
 
 
 @router.get("/{sensor_id}/readings")
-def readings(session: SessionDep, sensor_id: str, start: datetime | None = None,
+def readings(session: SessionDep, scope: ScopeDep, sensor_id: str, start: datetime | None = None,
              end: datetime | None = None) -> list[dict]:
     """One sensor's series in time order (default: the 24 hours before its newest reading)."""
-    return layer.series(session, sensor_id, start=start, end=end)
+    return layer.series(session, sensor_id, start=start, end=end, scope=scope)

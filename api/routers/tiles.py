@@ -13,6 +13,12 @@ GCJ-02 base maps (``?crs=gcj02``): each tile's overlay is translated by the GCJ-
 centre (gis.coords' published formula). The offset varies by metres over tens of kilometres, so within
 one tile the error is far below a pixel at every zoom.
 
+Scope: boundaries (towns, villages, grid polygons) are the map's frame and stay city-wide, as
+``GET /areas`` does — they hold nothing personal and a town's staff need the neighbours for context.
+Everything about tickets is the caller's only: the open/card counts on grids, the per-grid aggregates
+and single ticket points count only the tickets the caller's scope sees. Scoped tiles are cached per
+scope and sent ``Cache-Control: private`` so no shared cache hands one town's counts to another.
+
 Registry tiles change only with an edit, so they are cached per process keyed by the registry
 version (the newest edit id) and sent with an ETag; ticket tiles are cached for a few seconds only.
 """
@@ -29,9 +35,11 @@ from fastapi.responses import Response
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from api.auth import ScopeDep
 from api.deps import SessionDep
 from gis.coords import wgs84_to_gcj02
 from gis.errors import InvalidInput, NotFound
+from layers.accounts.scope import Scope
 
 router = APIRouter(tags=["map"])
 
@@ -115,6 +123,7 @@ SELECT ST_AsMVT(t, 'tickets', 4096, 'geom', 'id') FROM (
          ST_AsMVTGeom(ST_Translate(ST_Transform(k.geom, 3857), :dx, :dy), env.m, 4096, :pbuf, true) AS geom
   FROM tickets k CROSS JOIN env
   WHERE k.geom && env.g AND k.{OPEN_STATES_SQL} AND k.duplicate_of IS NULL
+    AND (CAST(:ids AS bigint[]) IS NULL OR k.id = ANY(CAST(:ids AS bigint[])))
   ORDER BY k.id DESC LIMIT {MAX_TICKETS_PER_TILE}) t WHERE geom IS NOT NULL
 """
 
@@ -177,19 +186,38 @@ def has_tickets(session: Session) -> bool:
     return found
 
 
-def open_by_grid(session: Session, stamp: str = "") -> dict[str, list]:
+def scope_tag(scope: Scope | None) -> str:
+    """A cache-key part that differs between scopes that see different tickets ("" city-wide)."""
+    if scope is None or scope.city_wide:
+        return ""
+    return f"{scope.role}|{scope.area_code or ''}|{scope.department or ''}|{','.join(scope.grid_codes)}"
+
+
+def open_ticket_ids(session: Session, scope: Scope | None) -> list[int] | None:
+    """The open tickets ``scope`` sees (None: all); open tickets are few, so a list is cheap."""
+    if scope is None or scope.city_wide or not has_tickets(session):
+        return None
+    from sqlalchemy import select
+
+    from layers.incidents.models import Ticket
+
+    stmt = select(Ticket.id).where(Ticket.state.not_in(("closed", "signed_off")), Ticket.duplicate_of.is_(None))
+    return list(session.scalars(scope.filter(stmt, Ticket)))
+
+
+def open_by_grid(session: Session, stamp: str = "", scope: Scope | None = None) -> dict[str, list]:
     """Open tickets per grid as parallel arrays: counts, worst card (0 ok, 1 yellow, 2 red), reds, yellows.
 
     One GROUP BY serves every tile of the same ``stamp`` (time bucket + client version) in this process.
     """
     if not has_tickets(session):
         return {"codes": [], "opens": [], "cards": [], "reds": [], "yellows": []}
-    key = (_db(session), stamp)
+    key = (_db(session), stamp, scope_tag(scope))
     if stamp and key in _AGGREGATES:
         return _AGGREGATES[key]
     from layers.incidents.layer import grid_counts
 
-    frame = grid_counts(session)
+    frame = grid_counts(session, scope=scope)
     out = {"codes": frame["grid_code"].tolist(), "opens": frame["open_count"].tolist(),
            "cards": frame["worst_card"].map(CARD_RANK).tolist(), "reds": frame["red"].tolist(),
            "yellows": frame["yellow"].tolist()}
@@ -236,7 +264,7 @@ CACHE = TileCache()
 TICKET_TTL_S = 5.0
 
 
-def render_tile(session: Session, layer: str, params: dict, stamp: str = "") -> bytes:
+def render_tile(session: Session, layer: str, params: dict, stamp: str = "", scope: Scope | None = None) -> bytes:
     """One tile's bytes for ``layer`` (empty bytes when nothing is in it).
 
     ``all`` is every layer in one tile (grids, villages, towns, then tickets when they exist): a
@@ -244,15 +272,15 @@ def render_tile(session: Session, layer: str, params: dict, stamp: str = "") -> 
     """
     if layer == "all":
         names = ["grids", "villages", "towns"] + (["tickets"] if has_tickets(session) else [])
-        return b"".join(render_tile(session, name, params, stamp) for name in names)
+        return b"".join(render_tile(session, name, params, stamp, scope) for name in names)
     if layer in ("towns", "villages"):
         sql, extra = AREA_SQL, {"level": layer[:-1], "layer": layer}
     elif layer == "grids":
-        sql, extra = GRID_SQL, open_by_grid(session, stamp)
+        sql, extra = GRID_SQL, open_by_grid(session, stamp, scope)
     elif params["z"] < TICKET_POINT_ZOOM:
-        sql, extra = TICKET_AGG_SQL, open_by_grid(session, stamp)
+        sql, extra = TICKET_AGG_SQL, open_by_grid(session, stamp, scope)
     else:
-        sql, extra = TICKET_POINT_SQL, {}
+        sql, extra = TICKET_POINT_SQL, {"ids": open_ticket_ids(session, scope)}
     if layer == "tickets":
         extra = {**extra, "pbuf": POINT_BUFFER, "margin": POINT_BUFFER / EXTENT}
     tile = session.scalar(text(sql), {**params, **extra})
@@ -260,7 +288,7 @@ def render_tile(session: Session, layer: str, params: dict, stamp: str = "") -> 
 
 
 def cache_key(session: Session, layer: str, params: dict, crs: str,
-              client_version: int = 0) -> tuple[tuple, str, float | None, str]:
+              client_version: int = 0, scope: Scope | None = None) -> tuple[tuple, str, float | None, str]:
     """(key, etag, ttl, ticket stamp): registry layers are versioned by edit id; ticket-coloured ones
     by a few-second time bucket plus the client's version (bumped on every live ticket event)."""
     version = registry_version(session)
@@ -268,6 +296,11 @@ def cache_key(session: Session, layer: str, params: dict, crs: str,
     ttl = TICKET_TTL_S if ticket_driven else None
     ticket_stamp = f"{int(time.time() // TICKET_TTL_S)}.{client_version}" if ticket_driven else ""
     stamp = f"{version}" + (f".{ticket_stamp}" if ticket_driven else "")
+    tag = scope_tag(scope) if ticket_driven else ""
+    if tag:  # the ETag differs per scope too, without spelling the scope out
+        import hashlib
+
+        stamp += "." + hashlib.sha256(tag.encode()).hexdigest()[:12]
     key = (_db(session), layer, params["z"], params["x"], params["y"], crs, stamp)
     return key, f'W/"{layer}-{crs}-{stamp}"', ttl, ticket_stamp
 
@@ -278,7 +311,7 @@ LAYERS = ("towns", "villages", "grids", "tickets", "all")
 
 
 @router.get("/tiles")
-def tile_layers(session: SessionDep) -> dict:
+def tile_layers(session: SessionDep, scope: ScopeDep) -> dict:
     """The tile layers this server has now (``tickets`` appears once its table exists)."""
     names = [n for n in LAYERS if n != "tickets" or has_tickets(session)]  # "all": every layer in one tile
     box = session.execute(text("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM"
@@ -290,7 +323,7 @@ def tile_layers(session: SessionDep) -> dict:
 
 @router.get("/tiles/{layer}/{z}/{x}/{y}.pbf", response_class=Response,
             responses={200: {"content": {MVT: {}}, "description": "a Mapbox Vector Tile"}})
-def tile(request: Request, session: SessionDep, layer: str,
+def tile(request: Request, session: SessionDep, scope: ScopeDep, layer: str,
          z: Annotated[int, Path(ge=0, le=22)], x: Annotated[int, Path(ge=0)], y: Annotated[int, Path(ge=0)],
          crs: Annotated[str, Query(pattern="^(wgs84|gcj02)$")] = "wgs84",
          v: Annotated[int, Query(ge=0, description="client's live version: a new one skips cached ticket data")] = 0,
@@ -301,14 +334,17 @@ def tile(request: Request, session: SessionDep, layer: str,
     if layer == "tickets" and not has_tickets(session):
         raise NotFound("no tile layer 'tickets': the tickets table does not exist yet")
     params = tile_params(z, x, y, crs)
-    key, etag, ttl, ticket_stamp = cache_key(session, layer, params, crs, v)
-    headers = {"ETag": etag, "Cache-Control": f"public, max-age={int(ttl) if ttl else 300}",
-               "Access-Control-Allow-Origin": "*"}
+    key, etag, ttl, ticket_stamp = cache_key(session, layer, params, crs, v, scope)
+    shared = scope.city_wide and scope.user == Scope.demo().user  # the open demo: any cache may keep it
+    headers = {"ETag": etag, "Cache-Control": f"{'public' if shared else 'private'}, max-age={int(ttl) if ttl else 300}",
+               "Vary": "Authorization, Cookie"}
+    if shared:
+        headers["Access-Control-Allow-Origin"] = "*"
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     body = CACHE.get(key)
     headers["X-Tile-Cache"] = "miss" if body is None else "hit"
     if body is None:
-        body = render_tile(session, layer, params, ticket_stamp)
+        body = render_tile(session, layer, params, ticket_stamp, scope)
         CACHE.put(key, body, ttl)
     return Response(body, media_type=MVT, headers=headers)

@@ -12,10 +12,12 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from gis.coords import from_wgs84, gauss_kruger_epsg, to_wgs84
+from layers.accounts.scope import Scope
+from layers.cameras.models import Camera
 
 ARC_STEPS = 12
 DEFAULT_LIMIT = 1000
@@ -56,13 +58,23 @@ LEFT JOIN LATERAL (
            (array_agg(ticket_id ORDER BY started_at DESC))[1] AS latest_ticket
     FROM alarms WHERE camera_id = c.id AND state = 'active') a ON true
 WHERE c.geom IS NOT NULL AND (CAST(:town AS text) IS NULL OR c.town_code = :town)
+  AND (CAST(:ids AS text[]) IS NULL OR c.id = ANY(CAST(:ids AS text[])))
 ORDER BY c.id
 """
 
 
-def cameras_frame(session: Session, *, town: str | None = None) -> gpd.GeoDataFrame:
+def scoped_ids(session: Session, scope: Scope | None) -> list[str] | None:
+    """The cameras ``scope`` sees (by the camera's grid/town codes); None when it sees them all.
+    Detections, heat and key frames follow their camera."""
+    if scope is None or scope.city_wide:
+        return None
+    return list(session.scalars(scope.filter(select(Camera.id), Camera)))
+
+
+def cameras_frame(session: Session, *, town: str | None = None, scope: Scope | None = None) -> gpd.GeoDataFrame:
     """Cameras as points with status, alarm state (``alarm`` / ``ok``) and the wedge as GeoJSON."""
-    df = pd.DataFrame(session.execute(text(_CAMERAS), {"town": town}).mappings().all())
+    params = {"town": town, "ids": scoped_ids(session, scope)}
+    df = pd.DataFrame(session.execute(text(_CAMERAS), params).mappings().all())
     if df.empty:
         return gpd.GeoDataFrame({"id": [], "geometry": []}, geometry="geometry", crs=4326)
     df["alarm_state"] = np.where(df["active_alarms"] > 0, "alarm", "ok")
@@ -81,7 +93,8 @@ def wedge_frame(cameras: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 def detections_frame(session: Session, *, camera: str | None = None, class_name: str | None = None,
-                     since: datetime | None = None, limit: int = DEFAULT_LIMIT) -> gpd.GeoDataFrame:
+                     since: datetime | None = None, limit: int = DEFAULT_LIMIT,
+                     scope: Scope | None = None) -> gpd.GeoDataFrame:
     """Newest detections first; geometry is the map point (None when the camera is not calibrated)."""
     rows = session.execute(text("""
         SELECT d.id, d.camera_id, d.at, d.class_name, d.confidence, d.x1, d.y1, d.x2, d.y2, d.track_id,
@@ -90,8 +103,10 @@ def detections_frame(session: Session, *, camera: str | None = None, class_name:
         WHERE (CAST(:camera AS text) IS NULL OR d.camera_id = :camera)
           AND (CAST(:cls AS text) IS NULL OR d.class_name = :cls)
           AND (CAST(:since AS timestamptz) IS NULL OR d.at >= :since)
+          AND (CAST(:ids AS text[]) IS NULL OR d.camera_id = ANY(CAST(:ids AS text[])))
         ORDER BY d.at DESC, d.id DESC LIMIT :limit"""),
-        {"camera": camera, "cls": class_name, "since": since, "limit": min(max(1, limit), MAX_LIMIT)}).mappings().all()
+        {"camera": camera, "cls": class_name, "since": since, "limit": min(max(1, limit), MAX_LIMIT),
+         "ids": scoped_ids(session, scope)}).mappings().all()
     df = pd.DataFrame(rows, columns=["id", "camera_id", "at", "class_name", "confidence", "x1", "y1", "x2",
                                      "y2", "track_id", "grid_code", "wkb"])
     geom = shapely.from_wkb([None if w is None else bytes(w) for w in df["wkb"]])
@@ -100,7 +115,7 @@ def detections_frame(session: Session, *, camera: str | None = None, class_name:
 
 
 def heat(session: Session, *, class_name: str | None = None, since: datetime | None = None,
-         until: datetime | None = None, cell_deg: float = 0.0005) -> gpd.GeoDataFrame:
+         until: datetime | None = None, cell_deg: float = 0.0005, scope: Scope | None = None) -> gpd.GeoDataFrame:
     """Detections counted per class, per hour and per ~50 m cell (cell centre as the point)."""
     rows = session.execute(text("""
         SELECT class_name, date_trunc('hour', at) AS hour, count(*) AS count,
@@ -111,9 +126,11 @@ def heat(session: Session, *, class_name: str | None = None, since: datetime | N
               WHERE geom IS NOT NULL
                 AND (CAST(:cls AS text) IS NULL OR class_name = :cls)
                 AND (CAST(:since AS timestamptz) IS NULL OR at >= :since)
-                AND (CAST(:until AS timestamptz) IS NULL OR at < :until)) d
+                AND (CAST(:until AS timestamptz) IS NULL OR at < :until)
+                AND (CAST(:ids AS text[]) IS NULL OR camera_id = ANY(CAST(:ids AS text[])))) d
         GROUP BY class_name, hour, c ORDER BY hour, class_name, count DESC"""),
-        {"cls": class_name, "since": since, "until": until, "cell": cell_deg}).mappings().all()
+        {"cls": class_name, "since": since, "until": until, "cell": cell_deg,
+         "ids": scoped_ids(session, scope)}).mappings().all()
     df = pd.DataFrame(rows, columns=["class_name", "hour", "count", "lon", "lat"])
     geom = shapely.points(df["lon"].to_numpy(float), df["lat"].to_numpy(float)) if len(df) else []
     return gpd.GeoDataFrame(df.drop(columns=["lon", "lat"]), geometry=geom, crs=4326)

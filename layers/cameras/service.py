@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from gis.coords import to_wgs84
 from gis.errors import Conflict, InvalidInput, NotFound
 from gis.locate import locate
+from layers.accounts.scope import Scope
 from layers.cameras import calibration as calib
 from layers.cameras.models import SOURCE_KINDS, Camera, CameraRule
 from layers.cameras.rules import Rule, make_rule
@@ -48,11 +49,12 @@ def _place(session: Session, cam: Camera, lon: float, lat: float, crs: str) -> N
     cam.registry_version, cam.match = where.registry_version, where.match
 
 
-def get_camera(session: Session, camera_id: str) -> Camera:
+def get_camera(session: Session, camera_id: str, *, scope: Scope | None = None) -> Camera:
+    """One camera; outside ``scope`` a 404, exactly as for one that does not exist."""
     cam = session.get(Camera, camera_id)
     if cam is None:
         raise NotFound(f"no camera {camera_id}")
-    return cam
+    return cam if scope is None else scope.check(cam, f"camera {camera_id}")
 
 
 def create_camera(session: Session, *, id: str, name: str, lon: float, lat: float, crs: str = "EPSG:4326",

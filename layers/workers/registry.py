@@ -12,7 +12,8 @@ from collections.abc import Iterable
 import geopandas as gpd
 import pandas as pd
 import shapely
-from sqlalchemy import func, select, text
+from sqlalchemy import func, literal, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from gis import codes as C
@@ -146,7 +147,8 @@ def check_worker(session: Session, scope: Scope | None, worker_id: str) -> None:
 def last_positions(session: Session, *, town: str | None = None, scope: Scope | None = None) -> gpd.GeoDataFrame:
     """Active workers with a fix: id, name, role, masked phone, town, duty, fix time and grid, grids
     (``a;b``); within ``scope`` when given. Phones are masked in this list for every role."""
-    grids = (select(func.coalesce(func.string_agg(Assignment.grid_code, ";").within_group(Assignment.grid_code), ""))
+    ordered = aggregate_order_by(literal(";"), Assignment.grid_code)
+    grids = (select(func.coalesce(func.string_agg(Assignment.grid_code, ordered), ""))
              .where(Assignment.worker_id == Worker.id).scalar_subquery())
     stmt = (select(Worker.id, Worker.name, Worker.role, Worker.phone, Worker.town_code, Worker.on_duty,
                    LastPosition.ts.label("fix_at"), LastPosition.grid_code, grids.label("grids"),

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from alembic import context
-from sqlalchemy import create_engine, pool
-
 import importlib
 import importlib.util
 
+from alembic import context
+from sqlalchemy import create_engine, pool
+
 from gis.db import Base
 from gis.settings import database_settings
+
 
 def _exists(module: str) -> bool:
     """Whether a module is present (a layer not yet written is skipped)."""
