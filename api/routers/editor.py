@@ -23,11 +23,11 @@ from shapely.geometry.base import BaseGeometry
 
 from api.auth import EditGridsScope, ScopeDep
 from api.deps import SessionDep
-from layers.accounts.scope import Scope
 from gis import edits, registry
 from gis.coords import normalize_crs, to_wgs84
 from gis.errors import InvalidGeometry, InvalidInput
 from gis.registry import EditResult
+from layers.accounts.scope import Scope
 
 router = APIRouter(prefix="/grids", tags=["editor"])
 

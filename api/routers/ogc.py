@@ -181,7 +181,7 @@ def _collection(request: Request, layer: catalog.Layer, bbox: list[float]) -> di
 
 
 @router.get("/collections")
-def collections(request: Request, session: SessionDep) -> dict:
+def collections(request: Request, session: SessionDep, scope: ScopeDep) -> dict:
     bbox = city_bbox(session)
     return {
         "links": [_link(str(request.url_for("collections")), "self", "application/json")],
@@ -191,7 +191,7 @@ def collections(request: Request, session: SessionDep) -> dict:
 
 
 @router.get("/collections/{collection_id}")
-def collection(collection_id: str, request: Request, session: SessionDep) -> dict:
+def collection(collection_id: str, request: Request, session: SessionDep, scope: ScopeDep) -> dict:
     return _collection(request, catalog.get(collection_id), city_bbox(session))
 
 

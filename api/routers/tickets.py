@@ -17,9 +17,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import ScopeDep, WriteScope, require
 from api.deps import SessionDep
+from api.geojson import GeoJSONResponse, feature_collection
 from gis.errors import NotFound
 from layers.accounts.scope import Scope
-from api.geojson import GeoJSONResponse, feature_collection
 from layers.incidents import kpis as K
 from layers.incidents import layer as L
 from layers.incidents import service as S

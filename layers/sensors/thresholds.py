@@ -24,8 +24,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.errors import InvalidInput, NotFound
-from layers.sensors.bulk import notify, read_frame
 from layers.accounts.scope import Scope
+from layers.sensors.bulk import notify, read_frame
 from layers.sensors.models import POLLUTANTS
 from layers.sensors.registry import scoped_ids
 
