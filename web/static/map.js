@@ -202,11 +202,20 @@ async function showTicket(props) {
 // ------------------------------------------------------------------ panels: KPIs, ranking, feed
 function rowsOf(body) { return Array.isArray(body) ? body : body.rows || body.items || body.kpis || body.ranking || []; }
 
+let townsFilled = null;
+const townBounds = new Map();
 function fillTownSelect() {
+  // Every town, from the registry (not from whichever tiles happen to be drawn yet), once.
+  if (townsFilled) return townsFilled;
   const select = document.getElementById("area-select");
-  if (select.options.length > 1) return;
-  const towns = [...unique("towns").values()].sort((a, b) => a.props.code.localeCompare(b.props.code));
-  for (const t of towns) select.add(new Option(t.props.name, t.props.code));
+  townsFilled = getJSON("/areas?level=town").then((fc) => {
+    const towns = fc.features.slice().sort((a, b) => a.properties.code.localeCompare(b.properties.code));
+    for (const f of towns) {
+      townBounds.set(f.properties.code, L.geoJSON(f).getBounds());
+      select.add(new Option(f.properties.name, f.properties.code));
+    }
+  }).catch(() => { townsFilled = null; });
+  return townsFilled;
 }
 
 function townLabel(code) { return unique("towns").get(code); }
@@ -214,7 +223,9 @@ function townLabel(code) { return unique("towns").get(code); }
 function flyToTown(code) {
   state.town = code;
   const t = townLabel(code);
-  if (t) map.flyTo(t.latlng, 11.5); else if (state.cityBounds) map.flyToBounds(state.cityBounds);
+  if (t) map.flyTo(t.latlng, 11.5);
+  else if (townBounds.has(code)) map.flyToBounds(townBounds.get(code), { maxZoom: 12 });
+  else if (state.cityBounds) map.flyToBounds(state.cityBounds);
   tiles.restyle();
 }
 
