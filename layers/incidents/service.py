@@ -277,6 +277,26 @@ def _event(
     return ev
 
 
+def _frozen_place(place: Place) -> dict[str, Any]:
+    """The location columns a ticket freezes at intake: point, areas, registry version, match."""
+    return {
+        "geom": None if place.lon is None else from_shape(Point(place.lon, place.lat), srid=4326),
+        "grid_code": place.grid_code,
+        "village_code": place.village_code,
+        "town_code": place.town_code,
+        "district_code": place.district_code,
+        "registry_version": place.registry_version,
+        "match": place.match,
+        "distance_m": place.distance_m,
+    }
+
+
+def _fresh(at: datetime) -> dict[str, Any]:
+    """The workflow columns of a ticket just received at ``at``."""
+    return {"state": State.RECEIVED.value, "co_units": [], "rework_count": 0, "revisited": False,
+            "card": "ok", "created_at": at, "updated_at": at}
+
+
 def get_ticket(session: Session, ticket_id: int, *, lock: bool = False, scope: Scope | None = None) -> Ticket:
     """One ticket; with ``scope``, another area's ticket is answered exactly like a missing one."""
     stmt = select(Ticket).where(Ticket.id == ticket_id)
@@ -407,26 +427,13 @@ def create_ticket(
         reporter_name=reporter_name,
         reporter_phone=reporter_phone,
         source_ref=source_ref,
-        geom=None if place.lon is None else from_shape(Point(place.lon, place.lat), srid=4326),
         address=place.address,
-        grid_code=place.grid_code,
-        village_code=place.village_code,
-        town_code=place.town_code,
-        district_code=place.district_code,
-        registry_version=place.registry_version,
-        match=place.match,
-        distance_m=place.distance_m,
+        **_frozen_place(place),
         unplaced=not place.placed,
         unplaced_reason=place.reason,
-        state=State.RECEIVED.value,
         department=route.department,
         needs_town=route.needs_town,
-        co_units=[],
-        rework_count=0,
-        revisited=False,
-        card="ok",
-        created_at=at,
-        updated_at=at,
+        **_fresh(at),
         dispatch_due=sla.deadline(at, cat, sev, "dispatch"),
     )
     found = None
@@ -652,25 +659,12 @@ def _split_children(
             reporter_name=parent.reporter_name,
             reporter_phone=parent.reporter_phone,
             address=parent.address,
-            geom=from_shape(Point(place.lon, place.lat), srid=4326),
-            grid_code=place.grid_code,
-            village_code=place.village_code,
-            town_code=place.town_code,
-            district_code=place.district_code,
-            registry_version=place.registry_version,
-            match=place.match,
-            distance_m=place.distance_m,
+            **_frozen_place(place),
             unplaced=False,
-            state=State.RECEIVED.value,
             department=parent.department,
             needs_town=parent.needs_town,
             parent_id=parent.id,
-            co_units=[],
-            rework_count=0,
-            revisited=False,
-            card="ok",
-            created_at=at,
-            updated_at=at,
+            **_fresh(at),
             dispatch_due=parent.dispatch_due,
         )
         session.add(child)
