@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from api import errors, middleware
 from gis.db import session_factory
@@ -64,6 +65,9 @@ async def _lifespan(app: FastAPI):
 
     threading.Thread(target=warm, name="warm-resolver", daemon=True).start()
     yield
+    audit = getattr(app.state, "audit", None)
+    if audit is not None and hasattr(audit, "close"):  # store what was queued before the process ends
+        await run_in_threadpool(audit.close)
 
 
 def create_app(settings: ApiSettings | None = None, *, database_url: str | None = None) -> FastAPI:

@@ -16,6 +16,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import OAuth2PasswordBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep
 from layers.accounts.models import User
@@ -38,8 +39,10 @@ def unauthorized(message: str) -> HTTPException:
     return HTTPException(401, detail=message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def current_user(request: Request, session: SessionDep,
-                 token: Annotated[str | None, Depends(oauth2)] = None) -> User | None:
+async def current_user(request: Request, session: SessionDep,
+                       token: Annotated[str | None, Depends(oauth2)] = None) -> User | None:
+    """Async so that with auth off nothing leaves the event loop; the account lookup (a query) runs in
+    the thread pool."""
     settings = settings_of(request)
     if not settings.enabled:
         return None
@@ -47,7 +50,7 @@ def current_user(request: Request, session: SessionDep,
     if not token:
         raise unauthorized("sign in first: POST /auth/token with username and password")
     try:
-        user = user_for_token(session, token, settings=settings)
+        user = await run_in_threadpool(user_for_token, session, token, settings=settings)
     except AuthError as exc:
         raise unauthorized(exc.message) from exc
     request.state.user = user.username
@@ -58,7 +61,7 @@ def current_user(request: Request, session: SessionDep,
 CurrentUser = Annotated[User | None, Depends(current_user)]
 
 
-def current_scope(request: Request, user: CurrentUser) -> Scope:
+async def current_scope(request: Request, user: CurrentUser) -> Scope:
     scope = Scope.demo() if user is None else scope_of(user)
     request.state.user = scope.user
     request.state.role = scope.role
@@ -70,7 +73,7 @@ ScopeDep = Annotated[Scope, Depends(current_scope)]
 
 def require(permission: str) -> Callable[[Scope], Scope]:
     """A dependency: the caller's scope if its role has ``permission``, else 403."""
-    def check(scope: ScopeDep) -> Scope:
+    async def check(scope: ScopeDep) -> Scope:
         if not scope.allows(permission):
             raise HTTPException(403, detail=f"the {scope.role} role may not {permission.replace('_', ' ')}")
         return scope

@@ -19,6 +19,7 @@ streamed responses stay streamed:
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import json
@@ -115,8 +116,16 @@ def writer_for(sessions: Callable[[], Session]) -> audit.AuditWriter:
     key = id(bind) if bind is not None else id(sessions)
     with _WRITERS_LOCK:
         if key not in _WRITERS:
+            if not _WRITERS:
+                atexit.register(_close_writers)
             _WRITERS[key] = audit.AuditWriter(sessions)
         return _WRITERS[key]
+
+
+def _close_writers() -> None:
+    """At interpreter exit: a last chance to store queued audit entries, then quiet."""
+    for writer in list(_WRITERS.values()):
+        writer.close(timeout=2.0)
 
 
 class SessionAudit:

@@ -217,7 +217,8 @@ def grids_validate(
 @app.command("demo")
 @guarded
 def demo(serve_after: bool = typer.Option(True, "--serve/--no-serve"),
-         port: int = typer.Option(8000), host: str = typer.Option("127.0.0.1")) -> None:
+         port: int = typer.Option(8000), host: str = typer.Option("127.0.0.1"),
+         workers: int = typer.Option(1, min=1, max=64, envvar="ONEMAP_WORKERS", help="server processes")) -> None:
     """Start PostGIS, load the demo city (once) and serve the map at http://HOST:PORT."""
     import os
 
@@ -228,17 +229,23 @@ def demo(serve_after: bool = typer.Option(True, "--serve/--no-serve"),
     summary = load_demo()
     out.print(summary)
     if serve_after:
-        serve.__wrapped__(host=host, port=port)  # type: ignore[attr-defined]
+        from scripts.cli_vision import demo_analysis
+
+        with demo_analysis(console):  # YOLO on the demo cameras while the map is served
+            serve.__wrapped__(host=host, port=port, workers=workers)  # type: ignore[attr-defined]
 
 
 @app.command("serve")
 @guarded
-def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
+def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
+          workers: int = typer.Option(1, min=1, max=64, envvar="ONEMAP_WORKERS",
+                                      help="server processes (one per core; live updates reach all of them "
+                                           "through PostgreSQL LISTEN/NOTIFY)")) -> None:
     """Serve the API and the map."""
     import uvicorn
 
-    out.print(f"OneMap at http://{host}:{port}")
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="info")
+    out.print(f"OneMap at http://{host}:{port}" + (f" ({workers} processes)" if workers > 1 else ""))
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="info", workers=workers)
 
 
 # ----------------------------------------------------------------------------- benchmarks

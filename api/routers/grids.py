@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections import OrderedDict
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+import pandas as pd
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import text
 
 from api.auth import ScopeDep
@@ -14,6 +18,8 @@ from api.geojson import GeoJSONResponse, feature_collection
 from gis import codes as C
 from gis import registry
 from gis.errors import InvalidInput, NotFound
+from gis.locate import current_version
+from gis.locate import database_key as _database
 
 router = APIRouter(tags=["registry"])
 
@@ -47,20 +53,63 @@ def areas(session: SessionDep, scope: ScopeDep, level: Annotated[str | None, Que
     return GeoJSONResponse(feature_collection(frame, precision=6))
 
 
+class _Rendered:
+    """A selection of current grids rendered once per registry version: each feature's JSON text
+    beside the columns the caller's scope is tested on, so every caller still gets only its own grids
+    (``scope.mask`` runs on every request) while the geometry is never serialised twice."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._items: OrderedDict[tuple, tuple[pd.DataFrame, list[bytes]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._size = size
+
+    def get(self, key: tuple, make) -> tuple[pd.DataFrame, list[bytes]]:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return value
+
+
+RENDERED = _Rendered()
+
+
 @router.get("/grids", response_class=GeoJSONResponse)
 def grids(session: SessionDep, scope: ScopeDep, town: str | None = None, village: str | None = None, code: str | None = None,
-          as_of: datetime | None = None) -> GeoJSONResponse:
-    """Grids as a FeatureCollection (current, or valid ``as_of``), filtered by town, village or code."""
+          as_of: datetime | None = None) -> Response:
+    """Grids as a FeatureCollection (current, or valid ``as_of``), filtered by town, village or code.
+
+    Current grids are rendered once per registry version and selection and served from memory after
+    that (checked against the registry version on every request, so an edit shows at once)."""
     if town:
         C.validate_area_code(town, C.Level.TOWN)
     if village:
         C.validate_area_code(village, C.Level.VILLAGE)
     codes = None
     if code:
-        codes = [C.validate_grid_code(c.strip()) for c in code.split(",")]
-    frame = registry.load_grids(session, town=town, village=village, codes=codes, as_of=_aware(as_of))
-    frame = _with_names(session, frame[scope.mask(frame, grid_code="code")])
-    return GeoJSONResponse(feature_collection(frame[GRID_PROPS + ["village_name", "town_name"]], precision=6))
+        codes = sorted({C.validate_grid_code(c.strip()) for c in code.split(",")})
+
+    def make() -> tuple[pd.DataFrame, list[bytes]]:
+        frame = registry.load_grids(session, town=town, village=village, codes=codes, as_of=_aware(as_of))
+        frame = _with_names(session, frame)[GRID_PROPS + ["village_name", "town_name"]]
+        features = feature_collection(frame, precision=6)["features"]
+        texts = [json.dumps(f, ensure_ascii=False, separators=(",", ":")).encode() for f in features]
+        return pd.DataFrame(frame.drop(columns="geometry")), texts
+
+    if as_of is not None:
+        frame, texts = make()
+    else:
+        key = (_database(session), current_version(session), town, village, tuple(codes or ()))
+        frame, texts = RENDERED.get(key, make)
+    visible = scope.mask(frame, grid_code="code").to_numpy()
+    body = b",".join(t for t, keep in zip(texts, visible, strict=True) if keep)
+    return Response(b'{"type":"FeatureCollection","features":[' + body + b"]}", media_type=GeoJSONResponse.media_type)
 
 
 def _with_names(session: SessionDep, frame):

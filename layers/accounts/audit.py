@@ -104,9 +104,11 @@ class AuditWriter:
         self.written = 0
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._closed = False
 
     def submit(self, entry: dict[str, Any]) -> None:
         """Queue one entry; never blocks the caller."""
+        self._closed = False
         self._start()
         self._idle.clear()
         try:
@@ -114,6 +116,21 @@ class AuditWriter:
         except queue.Full:
             self.dropped += 1
             log.error("audit queue full: entry dropped (%d so far)", self.dropped)
+
+    @property
+    def pending(self) -> int:
+        """Entries accepted but not yet stored."""
+        return self._queue.qsize() + len(self._pending)
+
+    def close(self, timeout: float = 5.0) -> int:
+        """Shutdown: write what is queued (waiting up to ``timeout``), then stop retrying quietly.
+        Returns how many entries could not be stored (logged as an error: they are lost)."""
+        self.flush(timeout)
+        self._closed = True
+        left = self.pending
+        if left:
+            log.error("audit log: %d entries could not be written before shutdown (database away)", left)
+        return left
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written (tests, shutdown)."""
@@ -157,7 +174,8 @@ class AuditWriter:
                 session.close()
             return True
         except (OperationalError, InterfaceError, PoolTimeout):  # the database is away: keep them, retry
-            log.warning("audit log not written yet (%d entries pending); retrying", len(entries))
+            if not self._closed:
+                log.warning("audit log not written yet (%d entries pending); retrying", len(entries))
             return False
         except Exception:  # noqa: BLE001 - a bad entry must not block the ones behind it
             log.exception("audit batch refused; writing entries one by one")

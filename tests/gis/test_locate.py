@@ -88,3 +88,45 @@ def test_table_keeps_every_row_with_errors(demo_session):
     assert "latitude" in out.loc[3, "error"]
     with pytest.raises(InvalidInput, match="column 'x' not found"):
         locate_table(demo_session, frame, lon_col="x")
+
+
+def test_committed_edit_in_another_session_is_seen_by_the_next_call(scratch_url):
+    """The version probe (its own autocommit connection, no pooled session) never answers from a stale
+    index: an edit committed elsewhere changes the very next answer, and a session holding its own
+    uncommitted edit is answered from that edit."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from gis.locate import PROBE
+    from scripts.migrate import upgrade
+    from tests import registry_city
+
+    upgrade(scratch_url)
+    eng = create_engine(scratch_url)
+    try:
+        with Session(eng) as writer:
+            registry.import_areas(writer, registry_city.areas(), who="t", why="t")
+            registry.import_grids(writer, registry_city.grids(), who="t", why="t")
+            writer.commit()
+        grids = registry.load_grids(Session(eng))
+        village = grids.village_code.iloc[0]
+        pair = grids[grids.village_code == village].iloc[:2]
+        p = pair.geometry.iloc[0].representative_point()
+        with Session(eng) as reader:  # the first call builds this version's index through the session
+            locate(reader, p.x, p.y)
+        with Session(eng) as reader:  # bound to the engine: the probe answers the version
+            first = locate(reader, p.x, p.y)
+            assert not reader.in_transaction()  # the caller's session was never used
+        assert first.grid_code == pair.code.iloc[0]
+        with Session(eng) as writer:
+            merged = edits.merge(writer, list(pair.code), who="t", why="t").opened[0]
+            with Session(eng) as reader:  # not committed yet: others still see the old grid
+                assert locate(reader, p.x, p.y).grid_code == pair.code.iloc[0]
+            assert locate(writer, p.x, p.y).grid_code == merged  # the writer sees its own edit
+            writer.commit()
+        with Session(eng) as reader:
+            after = locate(reader, p.x, p.y)
+        assert after.grid_code == merged and after.registry_version > first.registry_version
+        assert scratch_url.split("/")[-1] in " ".join(PROBE._connections)
+    finally:
+        eng.dispose()
