@@ -110,38 +110,63 @@ _database = database_key
 
 
 class _VersionProbe:
-    """The registry version asked on the process's own autocommit connection.
+    """The registry version asked on the process's own autocommit connections.
 
     The version is checked on every call (an edit made by any process is seen by the next call), but a
     session-less check costs one round trip (~0.1 ms) instead of a pool checkout, a pre-ping, BEGIN,
     the query and COMMIT — and leaves the caller's session untouched, so a route that only resolves
-    points never holds a pooled connection. One connection per database per process, behind a lock
-    (the query is far shorter than the wait for the lock would ever be at any realistic rate). A
-    session already inside a transaction (it may hold its own uncommitted edit) or bound to a
-    connection (tests) is asked itself, as is every session when the probe's connection fails."""
+    points never holds a pooled connection. A few connections per database per process, each used by
+    one thread at a time (the lock guards only the list of idle ones, never a query, so one slow
+    answer holds up nobody else). A session already inside a transaction (it may hold its own
+    uncommitted edit) or bound to a connection (tests) is asked itself, as is every session when all
+    probe connections are busy or the database is away."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = 4) -> None:
         self._lock = threading.Lock()
-        self._connections: dict[str, object] = {}
+        self._idle: dict[str, list[psycopg.Connection]] = {}
+        self._open: dict[str, int] = {}
+        self._size = size
 
     def version(self, session: Session) -> int:
         bind = session.get_bind()
         if session.in_transaction() or not isinstance(bind, Engine):
             return registry_version(session)
         key = bind.url.render_as_string(hide_password=False)
+        conn = self._take(key)
+        if conn is None:
+            return registry_version(session)
+        try:
+            if conn is True:  # a new connection: made outside the lock
+                conn = psycopg.connect(bind.url.set(drivername="postgresql").render_as_string(hide_password=False),
+                                       autocommit=True, connect_timeout=5)
+            value = int(conn.execute(VERSION_SQL, prepare=True).fetchone()[0])
+        except psycopg.Error:
+            self._drop(key, conn)
+            return registry_version(session)  # the database restarted or is away: the session says so
         with self._lock:
-            try:
-                conn = self._connections.get(key)
-                if conn is None or conn.closed:
-                    conn = self._connections[key] = psycopg.connect(
-                        bind.url.set(drivername="postgresql").render_as_string(hide_password=False),
-                        autocommit=True, connect_timeout=5)
-                return int(conn.execute(VERSION_SQL, prepare=True).fetchone()[0])
-            except psycopg.Error:
-                broken = self._connections.pop(key, None)
-                if broken is not None:
-                    broken.close()
-        return registry_version(session)  # the database restarted or is away: the session says so
+            self._idle.setdefault(key, []).append(conn)
+        return value
+
+    def _take(self, key: str) -> psycopg.Connection | bool | None:
+        """An idle connection, True to make a new one, or None when all are busy."""
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if idle:
+                return idle.pop()
+            if self._open.get(key, 0) < self._size:
+                self._open[key] = self._open.get(key, 0) + 1
+                return True
+        return None
+
+    def _drop(self, key: str, conn: psycopg.Connection | bool) -> None:
+        with self._lock:
+            self._open[key] -= 1
+        if isinstance(conn, psycopg.Connection):
+            conn.close()
+
+    def databases(self) -> list[str]:
+        with self._lock:
+            return [k for k, n in self._open.items() if n]
 
 
 VERSION_SQL = "SELECT coalesce(max(id), 0) FROM grid_edits"

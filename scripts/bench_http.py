@@ -19,9 +19,9 @@ import numpy as np
 from gis.pg import free_port
 
 
-def _serve(port: int) -> subprocess.Popen:
+def _serve(port: int, workers: int = 1) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning"]
+           "--port", str(port), "--log-level", "warning", "--workers", str(workers)]
     proc = subprocess.Popen(cmd, env=os.environ.copy())
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -32,6 +32,20 @@ def _serve(port: int) -> subprocess.Popen:
             time.sleep(0.2)
     proc.terminate()
     raise RuntimeError("the API did not start within 30 s")
+
+
+def wait_warm(base: str, path: str, *, quick_ms: float = 50, in_a_row: int = 20, timeout: float = 180) -> None:
+    """Until every server process has its resolver index: ``in_a_row`` answers under ``quick_ms``
+    (each process builds it at start-up; a request reaching a process still building waits for it)."""
+    deadline = time.monotonic() + timeout
+    streak = 0
+    with httpx.Client(base_url=base, timeout=timeout) as client:
+        while streak < in_a_row:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server's resolver did not warm up within {timeout:.0f} s")
+            t = time.perf_counter()
+            client.get(path).raise_for_status()
+            streak = streak + 1 if (time.perf_counter() - t) * 1000 < quick_ms else 0
 
 
 async def _load(base: str, paths: list[str], rate: float, seconds: float) -> tuple[np.ndarray, int]:
@@ -60,7 +74,7 @@ async def _load(base: str, paths: list[str], rate: float, seconds: float) -> tup
     return np.array(latencies) * 1000, errors
 
 
-def run(rate: float = 200, seconds: float = 10, echo=print) -> dict:
+def run(rate: float = 200, seconds: float = 10, echo=print, workers: int = 1) -> dict:
     from gis.db import session_scope
     from gis.registry import load_grids
 
@@ -69,17 +83,17 @@ def run(rate: float = 200, seconds: float = 10, echo=print) -> dict:
     points = grids.geometry.representative_point()
     paths = [f"/resolve?lon={p.x:.7f}&lat={p.y:.7f}" for p in points]
     port = free_port()
-    proc = _serve(port)
+    proc = _serve(port, workers)
     try:
         base = f"http://127.0.0.1:{port}"
-        httpx.get(base + paths[0], timeout=120)  # the resolver index is built (or waited for) once
+        wait_warm(base, paths[0])
         asyncio.run(_load(base, paths[:50], rate, 1))  # warm-up: connections pooled
         report = {}
         for name, batch in (("health (baseline)", ["/health"]), ("resolve", paths)):
             ms, errors = asyncio.run(_load(base, batch, rate, seconds))
             report[name] = {"requests": len(ms), "errors": errors, "p50_ms": round(float(np.percentile(ms, 50)), 2),
                             "p99_ms": round(float(np.percentile(ms, 99)), 2)}
-            echo(f"{name:18} {rate:.0f} req/s × {seconds:.0f} s: {report[name]}")
+            echo(f"{name:18} {rate:.0f} req/s × {seconds:.0f} s, {workers} server process(es): {report[name]}")
     finally:
         proc.terminate()
         proc.wait(10)

@@ -315,11 +315,12 @@ def bench_resolve(points: int = typer.Option(1_000_000, help="Random points over
 
 @bench_app.command("api")
 @guarded
-def bench_api(rate: float = typer.Option(200.0), seconds: float = typer.Option(10.0)) -> None:
+def bench_api(rate: float = typer.Option(200.0), seconds: float = typer.Option(10.0),
+              workers: int = typer.Option(1, min=1, help="server processes")) -> None:
     """GET /resolve p50/p99 at a fixed rate on loopback, beside GET /health."""
     from scripts.bench_http import run
 
-    run(rate, seconds, echo=out.print)
+    run(rate, seconds, echo=out.print, workers=workers)
 
 
 @bench_app.command("tickets")

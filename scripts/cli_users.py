@@ -128,15 +128,31 @@ def bench_load(url: Annotated[str, typer.Option(help="base URL of a running OneM
                token: Annotated[str | None, typer.Option(envvar="ONEMAP_BENCH_TOKEN",
                                                          help="bearer token when auth is on")] = None,
                skip: Annotated[list[str] | None, typer.Option(help="leave a kind out: map, tile, resolve, create, "
-                                                                   "move, gps")] = None) -> None:
+                                                                   "move, gps")] = None,
+               serve: Annotated[int, typer.Option(help="start a server with this many processes on a free port "
+                                                       "against the configured database (0: use --url)")] = 0) -> None:
     """Mixed loopback load (map reads, resolves, ticket creates and moves, GPS ingest): throughput, p50/p99
     per kind, and a count afterwards that no accepted write was lost."""
     from scripts.bench_load import run
 
+    server = None
     try:
+        if serve:
+            from gis.pg import free_port
+            from scripts.bench_http import _serve, wait_warm
+
+            port = free_port()
+            server = _serve(port, serve)
+            url = f"http://127.0.0.1:{port}"
+            wait_warm(url, "/resolve?lon=118.8&lat=36.88")
+            out.print(f"server: {serve} process(es) at {url}")
         report = run(url, rate=rate, seconds=seconds, token=token, skip=tuple(skip or ()))
     except (OneMapError, RuntimeError, ValueError) as exc:
         _fail(getattr(exc, "message", str(exc)))
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
     out.print(report.text())
     if report.lost:
         raise typer.Exit(1)

@@ -127,6 +127,6 @@ def test_committed_edit_in_another_session_is_seen_by_the_next_call(scratch_url)
         with Session(eng) as reader:
             after = locate(reader, p.x, p.y)
         assert after.grid_code == merged and after.registry_version > first.registry_version
-        assert scratch_url.split("/")[-1] in " ".join(PROBE._connections)
+        assert scratch_url.split("/")[-1] in " ".join(PROBE.databases())
     finally:
         eng.dispose()
