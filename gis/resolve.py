@@ -439,6 +439,19 @@ class GridIndex:
         grid, match, dist = self._resolve_wgs84(np.ascontiguousarray(x), np.ascontiguousarray(y))
         return Resolution(self._codes_none.take(grid), MATCHES.take(match), dist)
 
+    def resolve_positions(
+        self, lon, lat, *, crs: str = "EPSG:4326"
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like :meth:`resolve`, but grid *positions* (into :attr:`codes`; ``len(codes)`` = none), match
+        numbers (into ``MATCHES``) and distances: for callers that map positions to their own
+        columns with integer takes (categoricals) instead of handling code strings."""
+        x, y = to_wgs84(np.ravel(lon), np.ravel(lat), crs)
+        if x.shape != y.shape:
+            raise ValueError(f"lon and lat differ in length: {x.shape[0]} vs {y.shape[0]}")
+        grid, match, dist = self._resolve_wgs84(np.ascontiguousarray(x, dtype=float),
+                                                np.ascontiguousarray(y, dtype=float))
+        return np.where(grid < 0, len(self.codes), grid), match, dist
+
     def resolve_one(
         self, lon: float, lat: float, *, crs: str = "EPSG:4326"
     ) -> tuple[str | None, str, float]:

@@ -36,7 +36,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gis.coords import to_wgs84
 from gis.errors import InvalidInput, NotFound
 from gis.resolve import MATCHES, GridIndex
 
@@ -179,11 +178,9 @@ def resolve_frame(frame: pd.DataFrame, grids: gpd.GeoDataFrame, key: str, *, lon
     """One partition resolved: the input columns plus grid_code, village/town/district codes, match
     as categoricals (existing columns of those names are replaced). Runs inside a worker."""
     entry = worker_index(grids, key, snap_m)
-    x, y = to_wgs84(frame[lon_col].to_numpy(dtype=float), frame[lat_col].to_numpy(dtype=float), crs)
     # grid positions, not code strings: every output column is then an integer take() (categoricals)
-    # (GridIndex.resolve returns codes; _resolve_wgs84 is its integer core, same answers)
-    grid, match, _ = entry.index._resolve_wgs84(np.ascontiguousarray(x, dtype=float),
-                                                np.ascontiguousarray(y, dtype=float))
+    grid, match, _ = entry.index.resolve_positions(frame[lon_col].to_numpy(dtype=float),
+                                                   frame[lat_col].to_numpy(dtype=float), crs=crs)
     out = {c: pd.Categorical.from_codes(cat.take(grid), dtype=dtype) for c, (dtype, cat) in entry.levels.items()}
     out["match"] = pd.Categorical.from_codes(match.astype(np.int8), dtype=_MATCH_DTYPE)
     new = pd.DataFrame({c: pd.Series(out[c], index=frame.index) for c in RESOLVED})

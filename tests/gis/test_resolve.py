@@ -11,7 +11,7 @@ import shapely
 
 from gis.coords import from_wgs84, gauss_kruger_epsg
 from gis.errors import CodeError, InvalidGeometry
-from gis.resolve import GridIndex, resolve_reference
+from gis.resolve import MATCHES, GridIndex, resolve_reference
 from scripts.bench_resolve import random_points, synthetic_grids
 
 A, B, C = "370783001001001", "370783001001002", "370783001201001"
@@ -172,6 +172,10 @@ def test_agrees_with_reference_point_for_point(city, cell_m):
         code, match, dist = index.resolve_one(float(lon[k]), float(lat[k]))
         assert (code, match) == (ref.grid_code[k], ref.match[k])
         assert dist == pytest.approx(ref.distance_m[k], abs=1e-6, nan_ok=True)
+    grid, match, dist = index.resolve_positions(lon, lat)  # positions: the same answers as integers
+    codes = np.append(index.codes, None)
+    assert (codes[grid] == res.grid_code).all() and (MATCHES[match] == res.match).all()
+    np.testing.assert_array_equal(dist, res.distance_m)
 
 
 def test_overlapping_bad_data_still_matches_reference(city):
