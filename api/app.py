@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from api import errors, middleware
 from gis.db import session_factory
 from gis.settings import ApiSettings, api_settings
+from layers import follow
 
 # One router module per layer; each exposes `router`.
 ROUTERS = [
@@ -76,6 +77,7 @@ def create_app(settings: ApiSettings | None = None, *, database_url: str | None 
                   description="One map governs the city: grids, resolver, tickets and sensing over PostGIS.")
     app.state.settings = settings
     app.state.sessions = session_factory(database_url)
+    follow.install()  # sensors, cameras, assignments and grid workers follow every grid edit
     errors.install(app)
     middleware.install(app)
     for name in ROUTERS:

@@ -4,13 +4,26 @@ Every write goes through :func:`_commit_edit`: it validates the resulting grid s
 village/community first (topology rules in :mod:`gis.topology`), then closes old rows and opens new
 ones under one ``grid_edits`` row recording who and why. Nothing is ever deleted. The registry
 version is the id of the newest edit: resolvers compare it to know their index is stale.
+
+What hangs off a grid (sensors, cameras, worker assignments, grid workers' accounts) lives in layers/,
+which gis/ must not import. So the registry offers a hook instead: :func:`on_grid_edit` registers
+followers that ``_commit_edit`` runs inside the edit's own transaction, after the rows are written;
+each returns a summary of what it moved, collected in :attr:`EditResult.followed`. layers/follow.py
+registers them (its ``install()`` is called by the API app and the CLI's grid commands).
+
+Writes are serialised by a transaction-level advisory lock, taken before validation: each edit
+validates what the previous one committed, and edit ids (the registry version) commit in order. A
+follower resolving points through the session builds the resolver's index for its uncommitted version;
+without the lock, a concurrent edit could commit a higher id whose index was built without this one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -39,6 +52,67 @@ class EditResult:
     closed: list[str] = field(default_factory=list)
     report: Report | None = None
     dry_run: bool = False
+    followed: dict[str, Any] = field(default_factory=dict)  # what the followers moved (on_grid_edit)
+
+
+@dataclass(frozen=True)
+class GridChange:
+    """One written edit as a follower sees it: the closed versions as they were, the opened grids.
+
+    Both frames have the registry's grid columns (code, name, kind, village_code, town_code, ...) and
+    lon/lat geometry. ``shared`` is scratch space for followers of the same edit (e.g. a successor
+    mapping computed once)."""
+
+    edit_id: int
+    kind: str
+    closed: gpd.GeoDataFrame
+    opened: gpd.GeoDataFrame
+    shared: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def closed_codes(self) -> list[str]:
+        return list(self.closed["code"])
+
+    @property
+    def opened_codes(self) -> list[str]:
+        return list(self.opened["code"])
+
+
+Follower = Callable[[Session, GridChange], "dict[str, Any] | None"]
+_FOLLOWERS: list[Follower] = []
+_LOCK_KEY = 0x6F6E656D6170  # "onemap": pg_advisory_xact_lock key serialising registry writes
+log = logging.getLogger("onemap.registry")
+
+
+def on_grid_edit(callback: Follower) -> Follower:
+    """Run ``callback(session, change)`` after every written grid edit, in its transaction.
+
+    Registering the same callable again does nothing. The callback's dict is merged into
+    :attr:`EditResult.followed` (keys must not repeat across followers); an exception aborts the whole
+    edit. Dry runs write nothing and run no follower."""
+    if callback not in _FOLLOWERS:
+        _FOLLOWERS.append(callback)
+    return callback
+
+
+def grid_edit_followers() -> tuple[Follower, ...]:
+    """The registered followers, in the order they run."""
+    return tuple(_FOLLOWERS)
+
+
+def _follow(session: Session, change: GridChange) -> dict[str, Any]:
+    if not _FOLLOWERS and change.closed_codes:
+        log.warning("grid edit %s closed %d grids but no follower is installed: sensors, cameras and "
+                    "assignments keep the closed codes (call layers.follow.install())",
+                    change.edit_id, len(change.closed_codes))
+    followed: dict[str, Any] = {}
+    for callback in _FOLLOWERS:
+        summary = callback(session, change) or {}
+        clash = sorted(set(summary) & set(followed))
+        if clash:
+            raise RuntimeError(f"grid edit followers both report {', '.join(clash)}")
+        followed.update(summary)
+    return followed
 
 
 # --------------------------------------------------------------------------- reading
@@ -207,11 +281,14 @@ def _commit_edit(session: Session, *, kind: str, who: str, why: str, close: Sequ
     """Validate the villages the edit touches, then close ``close`` and insert ``opened``."""
     if not who or not why:
         raise CodeError("every registry edit needs who made it and why")
+    if not dry_run:  # one writer at a time, and it validates what the previous one committed
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     villages = sorted(set(opened["village_code"]) | {c[:12] for c in close})
     missing = set(villages) - set(load_areas(session, level="village", codes=villages)["code"])
     if missing:
         raise CodeError(f"village/community {', '.join(sorted(missing))} is not registered: import areas first")
     current = load_grids(session, villages=villages)
+    closed = current[current["code"].isin(list(close))].reset_index(drop=True)
     current = current[~current["code"].isin(list(close))]
     clash = sorted(set(current["code"]) & set(opened["code"]))
     if clash:
@@ -223,16 +300,19 @@ def _commit_edit(session: Session, *, kind: str, who: str, why: str, close: Sequ
         raise TopologyError(f"the edit fails topology validation: {_summary(report)}", detail=report)
     if dry_run:
         return EditResult(None, list(opened["code"]), list(close), report, dry_run=True)
-    edit = GridEdit(who=who, why=why, kind=kind, closed_codes=list(close), opened_codes=list(opened["code"]))
-    session.add(edit)
-    session.flush()
-    now = session.scalar(text("SELECT clock_timestamp()"))
-    if close:
-        session.execute(update(Grid).where(Grid.code.in_(list(close)), Grid.valid_to.is_(None))
-                        .values(valid_to=now))
-    session.execute(insert(Grid), [_grid_row(row, edit.id, who, why, now) for row in opened.itertuples()])
-    session.execute(text("SELECT pg_notify('onemap_registry', :v)"), {"v": str(edit.id)})
-    return EditResult(edit.id, list(opened["code"]), list(close), report)
+    with session.begin_nested():  # the rows and what follows them: all or nothing, whatever the caller does
+        edit = GridEdit(who=who, why=why, kind=kind, closed_codes=list(close), opened_codes=list(opened["code"]))
+        session.add(edit)
+        session.flush()
+        now = session.scalar(text("SELECT clock_timestamp()"))
+        if close:
+            session.execute(update(Grid).where(Grid.code.in_(list(close)), Grid.valid_to.is_(None))
+                            .values(valid_to=now))
+        session.execute(insert(Grid), [_grid_row(row, edit.id, who, why, now) for row in opened.itertuples()])
+        opened_frame = gpd.GeoDataFrame(opened.reset_index(drop=True), geometry="geometry", crs=4326)
+        followed = _follow(session, GridChange(edit.id, kind, closed, opened_frame))
+        session.execute(text("SELECT pg_notify('onemap_registry', :v)"), {"v": str(edit.id)})
+    return EditResult(edit.id, list(opened["code"]), list(close), report, followed=followed)
 
 
 def _summary(report: Report) -> str:

@@ -159,7 +159,9 @@ def grids_import(
     """Import grids from a shapefile (.shp/.zip), GeoPackage or GeoJSON in one transaction."""
     from gis.db import session_scope
     from gis.registry import import_grids
+    from layers import follow
 
+    follow.install()  # what hangs off the redrawn grids follows them in the same transaction
     result = _read(path, crs, field, encoding, layer)
     with session_scope() as session:
         done = import_grids(session, result.frame, who=who or who_default(), why=why, replace=replace,
@@ -169,6 +171,8 @@ def grids_import(
     verb = "would import" if dry_run else "imported"
     out.print(f"{verb} {len(done.opened)} grids, closed {len(done.closed)} (source CRS {result.source_crs}, "
               f"encoding {result.detected_encoding or 'n/a'}); validation clean")
+    for line in follow.describe(done.followed):
+        out.print(f"  {line}", highlight=False)
 
 
 @areas_app.command("import")

@@ -137,6 +137,7 @@ def edit_answer(result: EditResult) -> dict[str, Any]:
     report = result.report
     return {"edit_id": result.edit_id, "opened": result.opened, "closed": result.closed,
             "dry_run": result.dry_run, "report": report.summary() if report else None,
+            "followed": result.followed,  # what moved with the grids (layers/follow.py); {} on a dry run
             "problems": report.to_geojson() if report else {"type": "FeatureCollection", "features": []}}
 
 
