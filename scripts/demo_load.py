@@ -1,5 +1,6 @@
 """Load the committed demo city (data/grid_boundaries/) into the registry, once, with a week of
-tickets, sensors with a few hours of readings and today's worker patrols, so every layer has data."""
+tickets, sensors with a few hours of readings, today's worker patrols and street cameras playing
+synthetic video (scripts/demo_cameras.py), so every layer has data."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def load_into(session, *, who: str = "demo", validate: bool = True) -> str:
 
 
 def load_activity(session, *, now: datetime | None = None) -> list[str]:
-    """A week of tickets, sensors with readings and today's patrols (each only when absent)."""
+    """A week of tickets, sensors with readings, today's patrols and twelve street cameras with
+    their videos (each only when absent)."""
     from layers.incidents.models import Ticket
     from layers.incidents.simulate import simulate as simulate_tickets
     from layers.sensors.simulate import simulate as simulate_sensors
@@ -71,6 +73,11 @@ def load_activity(session, *, now: datetime | None = None) -> list[str]:
     if not session.scalar(select(func.count()).select_from(Worker)):
         result = simulate_day(session, now.astimezone(SHANGHAI).date(), now=now)
         lines.append(f"workers: {result}")
+    from scripts.demo_cameras import load_cameras
+
+    cameras = load_cameras(session)  # only when no camera exists
+    if cameras:
+        lines.append(cameras)
     return lines
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -15,7 +15,8 @@ from api.auth import ScopeDep, WriteScope
 from api.deps import SessionDep
 from api.geojson import GeoJSONResponse, feature_collection
 from gis.errors import InvalidInput, NotFound
-from layers.cameras import layer, service
+from layers.cameras import frames, layer, service
+from layers.vision import vision_settings
 
 router = APIRouter(tags=["cameras"])
 
@@ -128,6 +129,7 @@ def patch(camera_id: str, body: CameraPatch, session: SessionDep, scope: WriteSc
 def delete(camera_id: str, session: SessionDep, scope: WriteScope) -> None:
     service.get_camera(session, camera_id, scope=scope)
     service.delete_camera(session, camera_id)
+    frames.drop_latest(vision_settings().keyframe_dir, camera_id)
 
 
 @router.put("/cameras/{camera_id}/calibration")
@@ -158,13 +160,34 @@ def key_frame(camera_id: str, session: SessionDep, scope: ScopeDep) -> FileRespo
     return FileResponse(path, media_type="image/jpeg")
 
 
+@router.get("/cameras/{camera_id}/frame", responses={200: {"content": {"image/jpeg": {}}},
+                                                     404: {"description": "no such camera, or no frame yet"}})
+def latest_frame(camera_id: str, session: SessionDep, scope: ScopeDep) -> Response:
+    """The camera's latest analysed frame: a JPEG with the YOLO boxes (class, confidence, track id)
+    and the rules' regions drawn on it. ``X-Frame-Time`` is the frame's time (ISO 8601, UTC, ``Z``):
+    ``GET /detections?camera=ID&since=<X-Frame-Time>`` starts with exactly this frame's detections,
+    placed on the map. 404 with the reason when the runner has not analysed this camera yet."""
+    cam = service.get_camera(session, camera_id, scope=scope)
+    found = frames.read_latest(vision_settings().keyframe_dir, camera_id)
+    if found is None:
+        why = {"error": f"its analysis stopped with an error: {cam.status_note}",
+               "offline": f"it is offline: {cam.status_note}"}.get(cam.status, "the vision runner has not analysed it yet")
+        raise NotFound(f"camera {camera_id} has no analysed frame: {why}")
+    data, at = found
+    return Response(data, media_type="image/jpeg",
+                    headers={"X-Frame-Time": frames.time_text(at), "Cache-Control": "no-store",
+                             "X-Camera-Status": cam.status})
+
+
 @router.get("/detections", response_class=GeoJSONResponse)
 def detections(session: SessionDep, scope: ScopeDep, camera: str | None = None,
                class_: Annotated[str | None, Query(alias="class")] = None, since: datetime | None = None,
+               until: datetime | None = None,
                limit: Annotated[int, Query(ge=1, le=layer.MAX_LIMIT)] = layer.DEFAULT_LIMIT) -> GeoJSONResponse:
-    """Detections, newest first; geometry is the map point when the camera is calibrated, else null."""
-    frame = layer.detections_frame(session, camera=camera, class_name=class_, since=_aware(since), limit=limit,
-                                   scope=scope)
+    """Detections, newest first; geometry is the map point when the camera is calibrated, else null.
+    ``since`` is inclusive, ``until`` exclusive (both need a timezone)."""
+    frame = layer.detections_frame(session, camera=camera, class_name=class_, since=_aware(since),
+                                   until=_aware(until), limit=limit, scope=scope)
     return GeoJSONResponse(_with_null_geometry(frame))
 
 

@@ -5,19 +5,19 @@ category and severity), placed at the detections' map point when the camera is c
 at the camera: so the grid, town and deadlines come out exactly as for a citizen's report. The
 annotated key frame is attached to the ticket (the handler sees what the camera saw) and its path kept
 in ``key_frames``. Updates and the end of the alarm are timeline events on the ticket, never new
-tickets. Every change is announced on ``pg_notify('onemap_alarms', json)`` for the live map.
+tickets. Every change is announced on ``onemap_alarms`` for the live map by the database itself
+(trigger ``alarms_notify``, migration 0010_camera_notify), so alarms written by any process reach every screen.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from geoalchemy2.shape import from_shape, to_shape
 from shapely.geometry import Point
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gis.locate import locate
@@ -27,7 +27,7 @@ from layers.cameras.rules import AlarmEvent, RuleKind, feet
 from layers.incidents import service
 from layers.incidents.models import TicketEvent
 
-NOTIFY_CHANNEL = "onemap_alarms"
+NOTIFY_CHANNEL = "onemap_alarms"  # filled by the alarms_notify trigger
 TITLES = {RuleKind.CROWD: "人群聚集", RuleKind.PARKING: "违章停车", RuleKind.PRESENT: "目标出现"}
 
 
@@ -54,16 +54,6 @@ def describe(camera: Camera, event: AlarmEvent) -> str:
     else:
         detail = f"{classes} × {event.count}"
     return f"摄像头 {camera.name}（{camera.id}）{what}：{detail}"
-
-
-def notify(session: Session, alarm: Alarm, event: str) -> None:
-    """Announce on LISTEN/NOTIFY; delivered when the transaction commits."""
-    lonlat = None if alarm.geom is None else list(to_shape(alarm.geom).coords[0])
-    payload = {"alarm_id": alarm.id, "camera_id": alarm.camera_id, "event": event, "kind": alarm.kind,
-               "state": alarm.state, "count": alarm.count, "ticket_id": alarm.ticket_id,
-               "grid_code": alarm.grid_code, "lonlat": lonlat, "at": alarm.last_seen_at.isoformat()}
-    session.execute(text("SELECT pg_notify(:ch, :payload)"),
-                    {"ch": NOTIFY_CHANNEL, "payload": json.dumps(payload, ensure_ascii=False)})
 
 
 def active_alarm(session: Session, camera_id: str, event: AlarmEvent) -> Alarm | None:
@@ -140,5 +130,21 @@ def handle(session: Session, camera: Camera, event: AlarmEvent, *, at: datetime,
         session.add(KeyFrame(camera_id=camera.id, alarm_id=alarm.id, at=at, path=key_frame,
                              detections=len(event.objects)))
     session.flush()
-    notify(session, alarm, event.kind)
     return alarm
+
+
+def close_stale(session: Session, camera_ids: list[str], *, at: datetime,
+                note: str = "分析服务重启，告警已结束") -> int:
+    """End the active alarms of these cameras when no rule engine watches them any more (the runner
+    stops, or starts after one that was killed): nothing else would ever end them. Each ticket's
+    timeline says so; its ticket stays open for the desk. Returns how many were ended."""
+    stale = session.scalars(select(Alarm).where(Alarm.camera_id.in_(camera_ids), Alarm.state == "active")).all()
+    for alarm in stale:
+        alarm.state, alarm.ended_at, alarm.last_seen_at = "ended", at, max(at, alarm.last_seen_at)
+        if alarm.ticket_id is not None:
+            ticket = service.get_ticket(session, alarm.ticket_id)
+            session.add(TicketEvent(ticket_id=ticket.id, at=at, actor=f"camera:{alarm.camera_id}", role="system",
+                                    move="alarm", from_state=ticket.state, to_state=ticket.state, note=note,
+                                    rework=False, payload={"alarm_id": alarm.id, "event": "end"}))
+    session.flush()
+    return len(stale)

@@ -47,7 +47,8 @@ def wedges(lon, lat, heading_deg, fov_deg, range_m) -> np.ndarray:
 
 
 _CAMERAS = """
-SELECT c.id, c.name, c.source_kind, c.status, c.status_note, c.last_frame_at, c.heading_deg, c.fov_deg,
+SELECT c.id, c.name, c.source_kind, c.status, c.status_note, c.last_frame_at,
+       round(extract(epoch FROM now() - c.last_frame_at)::numeric, 1)::float AS frame_age_s, c.heading_deg, c.fov_deg,
        c.range_m, c.sample_fps, c.grid_code, c.village_code, c.town_code, c.district_code, c.match,
        c.calibration IS NOT NULL AS calibrated, (c.calibration ->> 'rms_m')::float AS calibration_rms_m,
        coalesce(a.active, 0) AS active_alarms, a.latest_kind AS alarm_kind, a.latest_ticket AS alarm_ticket,
@@ -72,7 +73,9 @@ def scoped_ids(session: Session, scope: Scope | None) -> list[str] | None:
 
 
 def cameras_frame(session: Session, *, town: str | None = None, scope: Scope | None = None) -> gpd.GeoDataFrame:
-    """Cameras as points with status, alarm state (``alarm`` / ``ok``) and the wedge as GeoJSON."""
+    """Cameras as points with status, ``last_frame_at`` and ``frame_age_s`` (seconds since the
+    runner's last frame: a viewer can tell a stalled camera), alarm state (``alarm`` / ``ok``, with
+    the active alarms' count, latest kind and ticket) and the view wedge as GeoJSON."""
     params = {"town": town, "ids": scoped_ids(session, scope)}
     df = pd.DataFrame(session.execute(text(_CAMERAS), params).mappings().all())
     if df.empty:
@@ -93,7 +96,7 @@ def wedge_frame(cameras: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 def detections_frame(session: Session, *, camera: str | None = None, class_name: str | None = None,
-                     since: datetime | None = None, limit: int = DEFAULT_LIMIT,
+                     since: datetime | None = None, until: datetime | None = None, limit: int = DEFAULT_LIMIT,
                      scope: Scope | None = None) -> gpd.GeoDataFrame:
     """Newest detections first; geometry is the map point (None when the camera is not calibrated)."""
     rows = session.execute(text("""
@@ -103,14 +106,17 @@ def detections_frame(session: Session, *, camera: str | None = None, class_name:
         WHERE (CAST(:camera AS text) IS NULL OR d.camera_id = :camera)
           AND (CAST(:cls AS text) IS NULL OR d.class_name = :cls)
           AND (CAST(:since AS timestamptz) IS NULL OR d.at >= :since)
+          AND (CAST(:until AS timestamptz) IS NULL OR d.at < :until)
           AND (CAST(:ids AS text[]) IS NULL OR d.camera_id = ANY(CAST(:ids AS text[])))
         ORDER BY d.at DESC, d.id DESC LIMIT :limit"""),
-        {"camera": camera, "cls": class_name, "since": since, "limit": min(max(1, limit), MAX_LIMIT),
+        {"camera": camera, "cls": class_name, "since": since, "until": until, "limit": min(max(1, limit), MAX_LIMIT),
          "ids": scoped_ids(session, scope)}).mappings().all()
     df = pd.DataFrame(rows, columns=["id", "camera_id", "at", "class_name", "confidence", "x1", "y1", "x2",
                                      "y2", "track_id", "grid_code", "wkb"])
     geom = shapely.from_wkb([None if w is None else bytes(w) for w in df["wkb"]])
     df["box"] = df[["x1", "y1", "x2", "y2"]].round(1).values.tolist()
+    df["track_id"] = pd.Series([None if pd.isna(v) else int(v) for v in df["track_id"]], index=df.index,
+                               dtype=object)  # ints, null when untracked (not floats from NaN)
     return gpd.GeoDataFrame(df.drop(columns=["wkb", "x1", "y1", "x2", "y2"]), geometry=geom, crs=4326)
 
 

@@ -52,16 +52,24 @@ def offline() -> Path:
     return folder
 
 
+from pydantic import Field  # noqa: E402
 from pydantic_settings import BaseSettings, SettingsConfigDict  # noqa: E402
 
 
+def _data_dir() -> Path:
+    from gis.settings import database_settings
+
+    return database_settings().data_dir
+
+
 class VisionSettings(BaseSettings):
-    """``ONEMAP_YOLO_WEIGHTS`` (a user points it at yolo11n.pt or their own model), key frame folder."""
+    """``ONEMAP_YOLO_WEIGHTS`` (a user points it at yolo11n.pt or their own model); the folder of key
+    frames and latest frames (``ONEMAP_KEYFRAME_DIR``, default ``<ONEMAP_DATA_DIR>/keyframes``)."""
 
     model_config = SettingsConfigDict(env_prefix="ONEMAP_", extra="ignore")
 
     yolo_weights: Path = DEMO_WEIGHTS
-    keyframe_dir: Path = PROJECT_ROOT / ".onemap" / "keyframes"
+    keyframe_dir: Path = Field(default_factory=lambda: _data_dir() / "keyframes")
     yolo_conf: float = 0.35
     yolo_imgsz: int | None = None  # None: the size the model was trained at
     batch: int = 8

@@ -4,18 +4,22 @@ Why this shape:
 - One model serves every camera: frames due from all cameras are stacked into one ``predict`` batch,
   which is where a CPU gets its throughput (see ``onemap bench vision``).
 - One ByteTrack per camera (ultralytics' tracker API): ``model.track(persist=True)`` keeps a single
-  tracker for a list of images, which would mix up cameras in one batch.
+  tracker for a list of images, which would mix up cameras in one batch. Every detection is kept (and
+  drawn, and stored); the track id is attached where a track holds it, which rules need for dwell.
 - Each camera fails alone: an unreadable image is skipped and counted, a video that ends retires its
   camera, a stream that refuses is retried with exponential back-off and marked offline after
   ``reconnect_tries``, a rule naming a class the model lacks stops that camera at start; the others
   keep running. Errors are domain errors (``InvalidInput``) with a readable message.
 - Offline: :func:`layers.vision.offline` runs before ultralytics is imported; boxes are drawn with
   OpenCV's built-in Hershey font, so ultralytics' plotting (and its Arial download) is never used.
+- :meth:`Runner.run` reads sources as fast as they give frames (files, tests); a live service paces
+  each camera against the clock instead (:mod:`layers.vision.live`).
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +30,11 @@ import numpy as np
 
 from gis.errors import InvalidInput, OneMapError
 from layers.cameras.calibration import Calibration
+from layers.cameras.frames import camera_folder
 from layers.cameras.rules import AlarmEvent, Rule, RuleEngine, Seen
 from layers.vision import offline, vision_settings
 
+MAX_BAD_FRAMES = 20  # unreadable frames in a row before a camera is marked error
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -100,12 +106,18 @@ def new_tracker() -> Any:
 
 
 def track(tracker: Any, names: dict[int, str], result: Any) -> list[Seen]:
-    """Update one camera's tracker with its frame's result; only confirmed tracks come back."""
+    """Update one camera's tracker with its frame's result. Every detection comes back with its
+    box as detected; those a confirmed track holds carry the track id, the others (a new object,
+    or one that moved too far between sparse samples to be matched yet) carry none. Storing only
+    tracked boxes would leave objects in the frame without a box and off the map."""
     boxes = result.boxes.cpu().numpy()
     out = tracker.update(boxes, result.orig_img)
-    if len(out) == 0:
-        return []
-    return to_seen(names, out[:, :4], out[:, 5], out[:, 6], out[:, 4])
+    ids = np.full(len(boxes), -1, dtype=np.int64)
+    for row in out:  # [x1, y1, x2, y2, track_id, score, cls, idx]
+        if 0 <= int(row[-1]) < len(ids):
+            ids[int(row[-1])] = int(row[4])
+    return [Seen(s.cls, s.conf, s.box, s.track_id if s.track_id is not None and s.track_id >= 0 else None)
+            for s in to_seen(names, boxes.xyxy, boxes.conf, boxes.cls, ids)]
 
 
 # ----------------------------------------------------------------------------- sources
@@ -168,6 +180,41 @@ class VideoFile:
         raise SourceEnded(f"video {self.path.name} ended after {self.index} frames")
 
 
+class LoopingVideo:
+    """A video file played in a loop against the wall clock (how the demo's cameras stand in for live
+    streams): ``next()`` gives the frame on screen now, whenever it is asked. ``offset_s`` starts it
+    part-way, so cameras playing similar videos are not in step."""
+
+    def __init__(self, path: str | Path, *, offset_s: float = 0.0, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InvalidInput(f"video file {self.path} does not exist")
+        self.cap = cv2.VideoCapture(str(self.path))
+        if not self.cap.isOpened():
+            raise InvalidInput(f"video file {self.path.name} cannot be opened (not a video?)")
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 25.0
+        self.count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if self.count <= 0:
+            raise InvalidInput(f"video file {self.path.name} has no frames")
+        self.duration = self.count / self.fps
+        self.offset = offset_s % self.duration
+        self.clock = clock
+        self.start = clock()
+        self.pos = 0  # the frame the capture reads next
+
+    def next(self) -> tuple[float, np.ndarray]:
+        elapsed = self.clock() - self.start
+        index = int((elapsed + self.offset) * self.fps) % self.count
+        if index != self.pos:
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = self.cap.read()
+        self.pos = index + 1
+        if not ok or frame is None:
+            self.pos = -1  # seek next time
+            raise InvalidInput(f"video {self.path.name}: frame {index} unreadable")
+        return elapsed, frame
+
+
 class Stream:
     """An RTSP/HTTP stream with reconnect: waits base, 2×base, 4×base... then gives up (offline)."""
 
@@ -207,13 +254,24 @@ class Stream:
         raise CameraOffline(f"stream {self.url} stopped sending frames; camera marked offline")
 
 
-def open_source(source: str, kind: str | None = None, sample_fps: float = 1.0) -> Source:
-    """Pick the source type from ``kind`` or the text: URL → stream, folder → images, else video."""
+def open_source(source: str, kind: str | None = None, sample_fps: float = 1.0, *, loop: bool = False,
+                offset_s: float = 0.0, clock: Callable[[], float] = time.time) -> Source:
+    """Pick the source type from ``kind`` or the text: URL → stream, folder → images, else video
+    (with ``loop``, a video plays in a loop against the wall clock)."""
+    if not source:
+        raise InvalidInput("the camera has no source: give a video file, an image folder or a stream URL")
     if kind == "stream" or (kind is None and "://" in source):
         return Stream(source, sample_fps)
     if kind == "images" or (kind is None and Path(source).is_dir()):
         return ImageFolder(source, sample_fps)
+    if loop:
+        return LoopingVideo(source, offset_s=offset_s, clock=clock)
     return VideoFile(source, sample_fps)
+
+
+def offset_for(camera_id: str) -> float:
+    """A start offset in [0, 3600) s that is stable per camera (the same on every run)."""
+    return zlib.crc32(camera_id.encode("utf-8")) % 3_600_000 / 1000.0
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -288,21 +346,23 @@ class Runner:
         self.sink.status(feed)
 
     def _pull(self, feed: Feed) -> tuple[float, np.ndarray] | None:
-        try:
-            t, image = feed.source.next()
-        except SourceEnded as exc:
-            self._retire(feed, "offline" if isinstance(feed.source, Stream) else "online", exc.message)
-            return None
-        except CameraOffline as exc:
-            self._retire(feed, "offline", exc.message)
-            return None
-        except InvalidInput as exc:  # one bad frame: count it, keep the camera
-            feed.skipped, feed.note = feed.skipped + 1, exc.message
-            return self._pull(feed) if not self._done(feed) else None
-        return feed.start + t, image
-
-    def _done(self, feed: Feed) -> bool:
-        return feed.note is not None and feed.status in ("offline", "error")
+        """The feed's next frame; None when its source ended or failed (the feed is retired).
+        An unreadable frame is counted and skipped; ``MAX_BAD_FRAMES`` in a row retire the camera."""
+        for _ in range(MAX_BAD_FRAMES):
+            try:
+                t, image = feed.source.next()
+            except SourceEnded as exc:
+                self._retire(feed, "offline" if isinstance(feed.source, Stream) else "online", exc.message)
+                return None
+            except CameraOffline as exc:
+                self._retire(feed, "offline", exc.message)
+                return None
+            except InvalidInput as exc:  # one bad frame: count it, keep the camera
+                feed.skipped, feed.note = feed.skipped + 1, exc.message
+                continue
+            return feed.start + t, image
+        self._retire(feed, "error", f"{MAX_BAD_FRAMES} unreadable frames in a row; last: {feed.note}")
+        return None
 
     def rounds(self) -> Iterator[list[tuple[Feed, float, np.ndarray]]]:
         """Batches of (feed, POSIX time, frame) until every source has ended or failed."""
@@ -371,7 +431,7 @@ def annotate(image: np.ndarray, seen: list[Seen], rules: list[Rule] | None = Non
 def write_key_frame(folder: Path, camera_id: str, at: float, image: np.ndarray) -> Path:
     """Save a JPEG under ``folder/<camera>/<UTC time>.jpg``; returns its path."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(at)) + f"_{int(at * 1000) % 1000:03d}"
-    path = Path(folder) / camera_id / f"{stamp}.jpg"
+    path = camera_folder(folder, camera_id) / f"{stamp}.jpg"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 85]):
         raise InvalidInput(f"cannot write key frame {path}")

@@ -6,6 +6,9 @@ marks between a building band and a pavement; people are a head over a coloured 
 vehicles a coloured body with windows and two wheels. Everything is drawn from a seeded
 ``numpy.random.Generator``, so the same seed gives the same pixels on every machine.
 
+OpenCV is imported only where pixels are drawn or written, so the demo loader can lay out the
+demo cameras' rule regions (:func:`demo_scene`) on an install without the vision extra.
+
 Classes follow COCO's names (``person``, ``car``) so rules written for the demo model also work with a
 user's COCO-trained yolo11n.pt.
 """
@@ -16,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 CLASSES = ("person", "car")
@@ -38,6 +40,7 @@ def _colour(rng: np.random.Generator, low: int = 40, high: int = 255) -> tuple[i
 
 def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     """Buildings, road with dashed lane marks, pavement; lightly noisy so the model cannot cheat."""
+    import cv2  # lazy: the scenes' geometry (demo_scene) needs no OpenCV
     img = np.empty((height, width, 3), np.uint8)
     top, bottom = int(height * rng.uniform(0.2, 0.35)), int(height * rng.uniform(0.8, 0.9))
     img[:top] = _colour(rng, 90, 200)
@@ -55,6 +58,7 @@ def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
 
 def draw_person(img: np.ndarray, x: float, foot_y: float, h: float, rng: np.random.Generator) -> Thing:
     """A standing figure of height ``h`` with its feet at (x, foot_y)."""
+    import cv2  # lazy: the scenes' geometry (demo_scene) needs no OpenCV
     w = h * 0.36
     x1, y1, x2 = int(x - w / 2), int(foot_y - h), int(x + w / 2)
     r = max(2, int(w * 0.32))
@@ -70,6 +74,7 @@ def draw_person(img: np.ndarray, x: float, foot_y: float, h: float, rng: np.rand
 
 def draw_car(img: np.ndarray, x: float, bottom_y: float, w: float, rng: np.random.Generator) -> Thing:
     """A side-on vehicle of width ``w``, wheels resting on ``bottom_y``."""
+    import cv2  # lazy: the scenes' geometry (demo_scene) needs no OpenCV
     h = w * 0.45
     x1, x2, y1 = int(x - w / 2), int(x + w / 2), int(bottom_y - h)
     wheel = max(3, int(h * 0.22))
@@ -129,6 +134,7 @@ def yolo_labels(things: list[Thing], width: int, height: int) -> str:
 
 def write_split(folder: Path, n: int, seed: int, size: int = 320) -> None:
     """``n`` scenes as ``folder/images/*.png`` + ``folder/labels/*.txt``."""
+    import cv2  # lazy: the scenes' geometry (demo_scene) needs no OpenCV
     rng = np.random.default_rng(seed)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "labels").mkdir(parents=True, exist_ok=True)
@@ -188,14 +194,14 @@ def street_actors(width: int, height: int, seed: int = 0) -> list[Actor]:
     return actors
 
 
-def render(actors: list[Actor], t: float, width: int, height: int, seed: int = 0) -> tuple[np.ndarray, list[Thing]]:
-    """One video frame at time ``t``: a fixed background (the same seed) and the actors on it."""
-    img = background(np.random.default_rng(seed), width, height)
+def render(actors: list, t: float, width: int, height: int, seed: int = 0,
+           base: np.ndarray | None = None) -> tuple[np.ndarray, list[Thing]]:
+    """One video frame at time ``t``: a fixed background (the same seed, or ``base``) and the actors
+    (anything with ``cls``, ``size``, ``seed`` and ``where(t)``) on it."""
+    img = background(np.random.default_rng(seed), width, height) if base is None else base.copy()
     things = []
-    for actor in sorted(actors, key=lambda a: a.y):  # far first
-        pos = actor.where(t)
-        if pos is None:
-            continue
+    placed = [(actor, actor.where(t)) for actor in actors]
+    for actor, pos in sorted(((a, p) for a, p in placed if p is not None), key=lambda ap: ap[1][1]):  # far first
         rng = np.random.default_rng(actor.seed)  # stable colours frame to frame
         if actor.cls == CAR:
             thing = draw_car(img, pos[0], pos[1], actor.size, rng)
@@ -220,6 +226,7 @@ def frames(seconds: float, fps: float, width: int = 480, height: int = 320,
 def write_video(path: Path, *, seconds: float = 12.0, fps: float = 5.0, width: int = 480, height: int = 320,
                 seed: int = 0) -> Path:
     """The demo street as a video file (MJPG in .avi: OpenCV writes it without any codec download)."""
+    import cv2  # lazy: the scenes' geometry (demo_scene) needs no OpenCV
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
@@ -228,4 +235,116 @@ def write_video(path: Path, *, seconds: float = 12.0, fps: float = 5.0, width: i
     for _, img, _ in frames(seconds, fps, width, height, seed):
         writer.write(img)
     writer.release()
+    return path
+
+
+# ----------------------------------------------------------------------------- the demo city's cameras
+
+DEMO_PERIOD_S = 30.0  # the demo cameras' videos loop seamlessly after this many seconds
+
+
+@dataclass(frozen=True)
+class Route:
+    """An actor following waypoints ``(t, x, y)``, straight lines in between; not in view before the
+    first waypoint or after the last."""
+
+    cls: int
+    size: float
+    keys: tuple[tuple[float, float, float], ...]
+    seed: int = 0
+
+    def where(self, t: float) -> tuple[float, float] | None:
+        ts = [k[0] for k in self.keys]
+        if t < ts[0] or t > ts[-1]:
+            return None
+        return (float(np.interp(t, ts, [k[1] for k in self.keys])),
+                float(np.interp(t, ts, [k[2] for k in self.keys])))
+
+
+@dataclass(frozen=True)
+class DemoScene:
+    """One demo camera's loop: who moves where, and the rule regions (image pixels) that fit it."""
+
+    width: int
+    height: int
+    seed: int
+    period_s: float
+    actors: tuple[Route, ...]
+    crowd_roi: tuple[tuple[float, float], ...]  # where the group gathers
+    parking_roi: tuple[tuple[float, float], ...]  # the no-parking kerb where a car stops
+    zone_roi: tuple[tuple[float, float], ...]  # a closed work zone someone walks into
+
+
+def _box(x1: float, y1: float, x2: float, y2: float) -> tuple[tuple[float, float], ...]:
+    return ((x1, y1), (x2, y1), (x2, y2), (x1, y2))
+
+
+def demo_scene(width: int = 480, height: int = 320, seed: int = 0, period_s: float = DEMO_PERIOD_S) -> DemoScene:
+    """A street loop in which, every ``period_s`` seconds: a group of five gathers in the middle of
+    the pavement and disperses (crowd), a car pulls into the no-parking kerb, stays about 16 s and
+    leaves (parking), cars pass on the far lane without stopping (dwell keeps them out), a walker
+    crosses, someone steps into a closed work zone (object present) — and one car stays legally
+    parked all along. Every route is periodic, so the loop has no jump. Odd seeds mirror the street,
+    seeds move people and colours, so no two cameras look alike."""
+    rng = np.random.default_rng(seed)
+    W, H, P = float(width), float(height), float(period_s)
+    s = min(W, H) / 320.0
+    k = P / 30.0  # the script below is written for 30 s
+    mirror = seed % 2 == 1
+
+    def X(x: float) -> float:
+        return W - x if mirror else x
+
+    def route(cls: int, size: float, keys, tag: int) -> Route:
+        return Route(cls, size * s, tuple((t * k, X(x), y) for t, x, y in keys), seed=seed * 100 + tag)
+
+    actors = [route(CAR, 80, [(0, 0.14 * W, 0.64 * H), (30, 0.14 * W, 0.64 * H)], 1)]  # parked legally
+    kerb_x = rng.uniform(0.6, 0.72) * W
+    actors.append(route(CAR, 90, [(2, -0.2 * W, 0.74 * H), (6, kerb_x, 0.74 * H), (22, kerb_x, 0.74 * H),
+                                  (26, 1.2 * W, 0.74 * H)], 2))
+    for i, start in enumerate((3.0, 17.0)):  # through traffic on the far lane
+        t0 = start + rng.uniform(-1, 1)
+        actors.append(route(CAR, 75, [(t0, 1.2 * W, 0.53 * H), (t0 + 6, -0.2 * W, 0.53 * H)], 3 + i))
+    spread = (0.05, 0.15, 0.25, 0.77, 0.9)
+    for i, x0 in enumerate(spread):
+        sx = (x0 + rng.uniform(-0.02, 0.02)) * W
+        tx = (0.5 + 0.075 * (i - 2)) * W
+        y = (0.945 - 0.015 * (i % 2)) * H
+        gather, leave = 2 + rng.uniform(0, 1), 19 + rng.uniform(0, 1)
+        actors.append(route(PERSON, rng.uniform(48, 56), [(0, sx, y), (gather, sx, y), (gather + 4, tx, y),
+                                                          (leave, tx, y), (leave + 4, sx, y), (30, sx, y)], 10 + i))
+    actors.append(route(PERSON, 45, [(0, -0.05 * W, 0.59 * H), (30, 1.05 * W, 0.59 * H)], 20))  # a walker
+    actors.append(route(PERSON, 42, [(9, 1.05 * W, 0.47 * H), (12, 0.86 * W, 0.47 * H), (18, 0.86 * W, 0.47 * H),
+                                     (21, 1.05 * W, 0.47 * H)], 21))  # into the work zone and out
+
+    def roi(x1: float, y1: float, x2: float, y2: float) -> tuple[tuple[float, float], ...]:
+        a, b = sorted((X(x1 * W), X(x2 * W)))
+        return tuple((round(x, 1), round(y, 1)) for x, y in _box(a, y1 * H, b, y2 * H))
+
+    return DemoScene(width, height, seed, P, tuple(actors), crowd_roi=roi(0.32, 0.84, 0.68, 1.0),
+                     parking_roi=roi(0.42, 0.66, 0.97, 0.82), zone_roi=roi(0.74, 0.4, 0.99, 0.5))
+
+
+def scene_frames(scene: DemoScene, fps: float) -> Iterator[tuple[float, np.ndarray, list[Thing]]]:
+    """(t, frame, ground truth) over one loop of a demo scene; the background is drawn once."""
+    base = background(np.random.default_rng(scene.seed), scene.width, scene.height)
+    for i in range(int(round(scene.period_s * fps))):
+        t = i / fps
+        img, things = render(list(scene.actors), t, scene.width, scene.height, scene.seed, base=base)
+        yield t, img, things
+
+
+def write_scene_video(path: Path, scene: DemoScene, *, fps: float = 2.0) -> Path:
+    """One loop of a demo scene as MJPG in .avi (what the demo cameras play, over and over)."""
+    import cv2  # lazy: the scenes' geometry (demo_scene) needs no OpenCV
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".part" + path.suffix)
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"MJPG"), fps, (scene.width, scene.height))
+    if not writer.isOpened():
+        raise OSError(f"OpenCV cannot write {tmp}")
+    for _, img, _ in scene_frames(scene, fps):
+        writer.write(img)
+    writer.release()
+    tmp.replace(path)  # a reader never sees half a video
     return path

@@ -153,3 +153,101 @@ def test_latest_key_frame(demo_client, demo_session, spot, tmp_path):
     demo_session.flush()
     r = demo_client.get("/cameras/CAM-001/keyframe")
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg" and r.content.endswith(b"new")
+
+
+# ----------------------------------------------------------------------------- the latest analysed frame
+
+
+def _detections_at(session, camera_id, at, n, lon, lat, code):
+    session.execute(insert(Detection), [
+        {"camera_id": camera_id, "at": at, "class_name": "person", "confidence": 0.8, "x1": 10 * i, "y1": 0,
+         "x2": 10 * i + 8, "y2": 30, "track_id": i, "geom": f"SRID=4326;POINT({lon + i * 1e-5} {lat})",
+         "grid_code": code} for i in range(n)])
+    session.flush()
+
+
+def test_latest_frame_with_its_time_and_that_frames_detections(demo_client, demo_session, spot, tmp_path,
+                                                               monkeypatch):
+    from layers.cameras import frames
+
+    monkeypatch.setenv("ONEMAP_KEYFRAME_DIR", str(tmp_path))
+    code, lon, lat = spot
+    _create(demo_client, spot)
+    r = demo_client.get("/cameras/CAM-001/frame")
+    assert r.status_code == 404 and "has no analysed frame" in r.json()["detail"]
+    assert "not analysed it yet" in r.json()["detail"]
+    assert demo_client.get("/cameras/NOPE/frame").status_code == 404
+
+    first = datetime(2026, 5, 1, 8, 0, 0, 123456, tzinfo=UTC)
+    second = first + timedelta(seconds=2, microseconds=1)
+    _detections_at(demo_session, "CAM-001", first, 2, lon, lat, code)
+    _detections_at(demo_session, "CAM-001", second, 3, lon, lat, code)
+    frames.write_latest(tmp_path, "CAM-001", JPEG + b"first", first)
+    frames.write_latest(tmp_path, "CAM-001", JPEG + b"second", second)  # replaces the first
+    r = demo_client.get("/cameras/CAM-001/frame")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg" and r.content.endswith(b"second")
+    assert r.headers["x-frame-time"] == "2026-05-01T08:00:02.123457Z" and r.headers["cache-control"] == "no-store"
+    assert sorted(p.name for p in (tmp_path / "CAM-001").iterdir()) == ["latest.jpg"]  # no temp file left
+    fc = demo_client.get("/detections", params={"camera": "CAM-001", "since": r.headers["x-frame-time"],
+                                                "limit": 50}).json()
+    assert [f["properties"]["track_id"] for f in fc["features"]] == [2, 1, 0]  # exactly that frame's boxes
+    assert all(f["geometry"]["type"] == "Point" and f["properties"]["grid_code"] == code for f in fc["features"])
+    before = demo_client.get("/detections", params={"camera": "CAM-001", "until": r.headers["x-frame-time"]}).json()
+    assert len(before["features"]) == 2
+    assert demo_client.get("/detections", params={"until": "2026-05-01T08:00:00"}).status_code == 400
+    assert demo_client.delete("/cameras/CAM-001").status_code == 204
+    _create(demo_client, spot)  # the same id again: a new camera, no frame of the old one
+    assert demo_client.get("/cameras/CAM-001/frame").status_code == 404
+
+
+def test_frame_for_an_id_that_is_not_a_plain_name_stays_in_its_folder(demo_client, spot, tmp_path, monkeypatch):
+    from layers.cameras import frames
+
+    monkeypatch.setenv("ONEMAP_KEYFRAME_DIR", str(tmp_path / "kf"))
+    _create(demo_client, spot, camera_id="..")
+    _create(demo_client, spot, camera_id="东门-1")
+    at = datetime.now(UTC)
+    for camera_id in ("..", "东门-1"):
+        path = frames.write_latest(tmp_path / "kf", camera_id, JPEG + camera_id.encode(), at)
+        assert path.parent.parent == tmp_path / "kf"  # never outside the key frame folder
+    assert demo_client.get("/cameras/东门-1/frame").content.endswith("东门-1".encode())
+    assert not (tmp_path / "latest.jpg").exists()
+
+
+def test_frame_is_scoped_like_the_camera(demo_session, spot, tmp_path, monkeypatch):
+    from layers.cameras import frames
+    from layers.cameras import service as cameras
+    from tests.api.test_auth import HASH, ON, bearer, make_client
+
+    monkeypatch.setenv("ONEMAP_KEYFRAME_DIR", str(tmp_path))
+    code, lon, lat = spot
+    cameras.create_camera(demo_session, id="CAM-S", name="镇口", lon=lon, lat=lat)
+    frames.write_latest(tmp_path, "CAM-S", JPEG, datetime.now(UTC))
+    town = code[:9] + "000"
+    other = demo_session.scalar(text("SELECT min(code) FROM areas WHERE level = 'town' AND code <> :t"), {"t": town})
+    from layers.accounts.models import User
+
+    demo_session.add_all([User(username="mine", display_name="本镇", password_hash=HASH, role="town", area_code=town),
+                          User(username="theirs", display_name="外镇", password_hash=HASH, role="town",
+                               area_code=other)])
+    demo_session.flush()
+    api = make_client(demo_session, ON)
+    assert api.get("/cameras/CAM-S/frame").status_code == 401
+    assert api.get("/cameras/CAM-S/frame", headers=bearer(api, "mine")).status_code == 200
+    theirs = api.get("/cameras/CAM-S/frame", headers=bearer(api, "theirs"))
+    assert theirs.status_code == 404 and theirs.json()["detail"] == "no camera CAM-S"  # as if it did not exist
+
+
+def test_cameras_carry_status_last_frame_and_alarm_state(demo_client, demo_session, spot):
+    _create(demo_client, spot)
+    props = demo_client.get("/cameras").json()["features"][0]["properties"]
+    assert props["status"] == "unknown" and props["last_frame_at"] is None and props["frame_age_s"] is None
+    assert props["alarm_state"] == "ok"
+    at = datetime.now(UTC) - timedelta(seconds=30)
+    demo_session.execute(text("UPDATE cameras SET status = 'online', last_frame_at = :t"), {"t": at})
+    demo_session.add(Alarm(camera_id="CAM-001", kind="parking", state="active", started_at=at, last_seen_at=at,
+                           count=1, max_count=1))
+    demo_session.flush()
+    props = demo_client.get("/cameras").json()["features"][0]["properties"]
+    assert props["status"] == "online" and datetime.fromisoformat(props["last_frame_at"]) == at
+    assert props["frame_age_s"] >= 29 and props["alarm_state"] == "alarm" and props["alarm_kind"] == "parking"
