@@ -169,6 +169,14 @@ class _VersionProbe:
             return [k for k, n in self._open.items() if n]
 
 
+class _NoGrids:
+    """The index of an empty registry: no codes (callers answer ``outside`` without asking it)."""
+
+    codes = np.array([], dtype=object)
+
+
+_NO_GRIDS = _NoGrids()
+
 VERSION_SQL = "SELECT coalesce(max(id), 0) FROM grid_edits"
 PROBE = _VersionProbe()
 
@@ -192,6 +200,8 @@ def _entry(session: Session, as_of: datetime | None) -> tuple[_Entry, int]:
 
     def build() -> _Entry:
         grids = load_grids(session, as_of=as_of)
+        if grids.empty:  # no grids (yet, or at that time): every point is outside
+            return _Entry(_NO_GRIDS, pd.DataFrame(), {})
         index = GridIndex.from_frame(grids, version=version, snap_m=grid_settings().snap_m)
         names = _names(session)
         meta = grids[["code", "name", "village_code", "town_code", "district_code"]].rename(

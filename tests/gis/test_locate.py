@@ -130,3 +130,12 @@ def test_committed_edit_in_another_session_is_seen_by_the_next_call(scratch_url)
         assert scratch_url.split("/")[-1] in " ".join(PROBE.databases())
     finally:
         eng.dispose()
+
+
+def test_an_empty_registry_answers_outside(session):
+    """Before any grid is imported (a fresh install registering its first sensors or cameras), every
+    point is outside — not an error about grid geometries."""
+    assert registry.load_grids(session).empty
+    assert locate(session, 118.8, 36.88).match == "outside"
+    many = locate_many(session, [118.8, 118.9], [36.88, 36.9])
+    assert list(many["match"]) == ["outside", "outside"] and many["grid_code"].isna().all()
