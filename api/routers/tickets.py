@@ -94,8 +94,7 @@ def create(body: TicketIn, session: SessionDep, scope: WriteScope) -> dict[str, 
     either way, with the phone as the caller's role may see it."""
     fields = body.model_dump()
     fields["actor"] = _actor(scope, body.actor)
-    ticket = S.create_ticket(session, **fields)
-    out = S.detail(session, ticket.id)
+    out = S.create_and_detail(session, **fields)  # create_ticket + detail, without a read-back
     out["reporter_phone"] = scope.phone(out["reporter_phone"])
     return out
 
@@ -256,7 +255,7 @@ def do_move(ticket_id: TicketId, move: str, body: MoveIn, session: SessionDep, s
     payload = dict(body.payload)
     if body.satisfaction is not None:
         payload["satisfaction"] = body.satisfaction
-    S.apply_move(
+    out = S.move_and_detail(  # apply_move + detail, in fewer round trips
         session,
         ticket_id,
         move,
@@ -267,16 +266,9 @@ def do_move(ticket_id: TicketId, move: str, body: MoveIn, session: SessionDep, s
         at=body.at,
         scope=scope,
     )
-    return _after_move(session, ticket_id, scope)
-
-
-def _after_move(session: Any, ticket_id: int, scope: Scope) -> dict[str, Any]:
-    """The ticket after a move; a dispatch may route it out of the caller's scope (to a department):
-    then the answer says so instead of a 404 for the move the caller has just made."""
-    try:
-        return S.detail(session, ticket_id, scope=scope)
-    except NotFound:
-        return {"id": ticket_id, "moved_out_of_scope": True}
+    # a dispatch may route it out of the caller's scope (to a department): then the answer says so
+    # instead of a 404 for the move the caller has just made
+    return {"id": ticket_id, "moved_out_of_scope": True} if out is None else out
 
 
 Level = Literal["town", "department", "grid"]

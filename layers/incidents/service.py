@@ -15,6 +15,10 @@ Conventions:
   installed) does not refuse the report: the ticket is ``received`` with ``unplaced=True`` and a reason,
   listed by ``list_tickets(unplaced=True)`` until someone places it (:func:`place_ticket`). Pass
   ``require_place=True`` to refuse instead (HTTP 400).
+- The busiest requests are cheap: intake is three round trips (the resolver's registry version, the
+  routing override and duplicate candidate together, the ticket and its event in one statement) and
+  a move three (lock and read, write, timeline). :func:`create_and_detail` and
+  :func:`move_and_detail` answer the write routes without reading back what they just wrote.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any, Protocol
 
 from geoalchemy2.shape import from_shape, to_shape
 from shapely.geometry import Point
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, insert, inspect, select, text, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from gis import codes as C
@@ -37,6 +43,7 @@ from gis.locate import locate
 from layers.accounts.scope import Scope
 from layers.incidents import sla
 from layers.incidents.categories import (
+    Route,
     Routing,
     get_category,
     get_department,
@@ -277,6 +284,110 @@ def _event(
     return ev
 
 
+# The two writes every request makes (intake: a ticket and its ``receive`` event; a move: the ticket's
+# new fields and the move's event) go out as ONE statement each, a data-modifying CTE, instead of the
+# ORM's two flushes: the event is inserted from the CTE's RETURNING row, so an UPDATE that matched no
+# row writes no event either. The NOTIFY trigger on ticket_events fires after the whole statement
+# and sees the ticket as written. The ORM objects are then given exactly the bookkeeping a flush
+# gives them (identity, committed attributes, rolled back with the transaction): the caller cannot
+# tell the difference, only the round trips and the unit-of-work overhead are gone.
+_TICKETS = Ticket.__table__
+_EVENTS = TicketEvent.__table__
+_EVENT_COLUMNS = ("at", "actor", "role", "move", "from_state", "to_state", "note", "rework", "payload")
+
+
+def _event_values(
+    *,
+    at: datetime,
+    actor: str,
+    role: str,
+    move: str,
+    from_state: str | None,
+    to_state: str,
+    note: str | None = None,
+    rework: bool = False,
+    payload: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An event row's columns (all but the ids), as :func:`_event` stores them."""
+    return {"at": at, "actor": actor, "role": role, "move": move, "from_state": from_state,
+            "to_state": to_state, "note": note, "rework": rework, "payload": _jsonable(payload or {})}
+
+
+@lru_cache(maxsize=64)
+def _write_statement(ticket_columns: tuple[str, ...], *, new: bool) -> Any:
+    """The one statement of a write, built once per set of ticket columns: a CTE that INSERTs the
+    ticket (``new``) or UPDATEs ``ticket_columns`` of ticket ``:ticket_id``, then
+    INSERT INTO ticket_events SELECT <cte>.id, <event columns> FROM <cte> RETURNING ticket_id, id.
+    Parameters: ``t_<column>`` for the ticket, ``e_<column>`` for the event."""
+    values = {k: bindparam(f"t_{k}", type_=_TICKETS.c[k].type) for k in ticket_columns}
+    if new:
+        source = insert(_TICKETS).values(values).returning(_TICKETS.c.id).cte("received")
+    else:
+        source = (
+            update(_TICKETS)
+            .where(_TICKETS.c.id == bindparam("ticket_id", type_=_TICKETS.c.id.type))
+            .values(values)
+            .returning(_TICKETS.c.id)
+            .cte("moved")
+        )
+    row = select(
+        source.c.id, *(bindparam(f"e_{c}", type_=_EVENTS.c[c].type) for c in _EVENT_COLUMNS)
+    )
+    return (
+        insert(_EVENTS)
+        .from_select(["ticket_id", *_EVENT_COLUMNS], row)
+        .returning(_EVENTS.c.ticket_id, _EVENTS.c.id)
+    )
+
+
+def _write_params(
+    ticket: Mapping[str, Any], event: Mapping[str, Any], **more: Any
+) -> dict[str, Any]:
+    return {**{f"t_{k}": v for k, v in ticket.items()},
+            **{f"e_{k}": event[k] for k in _EVENT_COLUMNS}, **more}
+
+
+def _persisted(session: Session, *objects: Any) -> None:
+    """Register objects whose rows were just written by our own statement as a flush would: pending
+    ones become persistent (and are expunged again if the transaction rolls back), changed ones are
+    marked clean with their new values as the committed state."""
+    session._register_persistent({inspect(o) for o in objects})  # noqa: SLF001 - a flush's own step
+
+
+def _insert_received(
+    session: Session, columns: Mapping[str, Any], event: Mapping[str, Any]
+) -> tuple[Ticket, TicketEvent]:
+    """INSERT the ticket and its receive event in one statement; both objects come back persistent."""
+    session.flush()  # anything the caller left pending goes first, as it would in one flush
+    stmt = _write_statement(tuple(columns), new=True)
+    ticket_id, event_id = session.execute(stmt, _write_params(columns, event)).one()
+    with session.no_autoflush:
+        ticket = Ticket(id=ticket_id, **columns)
+        ev = TicketEvent(id=event_id, ticket_id=ticket_id, **event)
+        session.add_all((ticket, ev))
+        _persisted(session, ticket, ev)
+    return ticket, ev
+
+
+def _update_with_event(
+    session: Session, ticket: Ticket, changes: Mapping[str, Any], event: Mapping[str, Any]
+) -> TicketEvent:
+    """UPDATE the ticket's changed fields and INSERT the move's event in one statement."""
+    session.flush()  # earlier pending events of this ticket keep their place in the timeline
+    stmt = _write_statement(tuple(changes), new=False)
+    row = session.execute(stmt, _write_params(changes, event, ticket_id=ticket.id)).first()
+    if row is None:
+        raise NotFound(f"no ticket {ticket.id}")
+    event_id = row[1]
+    with session.no_autoflush:
+        for key, value in changes.items():
+            setattr(ticket, key, value)
+        ev = TicketEvent(id=event_id, ticket_id=ticket.id, **event)
+        session.add(ev)
+        _persisted(session, ticket, ev)
+    return ev
+
+
 def _frozen_place(place: Place) -> dict[str, Any]:
     """The location columns a ticket freezes at intake: point, areas, registry version, match."""
     return {
@@ -317,39 +428,79 @@ def _check_channel(channel: str) -> str:
     return channel
 
 
-def find_duplicate(
-    session: Session, *, category: str, lon: float, lat: float, at: datetime
-) -> tuple[int, float, float] | None:
-    """The first open ticket of this category within 50 m and the 24 h before ``at``."""
-    row = session.execute(
-        text("""
-        WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g)
+_DUPLICATE_SQL = """
         SELECT t.id, ST_Distance(t.geom::geography, p.g::geography),
                extract(epoch FROM (:at - t.created_at)) / 60.0
-        FROM tickets t, p
+        FROM tickets t, (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g) p
         WHERE t.category = :cat AND t.duplicate_of IS NULL AND t.parent_id IS NULL
           AND t.state NOT IN ('closed', 'signed_off') AND t.geom IS NOT NULL
           AND t.created_at BETWEEN :since AND :at
           AND t.geom && ST_Expand(p.g, :deg)
           AND ST_DWithin(t.geom::geography, p.g::geography, :metres)
-        ORDER BY t.created_at, t.id LIMIT 1"""),
-        {
-            "lon": lon,
-            "lat": lat,
-            "at": at,
-            "cat": category,
-            "since": at - timedelta(hours=DUPLICATE_HOURS),
-            "metres": DUPLICATE_M,
-            "deg": DUPLICATE_M / 80000.0,
-        },
+        ORDER BY t.created_at, t.id LIMIT 1"""
+
+# Intake asks two things of the database at once: the planners' override for the category (if any)
+# and the duplicate candidate (when the report is placed): one round trip instead of two.
+_INTAKE_SQL = text(f"""
+    SELECT o.department, o.needs_town, d.*
+    FROM (SELECT 1) one
+    LEFT JOIN routing_overrides o ON o.category = :cat
+    LEFT JOIN LATERAL ({_DUPLICATE_SQL}) d ON true""")
+_OVERRIDE_SQL = text("SELECT department, needs_town FROM routing_overrides WHERE category = :cat")
+
+
+def _duplicate_params(category: str, lon: float, lat: float, at: datetime) -> dict[str, Any]:
+    return {
+        "lon": lon,
+        "lat": lat,
+        "at": at,
+        "cat": category,
+        "since": at - timedelta(hours=DUPLICATE_HOURS),
+        "metres": DUPLICATE_M,
+        "deg": DUPLICATE_M / 80000.0,
+    }
+
+
+def find_duplicate(
+    session: Session, *, category: str, lon: float, lat: float, at: datetime
+) -> tuple[int, float, float] | None:
+    """The first open ticket of this category within 50 m and the 24 h before ``at``."""
+    row = session.execute(
+        text(_DUPLICATE_SQL), _duplicate_params(category, lon, lat, at)
     ).first()
     return None if row is None else (int(row[0]), float(row[1]), float(row[2]))
 
 
+def _route_of(category: str, override: Any) -> Route:
+    """The CSV default, or the planners' override (its department checked, as when it was saved)."""
+    if override is None or override[0] is None:
+        cat = get_category(category)
+        return Route(cat.code, cat.department, cat.needs_town)
+    get_department(override[0])
+    return Route(category, override[0], bool(override[1]))
+
+
+def _intake_lookup(
+    session: Session, category: str, place: Place, at: datetime, dedupe: bool
+) -> tuple[Route, tuple[int, float, float] | None]:
+    """The route of ``category`` (override or CSV default) and, for a placed report with ``dedupe``,
+    the duplicate candidate (:func:`find_duplicate`), in one statement."""
+    if not (dedupe and place.placed and place.lon is not None and place.lat is not None):
+        row = session.execute(_OVERRIDE_SQL, {"cat": category}).first()
+        return _route_of(category, row), None
+    row = session.execute(
+        _INTAKE_SQL,
+        _duplicate_params(category, place.lon, place.lat, at)
+    ).one()
+    found = None if row[2] is None else (int(row[2]), float(row[3]), float(row[4]))
+    return _route_of(category, row), found
+
+
 def _link_duplicate(
     session: Session, ticket: Ticket, found: tuple[int, float, float], *, at: datetime
-) -> None:
-    """No new work: the new report is closed (不予立案, duplicate) and linked to the first one."""
+) -> TicketEvent:
+    """No new work: the new report is closed (不予立案, duplicate) and linked to the first one;
+    returns the new report's ``reject`` event."""
     first_id, distance, minutes = found
     ticket.duplicate_of = first_id
     session.add(
@@ -359,7 +510,7 @@ def _link_duplicate(
     )
     note = f"重复上报，已并入工单 #{first_id}（相距 {distance:.0f} 米）"
     tr = move(ticket.state, "reject", role=Role.DISTRICT, note=note)
-    _event(
+    reject = _event(
         session,
         ticket,
         at=at,
@@ -385,6 +536,7 @@ def _link_duplicate(
         note=f"重复上报 #{ticket.id}",
         payload={"ticket": ticket.id, "distance_m": distance},
     )
+    return reject
 
 
 def create_ticket(
@@ -407,6 +559,96 @@ def create_ticket(
     dedupe: bool = True,
 ) -> Ticket:
     """Receive a report (受理): validate, resolve and freeze its place, route it, start its clock."""
+    ticket, _ = _create(
+        session,
+        channel=channel,
+        category=category,
+        description=description,
+        severity=severity,
+        lon=lon,
+        lat=lat,
+        crs=crs,
+        address=address,
+        reporter_name=reporter_name,
+        reporter_phone=reporter_phone,
+        source_ref=source_ref,
+        actor=actor,
+        at=at,
+        require_place=require_place,
+        dedupe=dedupe,
+    )
+    return ticket
+
+
+def create_and_detail(session: Session, **fields: Any) -> dict[str, Any]:
+    """:func:`create_ticket` answered with its :func:`detail` (the ``POST /tickets`` answer), built from
+    what was just written instead of read back: a new ticket's timeline is the events intake wrote,
+    and it has no children and no photos yet. The phone is the full one (the route masks it)."""
+    ticket, events = _create(session, **fields)
+    tz = _read_tz(session)
+    return _detail(ticket, timeline=[_as_read(_event_row(e), tz) for e in events], children=[],
+                   attachments=[], now=None, scope=None)
+
+
+# The columns intake leaves empty, named so the new object is complete without a read-back.
+_NOT_YET = dict.fromkeys(("assignee", "parent_id", "duplicate_of", "satisfied", "dispatched_at",
+                          "sign_due", "onsite_due", "complete_due", "closed_at"))
+
+
+def _read_tz(session: Session) -> tzinfo | None:
+    """The time zone the database answers timestamps in (the connection's TimeZone setting)."""
+    driver = getattr(session.connection().connection, "driver_connection", None)
+    return getattr(getattr(driver, "info", None), "timezone", None)
+
+
+def _jsonb_order(value: Any) -> Any:
+    """A JSON value with its object keys in the order PostgreSQL's jsonb keeps them (shorter keys
+    first, then bytewise), as a payload reads back from ``ticket_events``."""
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        return {k: _jsonb_order(value[k]) for k in keys}
+    if isinstance(value, list):
+        return [_jsonb_order(v) for v in value]
+    return value
+
+
+def _as_read(row: dict[str, Any], tz: tzinfo | None) -> dict[str, Any]:
+    """A detail or timeline row as it reads back from the database: timestamps in the connection's
+    time zone, event payloads in jsonb key order. The answers of the write routes are built from
+    what was just written, and must not differ from the re-read they replace even in how a moment
+    is spelled (``+00:00`` or ``+08:00``)."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, datetime) and tz is not None:
+            value = value.astimezone(tz)
+        elif key == "timeline":
+            value = [_as_read(e, tz) for e in value]
+        elif key == "payload":
+            value = _jsonb_order(value)
+        out[key] = value
+    return out
+
+
+def _create(
+    session: Session,
+    *,
+    channel: str,
+    category: str,
+    description: str,
+    severity: str = "general",
+    lon: float | None = None,
+    lat: float | None = None,
+    crs: str = "EPSG:4326",
+    address: str | None = None,
+    reporter_name: str | None = None,
+    reporter_phone: str | None = None,
+    source_ref: str | None = None,
+    actor: str = "intake",
+    at: datetime | None = None,
+    require_place: bool = False,
+    dedupe: bool = True,
+) -> tuple[Ticket, list[TicketEvent]]:
+    """Intake; returns the ticket and its events (receive, and reject for a duplicate), in order."""
     at = _aware(at)
     _check_channel(channel)
     cat = get_category(category)
@@ -418,32 +660,27 @@ def create_ticket(
         raise InvalidInput(
             f"location could not be resolved: {place.reason}", detail={"reason": place.reason}
         )
-    route = routing_table(session).route(cat.code)
-    ticket = Ticket(
-        channel=channel,
-        category=cat.code,
-        severity=sev.value,
-        description=description.strip(),
-        reporter_name=reporter_name,
-        reporter_phone=reporter_phone,
-        source_ref=source_ref,
-        address=place.address,
+    session.flush()  # a planner's pending override counts, as an ORM query would autoflush it
+    route, found = _intake_lookup(session, cat.code, place, at, dedupe)
+    columns = {
+        "channel": channel,
+        "category": cat.code,
+        "severity": sev.value,
+        "description": description.strip(),
+        "reporter_name": reporter_name,
+        "reporter_phone": reporter_phone,
+        "source_ref": source_ref,
+        "address": place.address,
         **_frozen_place(place),
-        unplaced=not place.placed,
-        unplaced_reason=place.reason,
-        department=route.department,
-        needs_town=route.needs_town,
+        "unplaced": not place.placed,
+        "unplaced_reason": place.reason,
+        "department": route.department,
+        "needs_town": route.needs_town,
         **_fresh(at),
-        dispatch_due=sla.deadline(at, cat, sev, "dispatch"),
-    )
-    found = None
-    if dedupe and place.placed and place.lon is not None and place.lat is not None:
-        found = find_duplicate(session, category=cat.code, lon=place.lon, lat=place.lat, at=at)
-    session.add(ticket)
-    session.flush()
-    _event(
-        session,
-        ticket,
+        "dispatch_due": sla.deadline(at, cat, sev, "dispatch"),
+        **_NOT_YET,
+    }
+    receive = _event_values(
         at=at,
         actor=actor,
         role=Role.SYSTEM.value,
@@ -452,16 +689,18 @@ def create_ticket(
         to_state=State.RECEIVED.value,
         payload={
             "channel": channel,
-            "unplaced": ticket.unplaced,
+            "unplaced": not place.placed,
             "reason": place.reason,
             "grid_code": place.grid_code,
             "department": route.department,
         },
     )
+    ticket, ev = _insert_received(session, columns, receive)
+    events = [ev]
     if found is not None:
-        _link_duplicate(session, ticket, found, at=at)
-    session.flush()
-    return ticket
+        events.append(_link_duplicate(session, ticket, found, at=at))
+        session.flush()
+    return ticket, events
 
 
 def place_ticket(
@@ -700,11 +939,8 @@ def _apply(
     *,
     actor: str,
 ) -> TicketEvent:
-    for key, value in changes.items():
-        setattr(ticket, key, value)
-    return _event(
-        session,
-        ticket,
+    """Write a planned move: the ticket's new fields and the event, in one statement."""
+    event = _event_values(
         at=ev["at"],
         actor=actor,
         role=ev["role"],
@@ -715,6 +951,41 @@ def _apply(
         rework=ev["rework"],
         payload=ev["payload"],
     )
+    return _update_with_event(session, ticket, changes, event)
+
+
+def _move_checks(at: datetime | None, actor: str, move_name: str) -> datetime:
+    at = _aware(at)
+    if not actor or not actor.strip():
+        raise InvalidInput("a move needs an actor (who made it)")
+    if move_name not in MOVES:
+        raise InvalidInput(f"unknown move {move_name!r}; moves are {', '.join(MOVES)}")
+    return at
+
+
+def _move(
+    session: Session,
+    ticket: Ticket,
+    move_name: str,
+    *,
+    actor: str,
+    role: str,
+    note: str | None,
+    payload: Mapping[str, Any] | None,
+    at: datetime,
+) -> None:
+    """The move on a locked ticket: plan it, write it, create split children."""
+    if ticket.duplicate_of is not None:
+        raise IllegalMove(
+            f"ticket {ticket.id} is a duplicate of {ticket.duplicate_of}; act on that",
+            detail={"allowed": [], "duplicate_of": ticket.duplicate_of},
+        )
+    changes, ev = plan_move(ticket, move_name, role=role, at=at, note=note, payload=payload)
+    places = _villages(session, ticket, ev["payload"]["villages"]) if move_name == "split" else []
+    _apply(session, ticket, changes, ev, actor=actor)
+    if places:
+        _split_children(session, ticket, places, actor=actor, at=at)
+        session.flush()
 
 
 def apply_move(
@@ -731,25 +1002,39 @@ def apply_move(
 ) -> Ticket:
     """Make one move (抢单/派单/分单/联单/返单, sign, complete, review, revisit, close, ...);
     with ``scope``, only on a ticket the caller sees (else 404, as if it did not exist)."""
-    at = _aware(at)
-    if not actor or not actor.strip():
-        raise InvalidInput("a move needs an actor (who made it)")
-    if move_name not in MOVES:
-        raise InvalidInput(f"unknown move {move_name!r}; moves are {', '.join(MOVES)}")
+    at = _move_checks(at, actor, move_name)
     ticket = get_ticket(session, ticket_id, lock=True, scope=scope)
-    if ticket.duplicate_of is not None:
-        raise IllegalMove(
-            f"ticket {ticket_id} is a duplicate of {ticket.duplicate_of}; act on that",
-            detail={"allowed": [], "duplicate_of": ticket.duplicate_of},
-        )
-    changes, ev = plan_move(ticket, move_name, role=role, at=at, note=note, payload=payload)
-    places = _villages(session, ticket, ev["payload"]["villages"]) if move_name == "split" else []
-    _apply(session, ticket, changes, ev, actor=actor)
-    session.flush()
-    if places:
-        _split_children(session, ticket, places, actor=actor, at=at)
-        session.flush()
+    _move(session, ticket, move_name, actor=actor, role=role, note=note, payload=payload, at=at)
     return ticket
+
+
+def move_and_detail(
+    session: Session,
+    ticket_id: int,
+    move_name: str,
+    *,
+    actor: str,
+    role: str,
+    note: str | None = None,
+    payload: Mapping[str, Any] | None = None,
+    at: datetime | None = None,
+    scope: Scope | None = None,
+) -> dict[str, Any] | None:
+    """:func:`apply_move` answered with the ticket's :func:`detail` (the answer of a move over the
+    API), or None when the move took the ticket out of ``scope`` (a dispatch to a department).
+
+    The ticket is locked and read together with its children and photos (a move adds neither,
+    except a split, whose children are read again); the timeline is read after the write."""
+    at = _move_checks(at, actor, move_name)
+    ticket, children, attachments = _load(session, ticket_id, lock=True, scope=scope)
+    _move(session, ticket, move_name, actor=actor, role=role, note=note, payload=payload, at=at)
+    if move_name == "split":
+        children = list(session.scalars(_CHILDREN, {"ticket_id": ticket.id}))
+    if scope is not None and not scope.sees(ticket):
+        return None
+    out = _detail(ticket, timeline=timeline(session, ticket.id), children=children,
+                  attachments=attachments, now=None, scope=scope)
+    return _as_read(out, _read_tz(session))
 
 
 def revisit(
@@ -946,27 +1231,71 @@ def summary(t: Ticket) -> dict[str, Any]:
     return out
 
 
+def _event_row(e: TicketEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": e.at,
+        "actor": e.actor,
+        "role": e.role,
+        "move": e.move,
+        "from_state": e.from_state,
+        "to_state": e.to_state,
+        "note": e.note,
+        "rework": e.rework,
+        "payload": e.payload,
+    }
+
+
+_TIMELINE = (
+    select(TicketEvent)
+    .where(TicketEvent.ticket_id == bindparam("ticket_id"))
+    .order_by(TicketEvent.at, TicketEvent.id)
+)
+
+
 def timeline(session: Session, ticket_id: int) -> list[dict[str, Any]]:
-    rows = session.scalars(
-        select(TicketEvent)
-        .where(TicketEvent.ticket_id == ticket_id)
-        .order_by(TicketEvent.at, TicketEvent.id)
+    return [_event_row(e) for e in session.scalars(_TIMELINE, {"ticket_id": ticket_id})]
+
+
+# A ticket with its split children's ids and its photos' descriptions (not their bytes), one row.
+_CHILD = Ticket.__table__.alias("child")
+_PHOTO = Attachment.__table__.alias("photo")
+_CHILDREN = select(Ticket.id).where(Ticket.parent_id == bindparam("ticket_id")).order_by(Ticket.id)
+_LOAD = select(
+    Ticket,
+    select(func.array_agg(aggregate_order_by(_CHILD.c.id, _CHILD.c.id)))
+    .where(_CHILD.c.parent_id == Ticket.id)
+    .scalar_subquery(),
+    select(
+        func.json_agg(
+            aggregate_order_by(
+                func.json_build_object(
+                    text("'id'"), _PHOTO.c.id,
+                    text("'filename'"), _PHOTO.c.filename,
+                    text("'content_type'"), _PHOTO.c.content_type,
+                    text("'size'"), _PHOTO.c.size,
+                ),
+                _PHOTO.c.id,
+            )
+        )
     )
-    return [
-        {
-            "id": e.id,
-            "at": e.at,
-            "actor": e.actor,
-            "role": e.role,
-            "move": e.move,
-            "from_state": e.from_state,
-            "to_state": e.to_state,
-            "note": e.note,
-            "rework": e.rework,
-            "payload": e.payload,
-        }
-        for e in rows
-    ]
+    .where(_PHOTO.c.ticket_id == Ticket.id)
+    .scalar_subquery(),
+).where(Ticket.id == bindparam("ticket_id"))
+_LOAD_LOCKED = _LOAD.with_for_update(of=Ticket)
+
+
+def _load(
+    session: Session, ticket_id: int, *, lock: bool, scope: Scope | None
+) -> tuple[Ticket, list[int], list[dict[str, Any]]]:
+    """:func:`get_ticket` and, in the same round trip, its children's ids and its photos."""
+    row = session.execute(_LOAD_LOCKED if lock else _LOAD, {"ticket_id": ticket_id}).first()
+    if row is None:
+        raise NotFound(f"no ticket {ticket_id}")
+    ticket, children, photos = row
+    if scope is not None:
+        scope.check(ticket, f"ticket {ticket_id}")
+    return ticket, list(children or []), list(photos or [])
 
 
 def detail(session: Session, ticket_id: int, *, now: datetime | None = None,
@@ -974,7 +1303,20 @@ def detail(session: Session, ticket_id: int, *, now: datetime | None = None,
     """Everything the desk shows: place, deadlines, live card, timeline, photos, allowed moves.
 
     With ``scope``: 404 outside the caller's area, and the reporter's phone as that role may see it."""
-    t = get_ticket(session, ticket_id, scope=scope)
+    t, children, attachments = _load(session, ticket_id, lock=False, scope=scope)
+    return _detail(t, timeline=timeline(session, t.id), children=children,
+                   attachments=attachments, now=now, scope=scope)
+
+
+def _detail(
+    t: Ticket,
+    *,
+    timeline: list[dict[str, Any]],
+    children: list[int],
+    attachments: list[dict[str, Any]],
+    now: datetime | None,
+    scope: Scope | None,
+) -> dict[str, Any]:
     out = summary(t)
     card, clock, due = card_for(t, _aware(now, "now"))
     cat = get_category(t.category)
@@ -999,14 +1341,9 @@ def detail(session: Session, ticket_id: int, *, now: datetime | None = None,
         running_clock=clock,
         running_due=due,
         overdue=card == "red",
-        timeline=timeline(session, t.id),
-        children=list(
-            session.scalars(select(Ticket.id).where(Ticket.parent_id == t.id).order_by(Ticket.id))
-        ),
-        attachments=[
-            {"id": a.id, "filename": a.filename, "content_type": a.content_type, "size": a.size}
-            for a in session.scalars(select(Attachment).where(Attachment.ticket_id == t.id))
-        ],
+        timeline=timeline,
+        children=children,
+        attachments=attachments,
         allowed={
             r.value: allowed_moves(t.state, r)
             for r in Role

@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -164,9 +165,16 @@ def _parse(kind: type[StrEnum], value: str, what: str) -> Any:
 
 
 def allowed_moves(state: State | str, role: Role | str) -> list[str]:
-    """The moves ``role`` may make from ``state``, in table order."""
+    """The moves ``role`` may make from ``state``, in table order (a new list each call)."""
+    return list(_allowed(state, role))
+
+
+@lru_cache(maxsize=256)
+def _allowed(state: State | str, role: Role | str) -> tuple[str, ...]:
+    """The table is immutable, so each (state, role) is answered once per process (every ticket
+    detail asks for all six roles)."""
     st, rl = _parse(State, state, "state"), _parse(Role, role, "role")
-    return [r.name for r in MOVES.values() if st in r.sources and rl in r.roles]
+    return tuple(r.name for r in MOVES.values() if st in r.sources and rl in r.roles)
 
 
 def satisfaction_ok(value: object) -> bool:
