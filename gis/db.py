@@ -24,10 +24,20 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-@lru_cache
 def engine(url: str | None = None) -> Engine:
+    """One engine (one pool) per database URL, however the URL is given (None: the configured one)."""
+    return _engine(url or database_settings().url())
+
+
+def forget_engines() -> None:
+    """Drop the cached engines (their pools close when unused): the configured URL changed."""
+    _engine.cache_clear()
+
+
+@lru_cache
+def _engine(url: str) -> Engine:
     settings = database_settings()
-    return create_engine(url or settings.url(), pool_size=settings.pool_size, max_overflow=settings.pool_size * 2,
+    return create_engine(url, pool_size=settings.pool_size, max_overflow=settings.pool_size * 2,
                          pool_timeout=10, pool_pre_ping=True)
 
 

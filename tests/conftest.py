@@ -123,11 +123,11 @@ def scratch_url(cluster: pg.ClusterState, request) -> Iterator[str]:
 @pytest.fixture
 def cli_env(scratch_url: str, monkeypatch) -> str:
     """Point the `onemap` CLI at the scratch database."""
-    from gis.db import engine
+    from gis.db import forget_engines
     from gis.settings import database_settings
 
     monkeypatch.setenv("ONEMAP_DATABASE_URL", scratch_url)
     database_settings.cache_clear()
     yield scratch_url
     database_settings.cache_clear()
-    engine.cache_clear()
+    forget_engines()
