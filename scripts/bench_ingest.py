@@ -1,4 +1,5 @@
-"""Benchmark: bulk ingest of GPS points and sensor readings, end to end, beside row-by-row INSERTs.
+"""Benchmark: bulk ingest of GPS points and sensor readings, end to end, beside row-by-row INSERTs, and
+the cost of the small batches phones and stations post many times a second.
 
 `onemap bench ingest` calls :func:`run`. It works in a scratch database beside the configured one
 (migrated, the demo city loaded, dropped afterwards), so nothing of the run is left behind.
@@ -11,6 +12,10 @@ What is timed, per kind:
 - **Resend**: the same batch again (idempotence: nothing inserted), timed too.
 - **Baseline**: the same work row by row — resolve one point (``gis.locate.locate``), one
   ``INSERT ... ON CONFLICT DO NOTHING`` per row — for ``baseline_rows`` rows, extrapolated linearly.
+- **Small batches**: ``small_batches`` bodies of 1, 10 and 100 rows each, as the API receives them (GPS as
+  CSV like ``scripts/bench_load.py`` posts, readings as JSON lines), each committed: CPU time of this
+  process (what the API server would spend) and wall time per batch. These go in with one ``INSERT``
+  over ``unnest`` of arrays instead of COPY (``layers.sensors.bulk.UNNEST_MAX_ROWS``).
 """
 
 from __future__ import annotations
@@ -126,6 +131,52 @@ def _readings(session: Session, sensors: list[str], points: int, baseline_rows: 
             "baseline_rows": baseline_rows, "baseline_seconds": base_s}
 
 
+SMALL_SIZES = (1, 10, 100)
+
+
+def _small(session: Session, kind: str, ids: list[str], batches: int) -> dict:
+    """Per-batch CPU (this process) and wall time of small committed batches, a month after START."""
+    from layers.sensors.ingest import ingest_readings
+    from layers.workers.ingest import ingest_positions
+
+    start = START + timedelta(days=31)
+    figures = {}
+    for size in SMALL_SIZES:
+        bodies = []
+        for k in range(batches + 1):  # the first is a warm-up (it may create the month's partition)
+            t0 = start + timedelta(hours=size, seconds=k * size)  # each size in its own hours
+            if kind == "gps":
+                rows = [f"{ids[k % len(ids)]},{(t0 + timedelta(seconds=i)).isoformat()},"
+                        f"{118.73 + 1e-5 * i:.6f},{36.87 + 1e-5 * i:.6f},8" for i in range(size)]
+                bodies.append(("worker_id,ts,lon,lat,accuracy\n" + "\n".join(rows) + "\n").encode())
+            else:
+                bodies.append("\n".join(
+                    f'{{"sensor_id": "{ids[(k + i) % len(ids)]}", "ts": "{(t0 + timedelta(seconds=i)).isoformat()}", '
+                    f'"pm25": {20 + i % 30}, "pm10": 45}}' for i in range(size)).encode())
+        cpu = wall = 0.0
+        for k, body in enumerate(bodies):
+            c, w = time.process_time(), time.perf_counter()
+            if kind == "gps":
+                result = ingest_positions(session, body, fmt="csv", now=start + timedelta(days=10))
+            else:
+                result = ingest_readings(session, body, fmt="jsonl", now=start + timedelta(days=10))
+            session.commit()
+            if k:
+                cpu += time.process_time() - c
+                wall += time.perf_counter() - w
+            if result.inserted != size:
+                raise RuntimeError(f"small {kind} batch {k}: {result.inserted} of {size} inserted, "
+                                   f"{result.rejected[:3]}")
+        figures[size] = {"cpu_ms": 1000 * cpu / batches, "wall_ms": 1000 * wall / batches}
+    return figures
+
+
+def _small_lines(kind: str, f: dict, batches: int) -> list[str]:
+    return [f"{kind}, small batches ({batches} each, committed): " + "; ".join(
+        f"{size} row{'s' if size > 1 else ''} {v['cpu_ms']:.1f} ms CPU / {v['wall_ms']:.1f} ms wall"
+        for size, v in f.items()) + " per batch"]
+
+
 def _lines(kind: str, f: dict) -> list[str]:
     rate = f["rows"] / f["seconds"]
     base = f["baseline_rows"] / f["baseline_seconds"]
@@ -138,7 +189,7 @@ def _lines(kind: str, f: dict) -> list[str]:
     ]
 
 
-def run(points: int = 1_000_000, baseline_rows: int = 20_000, *, url: str | None = None,
+def run(points: int = 1_000_000, baseline_rows: int = 20_000, *, small_batches: int = 200, url: str | None = None,
         echo: Callable[[str], None] = print) -> dict:
     """Run both benchmarks in a scratch database (or ``url``, which must be migrated) and print them."""
     from scripts.bench import peak_rss_mb, scratch_database
@@ -149,6 +200,9 @@ def run(points: int = 1_000_000, baseline_rows: int = 20_000, *, url: str | None
             workers, sensors = _prepare(session)
             figures = {"gps": _gps(session, workers, points, baseline_rows),
                        "readings": _readings(session, sensors, points, baseline_rows)}
+            if small_batches:
+                figures["small_gps"] = _small(session, "gps", workers, small_batches)
+                figures["small_readings"] = _small(session, "readings", sensors, small_batches)
         engine.dispose()
         return figures
 
@@ -158,7 +212,11 @@ def run(points: int = 1_000_000, baseline_rows: int = 20_000, *, url: str | None
         with scratch_database("onemap_bench_ingest") as scratch:
             figures = body(scratch)
     figures["peak_rss_mb"] = round(peak_rss_mb())
-    for line in _lines("GPS points", figures["gps"]) + _lines("sensor readings", figures["readings"]):
+    lines = _lines("GPS points", figures["gps"]) + _lines("sensor readings", figures["readings"])
+    if small_batches:
+        lines += _small_lines("GPS points", figures["small_gps"], small_batches)
+        lines += _small_lines("sensor readings", figures["small_readings"], small_batches)
+    for line in lines:
         echo(line)
     echo(f"peak RSS {figures['peak_rss_mb']} MB")
     return figures

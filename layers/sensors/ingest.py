@@ -11,6 +11,7 @@ on (sensor_id, ts)); readings may arrive in any order.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -18,88 +19,96 @@ from sqlalchemy.orm import Session
 
 from layers.sensors import thresholds
 from layers.sensors.bulk import (
-    Batch,
     Column,
     IngestResult,
-    blank,
+    Rows,
     check_ids,
     check_times,
-    copy_upsert,
     ensure_month_partitions,
     micros,
+    missing,
     notify,
-    read_table,
+    numbers,
+    raw_connection,
+    read_rows,
     text_codes,
+    upsert,
 )
 from layers.sensors.models import POLLUTANTS
-from layers.sensors.registry import ALIASES, known_ids
+from layers.sensors.registry import ALIASES
 
 
-def _rename(frame: pd.DataFrame) -> pd.DataFrame:
-    names = {c: ALIASES[c.replace(" ", "")] for c in frame.columns if c.replace(" ", "") in ALIASES}
-    names.update({c: "sensor_id" for c in ("sensor", "id", "device_id") if c in frame.columns
-                  and "sensor_id" not in frame.columns})
-    names.update({c: "ts" for c in ("time", "timestamp", "datetime") if c in frame.columns and "ts" not in frame.columns})
-    return frame.rename(columns=names)
+def _rename(rows: Rows) -> Rows:
+    columns = list(rows.columns)
+    names = {c: ALIASES[c.replace(" ", "")] for c in columns if c.replace(" ", "") in ALIASES}
+    names.update({c: "sensor_id" for c in ("sensor", "id", "device_id") if c in columns and "sensor_id" not in columns})
+    names.update({c: "ts" for c in ("time", "timestamp", "datetime") if c in columns and "ts" not in columns})
+    return rows.rename(names)
 
 
-def _check_values(batch: Batch) -> None:
+def known_ids(session: Session, ids: list[str]) -> set[str]:
+    """Those of ``ids`` that are sensors in service (not retired): one indexed query per batch, exact
+    whatever was registered a moment ago (``registry.known_ids`` reads every sensor)."""
+    with raw_connection(session).cursor() as cur:
+        cur.execute("SELECT id FROM sensors WHERE status <> 'retired' AND id = ANY(%s)", [list(ids)])
+        return {r[0] for r in cur.fetchall()}
+
+
+def _check_values(rows: Rows) -> None:
     """Numbers only, never negative; a row must carry at least one pollutant."""
     for name in POLLUTANTS:
-        if name not in batch.frame:
-            batch.frame[name] = np.nan
+        if name not in rows:
+            rows[name] = np.full(len(rows), np.nan)
             continue
-        raw = batch.frame[name]
-        if not pd.api.types.is_numeric_dtype(raw):
-            present = ~blank(raw)
-            values = pd.to_numeric(raw.where(present), errors="coerce")
-            batch.reject(present & values.isna().to_numpy(), f"non-numeric {name}")
-        values = pd.to_numeric(batch.frame[name], errors="coerce").astype(float)
-        batch.reject(~np.isfinite(values.fillna(0).to_numpy()), f"non-numeric {name}")
-        values = pd.to_numeric(batch.frame[name], errors="coerce").astype(float)
-        batch.reject((values < 0).to_numpy(), f"negative concentration ({name})")
-        batch.frame[name] = pd.to_numeric(batch.frame[name], errors="coerce").astype(float)
-    batch.reject(batch.frame[list(POLLUTANTS)].isna().all(axis=1).to_numpy(), "no pollutant value")
+        raw = rows[name]
+        values = numbers(raw)
+        rows[name] = values
+        rows.reject((~missing(raw) & np.isnan(values), f"non-numeric {name}"),
+                    (np.isinf(values), f"non-numeric {name}"), (values < 0, f"negative concentration ({name})"))
+    rows.reject((np.all([np.isnan(rows[p]) for p in POLLUTANTS], axis=0), "no pollutant value"))
 
 
 def validate(session: Session, data, *, fmt: str | None = None, now: datetime | None = None,
-             known: set[str] | None = None) -> Batch:
-    """Parse and check a batch; the frame keeps only good rows, typed (ts as UTC)."""
-    batch = Batch(_rename(read_table(data, fmt=fmt)))
-    check_ids(batch, "sensor_id", known if known is not None else known_ids(session), "sensor")
-    check_times(batch, "ts", now=now)
-    _check_values(batch)
-    batch.rejected.sort(key=lambda r: r["row"])
-    return batch
+             known: set[str] | None = None) -> Rows:
+    """Parse and check a batch; the good rows keep sensor_id, ts (``datetime64[us]`` UTC) and the
+    pollutants as floats (NaN: not measured). Sensors are looked up by the batch's own ids unless
+    ``known`` is given."""
+    rows = _rename(read_rows(data, fmt=fmt))
+    check_ids(rows, "sensor_id", known if known is not None else partial(known_ids, session), "sensor")
+    check_times(rows, "ts", now=now)
+    _check_values(rows)
+    rows.rejected.sort(key=lambda r: r["row"])
+    return rows
 
 
-def _store(session: Session, frame: pd.DataFrame) -> int:
-    codes, ids = text_codes(frame["sensor_id"])
-    columns = [Column("sensor", codes, "int4"), Column("ts", micros(frame["ts"]), "timestamptz")]
-    columns += [Column(p, frame[p].to_numpy(dtype=float), "float8") for p in POLLUTANTS]
+def _store(session: Session, rows: Rows) -> int:
+    codes, ids = text_codes(rows["sensor_id"])
+    columns = [Column("sensor", codes, "int4"), Column("ts", micros(rows["ts"]), "timestamptz")]
+    columns += [Column(p, rows[p].astype(float), "float8") for p in POLLUTANTS]
     selects = {"sensor_id": "(CAST(%(ids)s AS text[]))[s.sensor]", "ts": "s.ts",
                **{p: f"NULLIF(s.{p}, 'NaN')" for p in POLLUTANTS}}
-    return copy_upsert(session, "sensor_readings", columns, selects, {"ids": ids})
+    return upsert(session, "sensor_readings", columns, selects, {"ids": ids})
 
 
 def ingest_readings(session: Session, data, *, fmt: str | None = None, now: datetime | None = None,
                     evaluate: bool = True, open_tickets: bool = True) -> IngestResult:
     """Validate, store (idempotently) and evaluate thresholds for a batch of readings."""
-    batch = validate(session, data, fmt=fmt, now=now)
-    frame = batch.frame
-    received = len(frame) + len(batch.rejected)
-    if frame.empty:
-        return IngestResult(received, 0, 0, batch.rejected)
-    ensure_month_partitions(session, "sensor_readings", frame["ts"])
-    inserted = _store(session, frame)
+    rows = validate(session, data, fmt=fmt, now=now)
+    received = len(rows) + len(rows.rejected)
+    if not len(rows):
+        return IngestResult(received, 0, 0, rows.rejected)
+    ensure_month_partitions(session, "sensor_readings", rows["ts"])
+    inserted = _store(session, rows)
     alarms: list[int] = []
-    suspects = thresholds.sensors_over(frame, thresholds.load_rules(session)) if evaluate and inserted else []
-    if suspects:
-        alarms = thresholds.evaluate(session, suspects,
-                                     frame["ts"].min().to_pydatetime(), frame["ts"].max().to_pydatetime(),
-                                     open_tickets=open_tickets)
+    if evaluate and inserted:
+        frame = pd.DataFrame({"sensor_id": rows["sensor_id"], **{p: rows[p] for p in POLLUTANTS}})
+        suspects = thresholds.sensors_over(frame, thresholds.load_rules(session))
+        if suspects:
+            start, end = rows["ts"].min(), rows["ts"].max()
+            alarms = thresholds.evaluate(session, suspects, pd.Timestamp(start, tz="UTC").to_pydatetime(),
+                                         pd.Timestamp(end, tz="UTC").to_pydatetime(), open_tickets=open_tickets)
     if inserted:
         notify(session, "onemap_sensors", {"kind": "readings", "count": inserted,
-                                           "sensors": sorted(frame["sensor_id"].unique().tolist())})
-    return IngestResult(received=received, inserted=inserted, duplicates=len(frame) - inserted,
-                        rejected=batch.rejected, alarms_opened=alarms)
+                                           "sensors": sorted(set(rows["sensor_id"].tolist()))})
+    return IngestResult(received=received, inserted=inserted, duplicates=len(rows) - inserted,
+                        rejected=rows.rejected, alarms_opened=alarms)

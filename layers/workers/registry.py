@@ -20,7 +20,7 @@ from gis import codes as C
 from gis.errors import Conflict, InvalidInput, NotFound
 from layers.accounts.scope import Scope
 from layers.incidents.service import mask_phone
-from layers.sensors.bulk import Batch, blank, read_table
+from layers.sensors.bulk import Batch, blank, raw_connection, read_table
 from layers.workers.models import ROLES, Assignment, LastPosition, Worker
 
 ROLE_ALIASES = {**{r: r for r in ROLES}, **{v: k for k, v in ROLES.items()},
@@ -186,8 +186,14 @@ def get_worker(session: Session, worker_id: str, *, masked: bool = True, scope: 
     return out
 
 
-def known_ids(session: Session) -> set[str]:
-    return set(session.scalars(text("SELECT id FROM workers WHERE active")))
+def known_ids(session: Session, ids: Iterable[str] | None = None) -> set[str]:
+    """The active workers' ids; with ``ids``, those of them that are active workers (GPS ingest asks
+    with a batch's own ids: one indexed query, exact whatever was registered a moment ago)."""
+    if ids is None:
+        return set(session.scalars(text("SELECT id FROM workers WHERE active")))
+    with raw_connection(session).cursor() as cur:  # the raw cursor: this runs for every GPS batch
+        cur.execute("SELECT id FROM workers WHERE active AND id = ANY(%s)", [list(ids)])
+        return {r[0] for r in cur.fetchall()}
 
 
 def assignments(session: Session, worker_ids: Iterable[str]) -> dict[str, list[str]]:

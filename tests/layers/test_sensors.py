@@ -195,3 +195,71 @@ def test_layer_shows_latest_reading_state_and_grid_aggregate(placed):
     series = layer.series(placed, "AQ1")
     assert [r["pm25"] for r in series] == [80.0, 80.0, 80.0, 81.0]
     assert np.isclose(frame.geometry["AQ1"].x, lonlat(250, 450)[0])
+
+
+# --------------------------------------------------------------------------- the bulk machinery
+
+def test_text_times_read_one_by_one_agree_with_pandas():
+    """Small batches parse ISO 8601 one by one (datetime.fromisoformat); big ones with pandas: same instants,
+    including city time for naive ones and the refusals (impossible dates, wall times the 1986-1991
+    summer-time changes skipped or repeated)."""
+    from layers.sensors.bulk import _ISO, parse_text_times
+
+    rng = np.random.default_rng(7)
+    texts = ["2026-05-01T08:00:00+08:00", "2026-05-01T00:00:00Z", "2026-05-01T08:00:00+0800", "2026-05-01 08:04:00",
+             "2026-05-01", "2026-05-01T08:00", "2026-05-01T08:00:00.123456-05:00", "2026-05-01T08:00:00.5",
+             "2026-02-30T08:00:00", "2028-02-29T08:00:00", "2028-02-29T23:59:59.999999", "1991-04-14T02:30:00",
+             "1991-09-15T01:30:00", "1988-07-01T12:00:00", "2026-05-01T08:00:00+05:45", "2026-05-01T08:00:00+25:00",
+             "1950-01-01T00:00:00", "2199-12-31T23:59:59Z", "2026-13-01T00:00:00"]
+    for _ in range(300):
+        stamp = pd.Timestamp("1950-01-01") + pd.Timedelta(seconds=float(rng.uniform(0, 250 * 365.25 * 86400)))
+        zone = rng.choice(["", "Z", "+08:00", "-03:30", "+0545"])
+        texts.append(stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:int(rng.choice([16, 19, 21, 23, 26]))] + zone)
+    assert all(_ISO.fullmatch(t) for t in texts)  # every one takes the one-by-one path
+    one_by_one = parse_text_times(texts, fast=True)
+    by_pandas = parse_text_times(texts, fast=False)
+    same = (one_by_one == by_pandas) | (np.isnat(one_by_one) & np.isnat(by_pandas))
+    assert same.all(), [t for t, s in zip(texts, same, strict=True) if not s]
+    assert np.isnat(one_by_one[[8, 11, 12, 15, 18]]).all() and not np.isnat(one_by_one[[9, 10, 13, 14]]).any()
+    assert str(one_by_one[3]) == "2026-05-01T00:04:00.000000"  # naive: city time
+
+
+def test_plain_csv_is_split_as_pandas_reads_it():
+    """Small plain CSV is split in Python; anything pandas might read differently goes to pandas."""
+    from layers.sensors.bulk import _csv, _simple_csv
+
+    plain = ["sensor_id,ts,PM2.5\nAQ1,2026-05-01 08:00:00,35\nAQ2,, 7 \n", "a,b\r\n1,2\r\n,\r\n", "Id, TS\nx,y",
+             "a,b\n"]
+    for body in plain:
+        columns, n = _simple_csv(body)
+        frame = _csv(body)
+        assert n == len(frame) and list(columns) == [c.strip().lower() for c in frame.columns]
+        for name, values in zip(columns, frame.columns, strict=True):
+            expected = frame[values].to_numpy(dtype=object)
+            assert [None if pd.isna(v) else v for v in columns[name]] == [None if pd.isna(v) else v for v in expected]
+    for body in ['a,b\n"1,5",2\n', "a,b\n1,2\n\n3,4\n", "a,b\n1,2,3\n", "a,a\n1,2\n", ",b\n1,2\n", "", "a,b\r1,2\r"]:
+        assert _simple_csv(body) is None
+
+
+def test_readings_of_a_retired_sensor_are_refused(placed):
+    registry.retire_sensor(placed, "AQ2")
+    result = ingest.ingest_readings(placed, rows("AQ2", [10]) + rows("AQ1", [10]), now=NOW)
+    assert result.inserted == 1 and result.rejected == [{"row": 1, "reason": "unknown sensor id"}]
+
+
+def test_a_small_batch_and_a_copied_one_store_the_same_readings(placed, monkeypatch):
+    from layers.sensors import bulk
+
+    batch = rows("AQ1", [10.5, 0.0, 77.25]) + rows("AQ2", [3, 4], pollutant="co") + rows("AQ2", [99], pollutant="o3")
+
+    def stored():
+        return placed.execute(text("SELECT * FROM sensor_readings ORDER BY sensor_id, ts")).all()
+
+    first = ingest.ingest_readings(placed, batch, now=NOW, evaluate=False)
+    by_unnest = [tuple(r)[:8] for r in stored()]
+    placed.execute(text("DELETE FROM sensor_readings"))
+    monkeypatch.setattr(bulk, "UNNEST_MAX_ROWS", 0)
+    again = ingest.ingest_readings(placed, batch, now=NOW, evaluate=False)
+    assert first.inserted == again.inserted == 5  # the o3 row has the same (sensor, ts) as the first co row
+    assert [tuple(r)[:8] for r in stored()] == by_unnest
+    assert by_unnest[0][2:4] == (10.5, None)

@@ -181,3 +181,118 @@ def test_simulated_day_walks_inside_grids(demo_session):
     assert result.flagged >= 3  # the spoiled fixes are flagged, not dropped
     t = tracks.day_track(demo_session, "W0001", DAY)
     assert t.pieces >= 2 and t.inside_s > 0.9 * (t.inside_s + t.outside_s)
+
+
+# --------------------------------------------------------------------------- small and big batches
+
+def _stored(session) -> list[tuple]:
+    return [tuple(r) for r in session.execute(text(
+        "SELECT worker_id, ts, ST_X(geom), ST_Y(geom), accuracy_m, speed_ms, grid_code, town_code, match, flag "
+        "FROM worker_positions ORDER BY worker_id, ts")).all()]
+
+
+def _mixed_walk():
+    fixes = walk("W1", np.linspace(50, 450, 12), np.full(12, 450), accuracy=8) + walk(
+        "W2", np.full(8, 250.0), np.linspace(100, 500, 8), start=T0 + timedelta(seconds=7))
+    fixes[3]["lon"] += 0.05  # a spike
+    fixes[5]["accuracy"] = 300
+    fixes[14]["lon"], fixes[14]["lat"] = 0, 0
+    return fixes
+
+
+def test_a_small_batch_and_a_copied_one_store_the_same_rows(crew, monkeypatch):
+    """Up to UNNEST_MAX_ROWS rows go in with one INSERT over unnest(arrays), beyond with COPY: same rows."""
+    from layers.sensors import bulk
+
+    small = ingest.ingest_positions(crew, _mixed_walk(), now=NOW)
+    by_unnest = _stored(crew)
+    crew.execute(text("DELETE FROM worker_positions"))
+    monkeypatch.setattr(bulk, "UNNEST_MAX_ROWS", 0)
+    big = ingest.ingest_positions(crew, _mixed_walk(), now=NOW)
+    assert (small.inserted, small.flagged) == (big.inserted, big.flagged) == (20, 3)
+    assert _stored(crew) == by_unnest
+    assert [r[9] for r in by_unnest if r[9]] == ["speed", "accuracy", "zero"]
+    assert by_unnest[0][4] == 8.0 and by_unnest[-1][4] is None  # W2 sent no accuracy: NULL
+
+
+def test_the_load_test_batch_as_csv(crew):
+    """What scripts/bench_load.py posts: one worker, ten fixes 1 ms apart, as CSV bytes."""
+    lon, lat = lonlat([100], [450])
+    body = "worker_id,ts,lon,lat,accuracy\n" + "".join(
+        f"W1,{(T0 + timedelta(milliseconds=i)).isoformat()},{lon[0]:.6f},{lat[0]:.6f},8\n" for i in range(10))
+    result = ingest.ingest_positions(crew, body.encode(), fmt="csv", now=NOW)
+    assert (result.received, result.inserted, result.rejected, result.flagged) == (10, 10, [], 0)
+    last = crew.execute(text("SELECT ts, grid_code FROM worker_last_positions WHERE worker_id = 'W1'")).one()
+    assert last == (T0 + timedelta(milliseconds=9), "370783001001001")
+
+
+def test_workers_are_looked_up_by_the_batch_ids(crew):
+    """Each batch asks for its own ids: a worker registered a moment ago is known, a deactivated one is not."""
+    registry.create_worker(crew, id="W4", name="赵敏", grids=["370783001001001"])
+    registry.update_worker(crew, "W2", active=False)
+    lon, lat = lonlat([100], [450])
+    batch = [{"worker_id": w, "ts": T0.isoformat(), "lon": lon[0], "lat": lat[0]} for w in ("W4", "W2", " W1 ")]
+    result = ingest.ingest_positions(crew, batch, now=NOW)
+    assert result.inserted == 2 and result.rejected == [{"row": 2, "reason": "unknown worker id"}]
+    assert registry.known_ids(crew, ["W1", "W2", "W9"]) == {"W1"} and "W4" in registry.known_ids(crew)
+
+
+def test_the_speed_test_measures_in_gauss_kruger_metres_in_any_thread():
+    """The speed test's projection is gis.coords' Gauss-Krüger zone to the micrometre, in a new thread too
+    (there a transformer made from EPSG codes would cost ~60 ms to rebuild; this one does not)."""
+    import threading
+
+    rng = np.random.default_rng(4)
+    lon, lat = rng.uniform(117.6, 120.9, 500), rng.uniform(35.5, 38.5, 500)
+    got = {}
+    worker = threading.Thread(target=lambda: got.update(xy=ingest._metres(lon, lat)))
+    worker.start()
+    worker.join()
+    x, y = from_wgs84(lon, lat, "EPSG:4528")  # the zone of the median longitude (~119.2)
+    assert np.abs(got["xy"][0] - x).max() < 1e-6 and np.abs(got["xy"][1] - y).max() < 1e-6
+
+
+def test_positions_are_announced_once_committed_and_a_resend_is_silent(scratch_url):
+    """LISTEN onemap_workers hears where workers are after COMMIT; a resent batch (nothing inserted) says
+    nothing; a batch of only flagged fixes says so with an empty list."""
+    import json
+
+    import psycopg
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.orm import Session
+
+    eng = create_engine(scratch_url)
+    listener = psycopg.connect(make_url(scratch_url).set(drivername="postgresql").render_as_string(
+        hide_password=False), autocommit=True)
+    listener.execute("LISTEN onemap_workers")
+    try:
+        with Session(eng) as session:
+            R.import_areas(session, city.areas(), who="t", why="t")
+            R.import_grids(session, city.grids(), who="t", why="t")
+            registry.import_workers(session, [{"id": "W1", "name": "张伟", "grids": "370783001001001"},
+                                              {"id": "W2", "name": "李娜", "grids": "370783001002001"}])
+            session.commit()
+            batch = walk("W1", [100, 140], [450, 450]) + walk("W2", [700], [300])
+            assert ingest.ingest_positions(session, batch, now=NOW).inserted == 3
+            assert list(listener.notifies(timeout=0.3)) == []  # not before COMMIT
+            session.commit()
+            [note] = listener.notifies(timeout=5.0, stop_after=1)
+            message = json.loads(note.payload)
+            assert (message["kind"], message["count"]) == ("positions", 2)
+            assert [(w["id"], w["ts"], w["grid_code"]) for w in message["workers"]] == [
+                ("W1", (T0 + timedelta(seconds=30)).isoformat(), "370783001001001"),
+                ("W2", T0.isoformat(), "370783001002001")]
+            assert ingest.ingest_positions(session, batch, now=NOW).inserted == 0
+            session.commit()
+            assert list(listener.notifies(timeout=0.5)) == []
+            flagged = [{"worker_id": "W1", "ts": (T0 + timedelta(hours=1)).isoformat(), "lon": 0, "lat": 0}]
+            assert ingest.ingest_positions(session, flagged, now=NOW).flagged == 1
+            session.commit()
+            [note] = listener.notifies(timeout=5.0, stop_after=1)
+            assert json.loads(note.payload) == {"kind": "positions", "count": 0, "workers": []}
+            stored = session.scalars(text("SELECT count(*) FROM worker_positions_p202605")).one()
+            assert stored == 4  # the month's partition was created on demand and committed
+    finally:
+        listener.close()
+        eng.dispose()
