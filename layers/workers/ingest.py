@@ -24,7 +24,7 @@ from pyproj import Transformer
 from sqlalchemy.orm import Session
 
 from gis.coords import gauss_kruger_epsg, normalize_crs, to_wgs84
-from gis.locate import locate_many
+from gis.locate import locate_arrays
 from layers.sensors.bulk import (
     Column,
     IngestResult,
@@ -162,9 +162,9 @@ def flag_fixes(fixes: Fixes, previous: Fixes | None = None, *, max_speed: float 
 
 
 def _resolve(session: Session, fixes: Fixes) -> None:
-    where = locate_many(session, fixes["x"], fixes["y"])
+    where = locate_arrays(session, fixes["x"], fixes["y"])
     for col in ("grid_code", "town_code", "match"):
-        values = where[col].to_numpy(dtype=object)
+        values = where[col]
         fixes[col] = np.where(fixes["zero"] | pd.isna(values), None, values)
 
 
