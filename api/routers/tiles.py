@@ -4,10 +4,16 @@ Why tiles: the demo city's grids as plain GeoJSON are 7.8 MB, too heavy for ever
 and 100,000 ticket dots are a blur. PostGIS clips and quantises each tile (ST_TileEnvelope,
 ST_AsMVTGeom, ST_AsMVT), so a screen fetches only what it shows at the detail it can show.
 
-Layers: ``towns``, ``villages``, ``grids`` (with open-ticket counts and the worst card when the tickets
-table exists) and ``tickets`` (aggregated per grid below zoom 13, single tickets above). Each polygon
-layer carries a second MVT layer ``<layer>_labels`` of one label point per feature, kept only in the
-tile that holds the point, so labels are never repeated at tile edges.
+Layers: ``districts``, ``towns``, ``villages``, ``grids`` (with open-ticket counts and the worst card when
+the tickets table exists), ``tickets`` (aggregated per grid below zoom 13, single tickets above) and
+``workers`` (last positions: id, name, role, on duty, fix time). Each polygon layer carries a second MVT
+layer ``<layer>_labels`` of one label point per feature, kept only in the tile that holds the point, so
+labels are never repeated at tile edges. ``all`` is grids, villages, towns and tickets in one tile.
+
+The big screen uses ``base``: the registry alone, lean (districts, towns, villages, grids with their
+codes, names on the label points, no ticket counts). It changes only with a registry edit, so it is
+cached for good; the screen colours it from ``GET /tiles/grid-stats`` (open tickets per grid, a few
+dozen kB), which is all that changes when a ticket does, and fetches ``workers`` in big tiles.
 
 GCJ-02 base maps (``?crs=gcj02``): each tile's overlay is translated by the GCJ-02 offset at the tile's
 centre (gis.coords' published formula). The offset varies by metres over tens of kilometres, so within
@@ -16,15 +22,20 @@ one tile the error is far below a pixel at every zoom.
 Scope: boundaries (towns, villages, grid polygons) are the map's frame and stay city-wide, as
 ``GET /areas`` does — they hold nothing personal and a town's staff need the neighbours for context.
 Everything about tickets is the caller's only: the open/card counts on grids, the per-grid aggregates
-and single ticket points count only the tickets the caller's scope sees. Scoped tiles are cached per
-scope and sent ``Cache-Control: private`` so no shared cache hands one town's counts to another.
+and stats and single ticket points count only the tickets the caller's scope sees; the workers are
+those ``GET /workers`` lists for the caller. Scoped answers are cached per scope and sent
+``Cache-Control: private`` so no shared cache hands one town's counts to another.
 
 Registry tiles change only with an edit, so they are cached per process keyed by the registry
-version (the newest edit id) and sent with an ETag; ticket tiles are cached for a few seconds only.
+version (the newest edit id) and sent with an ETag; a client that names the version it saw
+(``?r=<version>``, from ``GET /tiles``) gets them as immutable. Ticket tiles and the grid stats are
+cached for a few seconds, worker positions for two.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from collections import OrderedDict
@@ -100,6 +111,39 @@ SELECT
     FROM (SELECT *, ST_PointOnSurface(m3857) AS lp FROM src) s, env WHERE {inside}) t)
 """.replace("{inside}", INSIDE_SQL)
 
+# The registry alone in one query, with only what the big screen draws and labels: polygons carry their
+# code (grids: colour by open tickets; towns: the selected one), names ride on the label points only.
+BASE_SQL = """
+WITH env AS (SELECT ST_TileEnvelope(:z, :x, :y) AS m,
+                    ST_Translate(ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326), -:dlon, -:dlat) AS g),
+src AS (
+  SELECT 'grid' AS level, g.id, g.code, g.name,
+         ST_Translate(ST_Simplify(ST_Transform(g.geom, 3857), :tol, true), :dx, :dy) AS m3857
+  FROM grids g, env WHERE g.valid_to IS NULL AND g.geom && env.g
+  UNION ALL
+  SELECT a.level, a.id, a.code, a.name,
+         ST_Translate(ST_Simplify(ST_Transform(a.geom, 3857), :tol, true), :dx, :dy) AS m3857
+  FROM areas a, env WHERE a.valid_to IS NULL AND a.level IN ('village', 'town', 'district') AND a.geom && env.g),
+shapes AS (SELECT level, id, code, ST_AsMVTGeom(m3857, env.m, 4096, 64, true) AS geom FROM src, env),
+labels AS (SELECT level, id, code, name, ST_AsMVTGeom(lp, env.m, 4096, 0, false) AS geom
+           FROM (SELECT *, ST_PointOnSurface(m3857) AS lp FROM src WHERE level <> 'district') s, env WHERE {inside})
+SELECT
+ (SELECT ST_AsMVT(t, 'grids', 4096, 'geom', 'id') FROM (
+    SELECT id, code, geom FROM shapes WHERE level = 'grid' AND geom IS NOT NULL) t)
+ || (SELECT ST_AsMVT(t, 'villages', 4096, 'geom', 'id') FROM (
+    SELECT id, geom FROM shapes WHERE level = 'village' AND geom IS NOT NULL) t)
+ || (SELECT ST_AsMVT(t, 'towns', 4096, 'geom', 'id') FROM (
+    SELECT id, code, geom FROM shapes WHERE level = 'town' AND geom IS NOT NULL) t)
+ || (SELECT ST_AsMVT(t, 'districts', 4096, 'geom', 'id') FROM (
+    SELECT id, geom FROM shapes WHERE level = 'district' AND geom IS NOT NULL) t)
+ || (SELECT ST_AsMVT(t, 'grids_labels', 4096, 'geom', 'id') FROM (
+    SELECT id, code, name, geom FROM labels WHERE level = 'grid') t)
+ || (SELECT ST_AsMVT(t, 'villages_labels', 4096, 'geom', 'id') FROM (
+    SELECT id, code, name, geom FROM labels WHERE level = 'village') t)
+ || (SELECT ST_AsMVT(t, 'towns_labels', 4096, 'geom', 'id') FROM (
+    SELECT id, code, name, geom FROM labels WHERE level = 'town') t)
+""".replace("{inside}", INSIDE_SQL)
+
 TICKET_AGG_SQL = """
 WITH env AS (SELECT ST_TileEnvelope(:z, :x, :y) AS m,
                     ST_Translate(ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326), -:dlon, -:dlat) AS g),
@@ -127,7 +171,16 @@ SELECT ST_AsMVT(t, 'tickets', 4096, 'geom', 'id') FROM (
   ORDER BY k.id DESC LIMIT {MAX_TICKETS_PER_TILE}) t WHERE geom IS NOT NULL
 """
 
-
+WORKER_SQL = """
+WITH env AS (SELECT ST_TileEnvelope(:z, :x, :y) AS m,
+                    ST_Translate(ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326), -:dlon, -:dlat) AS g)
+SELECT ST_AsMVT(t, 'workers', 4096, 'geom') FROM (
+  SELECT w.id, w.name, w.role, w.on_duty, extract(epoch FROM p.ts)::bigint AS fix_at,
+         ST_AsMVTGeom(ST_Translate(ST_Transform(p.geom, 3857), :dx, :dy), env.m, 4096, :pbuf, true) AS geom
+  FROM worker_last_positions p JOIN workers w ON w.id = p.worker_id CROSS JOIN env
+  WHERE w.active AND p.geom && env.g AND (CAST(:ids AS text[]) IS NULL OR w.id = ANY(CAST(:ids AS text[])))
+  ORDER BY w.id) t WHERE geom IS NOT NULL
+"""
 
 
 # ----------------------------------------------------------------------------- tile maths
@@ -165,25 +218,34 @@ def tile_params(z: int, x: int, y: int, crs: str) -> dict[str, float | int]:
 
 # ----------------------------------------------------------------------------- data
 
-_TABLE_SEEN: dict[str, float] = {}  # database → when the tickets table was last looked for and missing
+_TABLE_SEEN: dict[tuple, float] = {}  # (database, table) → when it was last looked for and missing (0: found)
 _AGGREGATES: dict[tuple, dict[str, list]] = {}
+_INFO: dict[tuple, dict] = {}  # (database, registry version) → bounds and counts of the registry
 
 
 def _db(session: Session) -> str:
     return str(session.get_bind().engine.url)
 
 
-def has_tickets(session: Session) -> bool:
-    """Whether the tickets table exists (once seen it stays; a missing one is looked for every 30 s)."""
-    db = _db(session)
-    missing_since = _TABLE_SEEN.get(db)
+def has_table(session: Session, table: str) -> bool:
+    """Whether a layer's table exists (once seen it stays; a missing one is looked for every 30 s)."""
+    key = (_db(session), table)
+    missing_since = _TABLE_SEEN.get(key)
     if missing_since == 0.0:
         return True
     if missing_since is not None and time.monotonic() - missing_since < 30:
         return False
-    found = session.scalar(text("SELECT to_regclass('public.tickets') IS NOT NULL")) is True
-    _TABLE_SEEN[db] = 0.0 if found else time.monotonic()
+    found = session.scalar(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"public.{table}"}) is True
+    _TABLE_SEEN[key] = 0.0 if found else time.monotonic()
     return found
+
+
+def has_tickets(session: Session) -> bool:
+    return has_table(session, "tickets")
+
+
+def has_workers(session: Session) -> bool:
+    return has_table(session, "worker_last_positions")
 
 
 def scope_tag(scope: Scope | None) -> str:
@@ -203,6 +265,18 @@ def open_ticket_ids(session: Session, scope: Scope | None) -> list[int] | None:
 
     stmt = select(Ticket.id).where(Ticket.state.not_in(("closed", "signed_off")), Ticket.duplicate_of.is_(None))
     return list(session.scalars(scope.filter(stmt, Ticket)))
+
+
+def visible_worker_ids(session: Session, scope: Scope | None) -> list[str] | None:
+    """The workers ``scope`` sees, as ``GET /workers`` lists them (None: all): its town's, and those
+    patrolling a grid in its area."""
+    if scope is None or scope.city_wide:
+        return None
+    from sqlalchemy import select
+
+    from layers.workers.models import Assignment, Worker
+
+    return list(session.scalars(scope.filter(select(Worker.id), Worker, via=(Worker.id, Assignment.worker_id))))
 
 
 def open_by_grid(session: Session, stamp: str = "", scope: Scope | None = None) -> dict[str, list]:
@@ -229,10 +303,11 @@ def open_by_grid(session: Session, stamp: str = "", scope: Scope | None = None) 
 
 
 def clear_caches() -> None:
-    """Forget cached tiles, aggregates and table lookups (tests that write tickets call this)."""
+    """Forget cached tiles, aggregates, layer info and table lookups (tests that write tickets call this)."""
     CACHE.items.clear()
     _AGGREGATES.clear()
     _TABLE_SEEN.clear()
+    _INFO.clear()
 
 
 def registry_version(session: Session) -> int:
@@ -262,18 +337,25 @@ class TileCache:
 
 CACHE = TileCache()
 TICKET_TTL_S = 5.0
+WORKER_TTL_S = 2.0  # live positions
 
 
 def render_tile(session: Session, layer: str, params: dict, stamp: str = "", scope: Scope | None = None) -> bytes:
     """One tile's bytes for ``layer`` (empty bytes when nothing is in it).
 
     ``all`` is every layer in one tile (grids, villages, towns, then tickets when they exist): a
-    big screen then makes a quarter of the requests, drawn in that order.
+    big screen then makes a quarter of the requests, drawn in that order. ``base`` is the registry
+    alone (grids without ticket counts, villages, towns, districts): it depends on nothing else.
     """
     if layer == "all":
         names = ["grids", "villages", "towns"] + (["tickets"] if has_tickets(session) else [])
         return b"".join(render_tile(session, name, params, stamp, scope) for name in names)
-    if layer in ("towns", "villages"):
+    if layer == "base":
+        return bytes(session.scalar(text(BASE_SQL), params) or b"")
+    if layer == "workers":
+        return bytes(session.scalar(text(WORKER_SQL), {**params, "ids": visible_worker_ids(session, scope),
+                                                        "pbuf": POINT_BUFFER, "margin": POINT_BUFFER / EXTENT}) or b"")
+    if layer in ("towns", "villages", "districts"):
         sql, extra = AREA_SQL, {"level": layer[:-1], "layer": layer}
     elif layer == "grids":
         sql, extra = GRID_SQL, open_by_grid(session, stamp, scope)
@@ -287,38 +369,102 @@ def render_tile(session: Session, layer: str, params: dict, stamp: str = "", sco
     return bytes(tile or b"")
 
 
+def ticket_stamp(client_version: int = 0) -> str:
+    """The cache stamp of ticket-driven data: a few-second time bucket plus the client's live version."""
+    return f"{int(time.time() // TICKET_TTL_S)}.{client_version}"
+
+
 def cache_key(session: Session, layer: str, params: dict, crs: str,
               client_version: int = 0, scope: Scope | None = None) -> tuple[tuple, str, float | None, str]:
     """(key, etag, ttl, ticket stamp): registry layers are versioned by edit id; ticket-coloured ones
-    by a few-second time bucket plus the client's version (bumped on every live ticket event)."""
+    by a few-second time bucket plus the client's version (bumped on every live ticket event); worker
+    positions by a two-second bucket plus that version."""
     version = registry_version(session)
-    ticket_driven = layer in ("tickets", "all", "grids") and has_tickets(session)
-    ttl = TICKET_TTL_S if ticket_driven else None
-    ticket_stamp = f"{int(time.time() // TICKET_TTL_S)}.{client_version}" if ticket_driven else ""
-    stamp = f"{version}" + (f".{ticket_stamp}" if ticket_driven else "")
-    tag = scope_tag(scope) if ticket_driven else ""
+    if layer == "workers":
+        ttl: float | None = WORKER_TTL_S
+        stamp_t = f"{int(time.time() // WORKER_TTL_S)}.{client_version}"
+    elif layer in ("tickets", "all", "grids") and has_tickets(session):
+        ttl, stamp_t = TICKET_TTL_S, ticket_stamp(client_version)
+    else:
+        ttl, stamp_t = None, ""
+    live = ttl is not None
+    stamp = f"{version}" + (f".{stamp_t}" if live else "")
+    tag = scope_tag(scope) if live else ""
     if tag:  # the ETag differs per scope too, without spelling the scope out
-        import hashlib
-
-        stamp += "." + hashlib.sha256(tag.encode()).hexdigest()[:12]
+        stamp += "." + _digest(tag)
     key = (_db(session), layer, params["z"], params["x"], params["y"], crs, stamp)
-    return key, f'W/"{layer}-{crs}-{stamp}"', ttl, ticket_stamp
+    return key, f'W/"{layer}-{crs}-{stamp}"', ttl, stamp_t
+
+
+def _digest(value: str | bytes) -> str:
+    return hashlib.sha256(value.encode() if isinstance(value, str) else value).hexdigest()[:16]
+
+
+def _cache_headers(scope: Scope, max_age: int, etag: str, *, immutable: bool = False) -> dict[str, str]:
+    shared = scope.city_wide and scope.user == Scope.demo().user  # the open demo: any cache may keep it
+    headers = {"ETag": etag, "Cache-Control": f"{'public' if shared else 'private'}, max-age={max_age}"
+               + (", immutable" if immutable else ""), "Vary": "Authorization, Cookie"}
+    if shared:
+        headers["Access-Control-Allow-Origin"] = "*"
+    return headers
 
 
 # ----------------------------------------------------------------------------- routes
 
-LAYERS = ("towns", "villages", "grids", "tickets", "all")
+LAYERS = ("towns", "villages", "grids", "tickets", "all", "districts", "base", "workers")
+YEAR_S = 365 * 24 * 3600
+
+
+def registry_info(session: Session) -> dict:
+    """Bounds of the grids and how many grids, villages and towns there are, once per registry version."""
+    version = registry_version(session)
+    key = (_db(session), version)
+    if key not in _INFO:
+        box = session.execute(text("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM"
+                                   " (SELECT ST_Extent(geom) AS e FROM grids WHERE valid_to IS NULL) s")).one()
+        counts = dict(session.execute(text(
+            "SELECT 'grids', count(*) FROM grids WHERE valid_to IS NULL UNION ALL"
+            " SELECT level || 's', count(*) FROM areas WHERE valid_to IS NULL GROUP BY level")).all())
+        if len(_INFO) > 16:
+            _INFO.clear()
+        _INFO[key] = {"bounds": None if box[0] is None else [round(v, 6) for v in box], "registry_version": version,
+                      "counts": {k: int(v) for k, v in counts.items()}}
+    return _INFO[key]
 
 
 @router.get("/tiles")
 def tile_layers(session: SessionDep, scope: ScopeDep) -> dict:
-    """The tile layers this server has now (``tickets`` appears once its table exists)."""
-    names = [n for n in LAYERS if n != "tickets" or has_tickets(session)]  # "all": every layer in one tile
-    box = session.execute(text("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM"
-                               " (SELECT ST_Extent(geom) AS e FROM grids WHERE valid_to IS NULL) s")).one()
-    return {"bounds": None if box[0] is None else [round(v, 6) for v in box], "layers": [{"name": n, "tiles": [f"/tiles/{n}/{{z}}/{{x}}/{{y}}.pbf"], "minzoom": 0, "maxzoom": 22,
-                        "labels": f"{n}_labels" if n != "tickets" else None,
-                        "aggregate_below_zoom": TICKET_POINT_ZOOM if n == "tickets" else None} for n in names]}
+    """The tile layers this server has now (``tickets`` and ``workers`` appear once their tables exist), the grids' bounds,
+    the registry version (``?r=`` on registry tiles makes them immutable) and the registry's counts."""
+    names = [n for n in LAYERS if (n != "tickets" or has_tickets(session)) and (n != "workers" or has_workers(session))]
+    info = registry_info(session)
+    return {**info, "stats": "/tiles/grid-stats", "layers": [
+        {"name": n, "tiles": [f"/tiles/{n}/{{z}}/{{x}}/{{y}}.pbf"], "minzoom": 0, "maxzoom": 22,
+         "labels": f"{n}_labels" if n not in ("tickets", "all", "base", "workers") else None,
+         "aggregate_below_zoom": TICKET_POINT_ZOOM if n == "tickets" else None} for n in names]}
+
+
+@router.get("/tiles/grid-stats")
+def grid_stats(request: Request, session: SessionDep, scope: ScopeDep,
+               v: Annotated[int, Query(ge=0, description="client's live version: a new one skips cached counts")] = 0,
+               ) -> Response:
+    """Open tickets per grid the caller sees: ``grids`` maps a grid code to ``[open, worst card (0 ok,
+    1 yellow, 2 red), red, yellow]`` (grids without open tickets are left out), with city totals.
+
+    What colours the ``base`` tiles on the big screen: a live ticket event refetches this (a few kB)
+    instead of every tile on the screen."""
+    tickets = has_tickets(session)
+    stamp = ticket_stamp(v) if tickets else ""
+    data = open_by_grid(session, stamp, scope)
+    grids = {code: [o, c, r, y] for code, o, c, r, y in
+             zip(data["codes"], data["opens"], data["cards"], data["reds"], data["yellows"], strict=True) if o}
+    body = json.dumps({"tickets": tickets, "columns": ["open", "card", "red", "yellow"], "grids": grids,
+                       "totals": {"open": sum(data["opens"]), "red": sum(data["reds"]), "yellow": sum(data["yellows"]),
+                                  "grids": len(grids)}}, separators=(",", ":")).encode()
+    headers = _cache_headers(scope, int(TICKET_TTL_S), f'W/"stats-{_digest(body)}"')
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.get("/tiles/{layer}/{z}/{x}/{y}.pbf", response_class=Response,
@@ -327,24 +473,25 @@ def tile(request: Request, session: SessionDep, scope: ScopeDep, layer: str,
          z: Annotated[int, Path(ge=0, le=22)], x: Annotated[int, Path(ge=0)], y: Annotated[int, Path(ge=0)],
          crs: Annotated[str, Query(pattern="^(wgs84|gcj02)$")] = "wgs84",
          v: Annotated[int, Query(ge=0, description="client's live version: a new one skips cached ticket data")] = 0,
+         r: Annotated[int | None, Query(ge=0, description="registry version the client saw (GET /tiles): when it is "
+                                                          "current, registry tiles are sent as immutable")] = None,
          ) -> Response:
-    """One vector tile of ``towns``, ``villages``, ``grids``, ``tickets`` or ``all`` (XYZ, EPSG:3857)."""
+    """One vector tile of a layer listed by ``GET /tiles`` (XYZ, EPSG:3857)."""
     if layer not in LAYERS:
         raise NotFound(f"no tile layer {layer!r}; layers: {', '.join(LAYERS)}")
     if layer == "tickets" and not has_tickets(session):
         raise NotFound("no tile layer 'tickets': the tickets table does not exist yet")
+    if layer == "workers" and not has_workers(session):
+        raise NotFound("no tile layer 'workers': the workers tables do not exist yet")
     params = tile_params(z, x, y, crs)
-    key, etag, ttl, ticket_stamp = cache_key(session, layer, params, crs, v, scope)
-    shared = scope.city_wide and scope.user == Scope.demo().user  # the open demo: any cache may keep it
-    headers = {"ETag": etag, "Cache-Control": f"{'public' if shared else 'private'}, max-age={int(ttl) if ttl else 300}",
-               "Vary": "Authorization, Cookie"}
-    if shared:
-        headers["Access-Control-Allow-Origin"] = "*"
+    key, etag, ttl, stamp = cache_key(session, layer, params, crs, v, scope)
+    immutable = ttl is None and r is not None and key[-1] == str(r)
+    headers = _cache_headers(scope, YEAR_S if immutable else int(ttl) if ttl else 300, etag, immutable=immutable)
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     body = CACHE.get(key)
     headers["X-Tile-Cache"] = "miss" if body is None else "hit"
     if body is None:
-        body = render_tile(session, layer, params, ticket_stamp, scope)
+        body = render_tile(session, layer, params, stamp, scope)
         CACHE.put(key, body, ttl)
     return Response(body, media_type=MVT, headers=headers)

@@ -72,7 +72,7 @@ def test_all_layers_in_one_tile_and_the_layer_list(demo_client):
     assert {"grids", "grids_labels", "villages", "villages_labels", "towns", "towns_labels"} <= set(found)
     assert len(found["grids_labels"]) == 1347 and len(found["towns_labels"]) == 15
     names = [layer["name"] for layer in demo_client.get("/tiles").json()["layers"]]
-    assert names == ["towns", "villages", "grids", "tickets", "all"]
+    assert names == ["towns", "villages", "grids", "tickets", "all", "districts", "base", "workers"]
 
 
 def test_tile_headers_cache_and_not_modified(demo_client):
