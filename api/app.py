@@ -54,13 +54,17 @@ def _exists(module: str) -> bool:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
-    """Warm the resolver's index in the background so the first requests do not wait for it."""
+    """Warm the resolver's index and the connection pool in the background so the first requests do
+    not wait for them."""
     def warm() -> None:
+        from gis.db import warm_pool
         from gis.locate import warm as build
+        from gis.settings import database_settings
 
         try:
             with app.state.sessions() as session:
                 log.info("resolver index ready: %d grids", build(session))
+            warm_pool(app.state.sessions.kw["bind"], database_settings().pool_size)
         except Exception:  # noqa: BLE001 - a cold start must not stop the server; requests build it
             log.warning("could not warm the resolver index at start-up", exc_info=True)
 

@@ -37,8 +37,24 @@ def forget_engines() -> None:
 @lru_cache
 def _engine(url: str) -> Engine:
     settings = database_settings()
-    return create_engine(url, pool_size=settings.pool_size, max_overflow=settings.pool_size * 2,
+    return create_engine(url, pool_size=settings.pool_size, max_overflow=settings.pool_overflow,
                          pool_timeout=10, pool_pre_ping=True)
+
+
+def warm_pool(eng: Engine, connections: int) -> int:
+    """Open ``connections`` pooled connections at once and have each backend load PostGIS, so the
+    first requests after a start do not pay for new backends; returns how many were warmed."""
+    held = []
+    try:
+        for _ in range(connections):
+            conn = eng.connect()
+            held.append(conn)
+            conn.exec_driver_sql("SELECT ST_AsBinary(ST_MakePoint(0, 0))")
+            conn.rollback()
+    finally:
+        for conn in held:
+            conn.close()
+    return len(held)
 
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:

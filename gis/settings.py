@@ -20,7 +20,12 @@ class DatabaseSettings(BaseSettings):
     database_url: str = ""
     data_dir: Path = Field(default=PROJECT_ROOT / ".onemap")
     pg_bin: Path | None = None  # folder with initdb/pg_ctl; found automatically when unset
-    pool_size: int = 10
+    # Connections each server process keeps open. Few and kept: a connection made under a burst and
+    # closed after it (SQLAlchemy's overflow) costs a new PostgreSQL backend each time (fork, catalog
+    # caches, loading PostGIS: tens of ms of CPU), which at 200 requests/s on 2 cores became seconds
+    # of stalls. Requests beyond the pool wait for a connection (pool_timeout) instead.
+    pool_size: int = Field(default=12, ge=1)
+    pool_overflow: int = Field(default=2, ge=0)
 
     @property
     def cluster_dir(self) -> Path:

@@ -130,7 +130,9 @@ def bench_load(url: Annotated[str, typer.Option(help="base URL of a running OneM
                skip: Annotated[list[str] | None, typer.Option(help="leave a kind out: map, tile, resolve, create, "
                                                                    "move, gps")] = None,
                serve: Annotated[int, typer.Option(help="start a server with this many processes on a free port "
-                                                       "against the configured database (0: use --url)")] = 0) -> None:
+                                                       "against the configured database (0: use --url)")] = 0,
+               warmup: Annotated[float, typer.Option(help="seconds of the same load first, reported apart "
+                                                          "(caches and connection pools fill)")] = 10.0) -> None:
     """Mixed loopback load (map reads, resolves, ticket creates and moves, GPS ingest): throughput, p50/p99
     per kind, and a count afterwards that no accepted write was lost."""
     from scripts.bench_load import run
@@ -146,7 +148,7 @@ def bench_load(url: Annotated[str, typer.Option(help="base URL of a running OneM
             url = f"http://127.0.0.1:{port}"
             wait_warm(url, "/resolve?lon=118.8&lat=36.88")
             out.print(f"server: {serve} process(es) at {url}")
-        report = run(url, rate=rate, seconds=seconds, token=token, skip=tuple(skip or ()))
+        report = run(url, rate=rate, seconds=seconds, token=token, skip=tuple(skip or ()), warmup=warmup)
     except (OneMapError, RuntimeError, ValueError) as exc:
         _fail(getattr(exc, "message", str(exc)))
     finally:

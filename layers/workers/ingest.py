@@ -16,14 +16,13 @@ insert, last positions with the viewer's notification); a million-fix file runs 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import lru_cache, partial
+from functools import partial
 
 import numpy as np
 import pandas as pd
-from pyproj import Transformer
 from sqlalchemy.orm import Session
 
-from gis.coords import gauss_kruger_epsg, normalize_crs, to_wgs84
+from gis.coords import from_wgs84, gauss_kruger_epsg, normalize_crs, to_wgs84
 from gis.locate import locate_arrays
 from layers.sensors.bulk import (
     Column,
@@ -108,18 +107,9 @@ def _previous_fixes(session: Session, fixes: Fixes) -> Fixes:
             "x": np.array([r[2] for r in rows], dtype=float), "y": np.array([r[3] for r in rows], dtype=float)}
 
 
-@lru_cache(maxsize=8)
-def _gauss_kruger(epsg: int) -> Transformer:
-    """WGS84 → CGCS2000 Gauss-Krüger ``epsg`` as a PROJ pipeline: the numbers of ``gis.coords.from_wgs84``
-    (a test holds them together), but cheap in a thread that has not used it yet. pyproj rebuilds a
-    transformer in every thread that uses it; one made from EPSG codes searches PROJ's database again
-    (~60 ms, each time the server's thread pool starts a thread), one made from its pipeline does not (~0.3 ms)."""
-    return Transformer.from_pipeline(Transformer.from_crs("EPSG:4326", f"EPSG:{epsg}", always_xy=True).definition)
-
-
 def _metres(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """WGS84 → metres in the Gauss-Krüger zone of the points' median longitude."""
-    x, y = _gauss_kruger(gauss_kruger_epsg(float(np.median(lon)))).transform(lon, lat)
+    x, y = from_wgs84(lon, lat, f"EPSG:{gauss_kruger_epsg(float(np.median(lon)))}")  # cheap in any thread
     return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
 
 

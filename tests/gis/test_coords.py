@@ -58,3 +58,27 @@ def test_normalize_crs(text, expected):
 def test_unknown_crs_is_refused(bad):
     with pytest.raises(UnknownCRS, match="unknown coordinate reference system"):
         coords.normalize_crs(bad)
+
+
+def test_transformers_are_rebuilt_from_their_pipeline_when_that_is_exact():
+    """pyproj rebuilds a transformer in every new thread; from the two CRSs that searches PROJ's
+    database again (a server's thread pool paid it as start-up stalls), from a pipeline it does not.
+    Where PROJ has one operation (Gauss-Krüger zones) the pipeline is used and gives the same numbers
+    as a transformer made from the CRSs, in a new thread too; where it has several (Beijing 1954 →
+    WGS84: chosen per point), the full transformer is kept."""
+    import threading
+
+    from pyproj import Transformer
+
+    from gis.coords import _transformer, from_wgs84
+
+    rng = np.random.default_rng(4)
+    lon, lat = rng.uniform(117.6, 120.9, 500), rng.uniform(35.5, 38.5, 500)
+    reference = Transformer.from_crs("EPSG:4326", "EPSG:4528", always_xy=True).transform(lon, lat)
+    got = {}
+    worker = threading.Thread(target=lambda: got.update(xy=from_wgs84(lon, lat, "EPSG:4528")))
+    worker.start()
+    worker.join()
+    assert np.abs(np.array(got["xy"]) - np.array(reference)).max() < 1e-6
+    assert type(_transformer("EPSG:4326", "EPSG:4528")._transformer_maker).__name__ == "TransformerFromPipeline"
+    assert type(_transformer("EPSG:4214", "EPSG:4326")._transformer_maker).__name__ == "TransformerFromCRS"

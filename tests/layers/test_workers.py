@@ -237,21 +237,6 @@ def test_workers_are_looked_up_by_the_batch_ids(crew):
     assert registry.known_ids(crew, ["W1", "W2", "W9"]) == {"W1"} and "W4" in registry.known_ids(crew)
 
 
-def test_the_speed_test_measures_in_gauss_kruger_metres_in_any_thread():
-    """The speed test's projection is gis.coords' Gauss-Krüger zone to the micrometre, in a new thread too
-    (there a transformer made from EPSG codes would cost ~60 ms to rebuild; this one does not)."""
-    import threading
-
-    rng = np.random.default_rng(4)
-    lon, lat = rng.uniform(117.6, 120.9, 500), rng.uniform(35.5, 38.5, 500)
-    got = {}
-    worker = threading.Thread(target=lambda: got.update(xy=ingest._metres(lon, lat)))
-    worker.start()
-    worker.join()
-    x, y = from_wgs84(lon, lat, "EPSG:4528")  # the zone of the median longitude (~119.2)
-    assert np.abs(got["xy"][0] - x).max() < 1e-6 and np.abs(got["xy"][1] - y).max() < 1e-6
-
-
 def test_positions_are_announced_once_committed_and_a_resend_is_silent(scratch_url):
     """LISTEN onemap_workers hears where workers are after COMMIT; a resent batch (nothing inserted) says
     nothing; a batch of only flagged fixes says so with an empty list."""
