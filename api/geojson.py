@@ -6,15 +6,19 @@ import json
 from datetime import datetime
 
 import geopandas as gpd
+import numpy as np
+import pandas as pd
 import shapely
 from fastapi.responses import Response
 
 
 def _plain(value):
+    if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
+        return None  # missing, whatever pandas made of it (NaN, NaT), is JSON null, never "NaT"
     if isinstance(value, datetime):
         return value.isoformat()
-    if value is None or (isinstance(value, float) and value != value):
-        return None
+    if isinstance(value, np.datetime64):
+        return None if np.isnat(value) else pd.Timestamp(value).isoformat()
     if hasattr(value, "item"):
         return value.item()
     return value

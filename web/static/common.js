@@ -28,13 +28,16 @@ export function esc(v) {
 
 export function pct(v) { return v === null || v === undefined || Number.isNaN(v) ? "—" : (100 * v).toFixed(1) + "%"; }
 
+const DAY = new Intl.DateTimeFormat("sv-SE", { timeZone: "Asia/Shanghai" }); // YYYY-MM-DD
+const MOMENT = new Intl.DateTimeFormat("zh-CN", { timeZone: "Asia/Shanghai", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+
 export function shanghaiDate(d = new Date()) {
-  return new Intl.DateTimeFormat("sv-SE", { timeZone: "Asia/Shanghai" }).format(d); // YYYY-MM-DD
+  return DAY.format(d);
 }
 
 export function timeText(iso) {
   if (!iso) return "—";
-  return new Intl.DateTimeFormat("zh-CN", { timeZone: "Asia/Shanghai", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" }).format(new Date(iso));
+  return MOMENT.format(new Date(iso));
 }
 
 export const STATE_NAMES = { received: "受理", dispatched: "已派单", signed: "已签收", handling: "处置中", completed: "已办结",
