@@ -409,7 +409,7 @@ function openThing(it) {
 }
 
 function popupOptions(extra = {}) {
-  return { className: "onemap-popup", maxWidth: 460, minWidth: 300, autoPanPaddingTopLeft: L.point(360, 90),
+  return { className: "onemap-popup", maxWidth: 460, minWidth: 300, autoPanPaddingTopLeft: L.point(360, 170), // clear of the header and the counts bar
     autoPanPaddingBottomRight: L.point(440, 30), ...extra };
 }
 
