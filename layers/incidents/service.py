@@ -539,52 +539,17 @@ def _link_duplicate(
     return reject
 
 
-def create_ticket(
-    session: Session,
-    *,
-    channel: str,
-    category: str,
-    description: str,
-    severity: str = "general",
-    lon: float | None = None,
-    lat: float | None = None,
-    crs: str = "EPSG:4326",
-    address: str | None = None,
-    reporter_name: str | None = None,
-    reporter_phone: str | None = None,
-    source_ref: str | None = None,
-    actor: str = "intake",
-    at: datetime | None = None,
-    require_place: bool = False,
-    dedupe: bool = True,
-) -> Ticket:
-    """Receive a report (受理): validate, resolve and freeze its place, route it, start its clock."""
-    ticket, _ = _create(
-        session,
-        channel=channel,
-        category=category,
-        description=description,
-        severity=severity,
-        lon=lon,
-        lat=lat,
-        crs=crs,
-        address=address,
-        reporter_name=reporter_name,
-        reporter_phone=reporter_phone,
-        source_ref=source_ref,
-        actor=actor,
-        at=at,
-        require_place=require_place,
-        dedupe=dedupe,
-    )
-    return ticket
+def create_ticket(session: Session, **fields: Any) -> Ticket:
+    """Receive a report (受理): validate, resolve and freeze its place, route it, start its clock.
+    The fields are :func:`intake`'s; this answers the ticket alone."""
+    return intake(session, **fields)[0]
 
 
 def create_and_detail(session: Session, **fields: Any) -> dict[str, Any]:
     """:func:`create_ticket` answered with its :func:`detail` (the ``POST /tickets`` answer), built from
     what was just written instead of read back: a new ticket's timeline is the events intake wrote,
     and it has no children and no photos yet. The phone is the full one (the route masks it)."""
-    ticket, events = _create(session, **fields)
+    ticket, events = intake(session, **fields)
     tz = _read_tz(session)
     return _detail(ticket, timeline=[_as_read(_event_row(e), tz) for e in events], children=[],
                    attachments=[], now=None, scope=None)
@@ -629,7 +594,7 @@ def _as_read(row: dict[str, Any], tz: tzinfo | None) -> dict[str, Any]:
     return out
 
 
-def _create(
+def intake(
     session: Session,
     *,
     channel: str,
@@ -648,7 +613,9 @@ def _create(
     require_place: bool = False,
     dedupe: bool = True,
 ) -> tuple[Ticket, list[TicketEvent]]:
-    """Intake; returns the ticket and its events (receive, and reject for a duplicate), in order."""
+    """Receive a report (受理); returns the ticket and its events (receive, and reject for a duplicate), in
+    order. ``require_place`` refuses a report that cannot be placed; ``dedupe`` looks for an open report
+    of the same category nearby and closes this one as its duplicate."""
     at = _aware(at)
     _check_channel(channel)
     cat = get_category(category)
