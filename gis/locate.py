@@ -17,11 +17,11 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-import psycopg
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.coords import to_wgs84
+from gis.db import SIDE
 from gis.errors import InvalidInput
 from gis.registry import load_grids, registry_version
 from gis.resolve import MATCHES, GridIndex
@@ -110,64 +110,16 @@ _database = database_key
 
 
 class _VersionProbe:
-    """The registry version asked on the process's own autocommit connections.
-
-    The version is checked on every call (an edit made by any process is seen by the next call), but a
-    session-less check costs one round trip (~0.1 ms) instead of a pool checkout, a pre-ping, BEGIN,
-    the query and COMMIT — and leaves the caller's session untouched, so a route that only resolves
-    points never holds a pooled connection. A few connections per database per process, each used by
-    one thread at a time (the lock guards only the list of idle ones, never a query, so one slow
-    answer holds up nobody else). A session already inside a transaction (it may hold its own
-    uncommitted edit) or bound to a connection (tests) is asked itself, as is every session when all
-    probe connections are busy or the database is away."""
-
-    def __init__(self, size: int = 4) -> None:
-        self._lock = threading.Lock()
-        self._idle: dict[str, list[psycopg.Connection]] = {}
-        self._open: dict[str, int] = {}
-        self._size = size
+    """The registry version, checked on every call (an edit made by any process is seen by the next
+    call) through :data:`gis.db.SIDE`: one round trip on a side connection, the caller's session left
+    untouched, so a route that only resolves points never holds a pooled connection."""
 
     def version(self, session: Session) -> int:
-        bind = session.get_bind()
-        if session.in_transaction() or not isinstance(bind, Engine):  # its own snapshot and edits
-            raw = session.connection().connection.driver_connection
-            return int(raw.execute(VERSION_SQL, prepare=True).fetchone()[0])
-        key = bind.url.render_as_string(hide_password=False)
-        conn = self._take(key)
-        if conn is None:
-            return registry_version(session)
-        try:
-            if conn is True:  # a new connection: made outside the lock
-                conn = psycopg.connect(bind.url.set(drivername="postgresql").render_as_string(hide_password=False),
-                                       autocommit=True, connect_timeout=5)
-            value = int(conn.execute(VERSION_SQL, prepare=True).fetchone()[0])
-        except psycopg.Error:
-            self._drop(key, conn)
-            return registry_version(session)  # the database restarted or is away: the session says so
-        with self._lock:
-            self._idle.setdefault(key, []).append(conn)
-        return value
-
-    def _take(self, key: str) -> psycopg.Connection | bool | None:
-        """An idle connection, True to make a new one, or None when all are busy."""
-        with self._lock:
-            idle = self._idle.setdefault(key, [])
-            if idle:
-                return idle.pop()
-            if self._open.get(key, 0) < self._size:
-                self._open[key] = self._open.get(key, 0) + 1
-                return True
-        return None
-
-    def _drop(self, key: str, conn: psycopg.Connection | bool) -> None:
-        with self._lock:
-            self._open[key] -= 1
-        if isinstance(conn, psycopg.Connection):
-            conn.close()
+        row = SIDE.fetchone(session, VERSION_SQL)
+        return int(row[0])
 
     def databases(self) -> list[str]:
-        with self._lock:
-            return [k for k, n in self._open.items() if n]
+        return SIDE.databases()
 
 
 class _NoGrids:

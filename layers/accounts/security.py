@@ -21,6 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from gis.db import SIDE
 from gis.errors import Conflict, InvalidInput, NotFound, OneMapError
 from layers.accounts.models import User
 from layers.accounts.scope import Scope, validate_assignment
@@ -178,10 +179,21 @@ def decode_token(token: str, *, settings: AuthSettings | None = None) -> dict[st
         raise AuthError("token not valid") from exc
 
 
+ACCOUNT_COLUMNS = ("id", "username", "display_name", "role", "area_code", "department", "grid_codes", "disabled",
+                   "token_version")
+ACCOUNT_SQL = f"SELECT {', '.join(ACCOUNT_COLUMNS)} FROM users WHERE username = %(u)s"
+
+
 def user_for_token(session: Session, token: str, *, settings: AuthSettings | None = None) -> User:
-    """The live account behind a token: refused if disabled, locked out or the token was revoked."""
+    """The live account behind a token: refused if disabled, removed or the token was revoked.
+
+    Asked of the database on every request (a disabled account or a revoked token stops at once), on
+    a side connection (``gis.db.SIDE``) unless the session is already in a transaction: the answer is
+    a detached :class:`User` holding what scoping needs, not the session's object (routes that change
+    an account load it themselves)."""
     claims = decode_token(token, settings=settings)
-    user = session.scalars(select(User).where(User.username == claims["sub"])).first()
+    row = SIDE.fetchone(session, ACCOUNT_SQL, {"u": claims["sub"]})
+    user = None if row is None else User(**dict(zip(ACCOUNT_COLUMNS, row, strict=True)))
     if user is None or user.disabled:
         raise AuthError("account disabled or removed")
     if claims.get("ver") != user.token_version:

@@ -190,7 +190,9 @@ def test_password_lockout_and_unlock(session):
 def test_tokens_expire_and_are_revoked(session):
     user = create_user(session, username="li", password=PASSWORD, role="village", area_code=WEST, settings=SETTINGS)
     fresh = issue_token(user, settings=SETTINGS)
-    assert user_for_token(session, fresh.access_token, settings=SETTINGS) is user
+    found = user_for_token(session, fresh.access_token, settings=SETTINGS)  # a detached copy: what scoping needs
+    assert (found.id, found.username, found.role, found.area_code, found.token_version) == (user.id, "li", "village",
+                                                                                          WEST, 0)
     assert decode_token(fresh.access_token, settings=SETTINGS)["role"] == "village"
     old = issue_token(user, now=datetime.now(UTC) - timedelta(minutes=16), settings=SETTINGS)
     with pytest.raises(AuthError, match="expired"):
@@ -272,3 +274,33 @@ def test_cli_users_add_list_reset_disable(cli_env):
         assert user.disabled and user.token_version == 2
         assert verify_password(user.password_hash, "a new long password")
     engine.dispose()
+
+
+def test_a_committed_disable_or_revocation_stops_the_next_request(scratch_url):
+    """Outside a transaction the account is asked on a side connection (no pooled session): still
+    every time, so disabling an account or revoking its tokens elsewhere stops its very next request."""
+    from scripts.migrate import upgrade
+
+    upgrade(scratch_url)
+    eng = create_engine(scratch_url)
+    try:
+        with Session(eng) as admin:
+            user = create_user(admin, username="wang", password=PASSWORD, role="city", settings=SETTINGS)
+            token = issue_token(user, settings=SETTINGS).access_token
+            admin.commit()
+        with Session(eng) as request:
+            assert user_for_token(request, token, settings=SETTINGS).role == "city"
+            assert not request.in_transaction()  # the route's session was not used for it
+        with Session(eng) as admin:
+            set_disabled(admin, "wang", True)
+            admin.commit()
+        with Session(eng) as request, pytest.raises(AuthError, match="disabled"):
+            user_for_token(request, token, settings=SETTINGS)
+        with Session(eng) as admin:
+            set_disabled(admin, "wang", False)
+            admin.execute(text("UPDATE users SET token_version = token_version + 1 WHERE username = 'wang'"))
+            admin.commit()
+        with Session(eng) as request, pytest.raises(AuthError, match="revoked"):
+            user_for_token(request, token, settings=SETTINGS)
+    finally:
+        eng.dispose()

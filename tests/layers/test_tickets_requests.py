@@ -122,9 +122,8 @@ def test_writes_are_one_statement_each(tiny):  # noqa: F811
     intake(tiny, at(2, 8))  # the resolver's index and the statement caches are warm
     with statements(tiny) as seen:
         out = intake(tiny, at(2, 9), **pt(600, 100))
-    # the route and duplicate lookup, the insert; no read-back (the resolver's registry-version check
-    # goes to the driver connection directly and is not counted here)
-    assert len(seen) == 2 and not any(s.startswith("SELECT tickets.") for s in seen), seen
+    # the registry version (the resolver), the route and duplicate lookup, the insert; no read-back
+    assert len(seen) == 3 and not any(s.startswith("SELECT tickets.") for s in seen), seen
     tiny.expunge_all()
     with statements(tiny) as seen:
         S.move_and_detail(tiny, out["id"], "check", actor="x", role="district", payload={"verified": True},
