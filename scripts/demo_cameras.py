@@ -175,5 +175,5 @@ def _rules(scene) -> list[tuple[str, dict]]:
         ("crowd", {"name": "人行道人群聚集", "roi": scene.crowd_roi, "min_count": 4, "min_dwell_s": 4.0, **common}),
         ("parking", {"name": "禁停路段违停", "roi": scene.parking_roi, "min_dwell_s": 8.0, **common}),
         ("present", {"name": "封闭施工区闯入", "classes": ["person"], "roi": scene.zone_roi, "min_dwell_s": 2.0,
-                     "severity": "important", **common}),
+                     "severity": "important", "category": "1206", **common}),  # 区域闯入, not the fire default
     ]

@@ -64,7 +64,7 @@ def test_loader_registers_calibrated_cameras_with_rules_and_videos(demo_session,
         assert min(abs(bearing - cam.heading_deg), 360 - abs(bearing - cam.heading_deg)) < 1.0
         rules = demo_session.scalars(select(CameraRule).where(CameraRule.camera_id == cam.id)
                                      .order_by(CameraRule.id)).all()
-        assert [(r.kind, r.category) for r in rules] == [("crowd", "1201"), ("parking", "1202"), ("present", "1203")]
+        assert [(r.kind, r.category) for r in rules] == [("crowd", "1201"), ("parking", "1202"), ("present", "1206")]
         assert all(r.roi and len(r.roi) == 4 and r.cooldown_s == 1200 for r in rules)
     videos = sorted((tmp_path / "videos").glob("*.avi"))
     assert len(videos) == 12 and all(400_000 < v.stat().st_size < 3_000_000 for v in videos)
@@ -98,7 +98,7 @@ def test_one_loop_of_a_demo_camera_lands_on_the_map_and_serves_its_frame(
     kinds = sorted(a.kind for a in demo_session.scalars(select(Alarm).where(Alarm.camera_id == "SG-CAM-01")))
     assert kinds == ["crowd", "parking", "present"]  # the scene's three events, once each in one loop
     tickets = demo_session.scalars(select(Ticket).where(Ticket.source_ref == "camera:SG-CAM-01")).all()
-    assert sorted(t.category for t in tickets) == ["1201", "1202", "1203"]
+    assert sorted(t.category for t in tickets) == ["1201", "1202", "1206"]
     assert all(t.town_code == cam.town_code for t in tickets)
 
     r = demo_client.get("/cameras/SG-CAM-01/frame")
