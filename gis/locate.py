@@ -106,22 +106,6 @@ def database_key(session: Session) -> str:
     return url.render_as_string(hide_password=True)
 
 
-_database = database_key
-
-
-class _VersionProbe:
-    """The registry version, checked on every call (an edit made by any process is seen by the next
-    call) through :data:`gis.db.SIDE`: one round trip on a side connection, the caller's session left
-    untouched, so a route that only resolves points never holds a pooled connection."""
-
-    def version(self, session: Session) -> int:
-        row = SIDE.fetchone(session, VERSION_SQL)
-        return int(row[0])
-
-    def databases(self) -> list[str]:
-        return SIDE.databases()
-
-
 class _NoGrids:
     """The index of an empty registry: no codes (callers answer ``outside`` without asking it)."""
 
@@ -131,25 +115,27 @@ class _NoGrids:
 _NO_GRIDS = _NoGrids()
 
 VERSION_SQL = "SELECT coalesce(max(id), 0) FROM grid_edits"
-PROBE = _VersionProbe()
+PROBE = SIDE  # the side connections the version check uses (tests look at which databases they hold)
 
 
 def current_version(session: Session) -> int:
-    """The registry version now (the newest edit id), checked cheaply: see :class:`_VersionProbe`."""
-    return PROBE.version(session)
+    """The registry version now (the newest edit id), checked on every call through
+    :data:`gis.db.SIDE`: one round trip on a side connection, the caller's session left untouched
+    (a route that only resolves points never holds a pooled connection)."""
+    return int(SIDE.fetchone(session, VERSION_SQL)[0])
 
 
 def _entry(session: Session, as_of: datetime | None) -> tuple[_Entry, int]:
-    version = PROBE.version(session) if as_of is None else registry_version(session)
+    version = current_version(session) if as_of is None else registry_version(session)
     if as_of is None:
-        key: tuple = ("current", version, _database(session))
+        key: tuple = ("current", version, database_key(session))
     else:
         if as_of.tzinfo is None:
             raise InvalidInput("as_of needs a timezone, e.g. 2026-11-01T08:00:00+08:00")
         row = session.execute(text(
             "SELECT coalesce(max(id), 0), count(*) FROM grids "
             "WHERE valid_from <= :t AND (valid_to IS NULL OR valid_to > :t)"), {"t": as_of}).one()
-        key = ("as_of", int(row[0]), int(row[1]), _database(session))
+        key = ("as_of", int(row[0]), int(row[1]), database_key(session))
 
     def build() -> _Entry:
         grids = load_grids(session, as_of=as_of)

@@ -20,7 +20,7 @@ import numpy as np
 from gis.pg import free_port
 
 
-def _serve(port: int, workers: int = 1) -> subprocess.Popen:
+def start_server(port: int, workers: int = 1) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning", "--workers", str(workers)]
     proc = subprocess.Popen(cmd, env=os.environ.copy())
@@ -88,7 +88,7 @@ def run(rate: float = 200, seconds: float = 10, echo=print, workers: int = 1) ->
     points = grids.geometry.representative_point()
     paths = [f"/resolve?lon={p.x:.7f}&lat={p.y:.7f}" for p in points]
     port = free_port()
-    proc = _serve(port, workers)
+    proc = start_server(port, workers)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_warm(base, paths[0])

@@ -141,10 +141,10 @@ def bench_load(url: Annotated[str, typer.Option(help="base URL of a running OneM
     try:
         if serve:
             from gis.pg import free_port
-            from scripts.bench_http import _serve, wait_warm
+            from scripts.bench_http import start_server, wait_warm
 
             port = free_port()
-            server = _serve(port, serve)
+            server = start_server(port, serve)
             url = f"http://127.0.0.1:{port}"
             wait_warm(url, "/resolve?lon=118.8&lat=36.88")
             out.print(f"server: {serve} process(es) at {url}")

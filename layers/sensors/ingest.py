@@ -29,13 +29,12 @@ from layers.sensors.bulk import (
     missing,
     notify,
     numbers,
-    raw_connection,
     read_rows,
     text_codes,
     upsert,
 )
 from layers.sensors.models import POLLUTANTS
-from layers.sensors.registry import ALIASES
+from layers.sensors.registry import ALIASES, known_ids
 
 
 def _rename(rows: Rows) -> Rows:
@@ -44,14 +43,6 @@ def _rename(rows: Rows) -> Rows:
     names.update({c: "sensor_id" for c in ("sensor", "id", "device_id") if c in columns and "sensor_id" not in columns})
     names.update({c: "ts" for c in ("time", "timestamp", "datetime") if c in columns and "ts" not in columns})
     return rows.rename(names)
-
-
-def known_ids(session: Session, ids: list[str]) -> set[str]:
-    """Those of ``ids`` that are sensors in service (not retired): one indexed query per batch, exact
-    whatever was registered a moment ago (``registry.known_ids`` reads every sensor)."""
-    with raw_connection(session).cursor() as cur:
-        cur.execute("SELECT id FROM sensors WHERE status <> 'retired' AND id = ANY(%s)", [list(ids)])
-        return {r[0] for r in cur.fetchall()}
 
 
 def _check_values(rows: Rows) -> None:

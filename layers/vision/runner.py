@@ -149,17 +149,22 @@ class ImageFolder:
         return t, frame
 
 
+def _open_video(path: str | Path) -> tuple[Path, Any, float]:
+    """(path, an opened cv2 capture, its frame rate), or a clear error for a missing or unreadable file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInput(f"video file {path} does not exist")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise InvalidInput(f"video file {path.name} cannot be opened (not a video?)")
+    return path, cap, cap.get(cv2.CAP_PROP_FPS) or 25.0
+
+
 class VideoFile:
     """A video file sampled at ``sample_fps`` (frames in between are grabbed and dropped)."""
 
     def __init__(self, path: str | Path, sample_fps: float = 1.0) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise InvalidInput(f"video file {self.path} does not exist")
-        self.cap = cv2.VideoCapture(str(self.path))
-        if not self.cap.isOpened():
-            raise InvalidInput(f"video file {self.path.name} cannot be opened (not a video?)")
-        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 25.0
+        self.path, self.cap, self.fps = _open_video(path)
         self.every = max(1, int(round(self.fps / sample_fps)))
         self.index = 0
 
@@ -186,13 +191,7 @@ class LoopingVideo:
     part-way, so cameras playing similar videos are not in step."""
 
     def __init__(self, path: str | Path, *, offset_s: float = 0.0, clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise InvalidInput(f"video file {self.path} does not exist")
-        self.cap = cv2.VideoCapture(str(self.path))
-        if not self.cap.isOpened():
-            raise InvalidInput(f"video file {self.path.name} cannot be opened (not a video?)")
-        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 25.0
+        self.path, self.cap, self.fps = _open_video(path)
         self.count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         if self.count <= 0:
             raise InvalidInput(f"video file {self.path.name} has no frames")
