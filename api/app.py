@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from api import errors, middleware
+from api import errors, jobs, middleware
 from gis.db import session_factory
 from gis.settings import ApiSettings, api_settings
 from layers import follow
@@ -55,7 +55,7 @@ def _exists(module: str) -> bool:
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     """Warm the resolver's index and the connection pool in the background so the first requests do
-    not wait for them."""
+    not wait for them; run the scheduled jobs (:mod:`api.jobs`) while the server is up."""
     def warm() -> None:
         from gis.db import warm_pool
         from gis.locate import warm as build
@@ -69,7 +69,9 @@ async def _lifespan(app: FastAPI):
             log.warning("could not warm the resolver index at start-up", exc_info=True)
 
     threading.Thread(target=warm, name="warm-resolver", daemon=True).start()
+    tasks = jobs.start(app)  # the card refresh, on the server's clock
     yield
+    await jobs.stop(tasks)
     audit = getattr(app.state, "audit", None)
     if audit is not None and hasattr(audit, "close"):  # store what was queued before the process ends
         await run_in_threadpool(audit.close)

@@ -34,6 +34,11 @@ class NotFound(OneMapError):
     """The thing asked for does not exist (or is not visible to the caller)."""
 
 
+class Forbidden(OneMapError):
+    """The caller is known but may not do this (another role's move, a body role that is not the
+    account's, a backdated time); the message says why."""
+
+
 class Conflict(OneMapError):
     """The request clashes with the current state (e.g. a code already registered)."""
 

@@ -64,6 +64,7 @@ class ApiSettings(BaseSettings):
     tile_url: str = ""  # optional base map, e.g. a command hall's own tile server
     tile_crs: str = "wgs84"  # "gcj02" for Amap-style tiles: overlays are shifted to match
     max_batch: int = 100_000  # POST /resolve rows
+    cards_every_s: int = Field(default=300, ge=0)  # the card refresh job's period; 0: not run by this server
 
 
 @lru_cache

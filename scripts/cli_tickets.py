@@ -178,12 +178,22 @@ def simulate(days: int = 7, per_day: int = 150, seed: int = 20261001) -> None:
 @tickets_app.command("cards")
 @_guard
 def cards() -> None:
-    """Recompute yellow/red cards now (each change is recorded as an event)."""
+    """Recompute yellow/red cards now, at this machine's time (each change is recorded as an event).
+
+    The server does this on its own every ONEMAP_CARDS_EVERY_S seconds; this runs it at once (an
+    admin's tool: it needs the database's credentials). Refused while a server is running it."""
+    from datetime import timedelta
+
     from gis.db import session_scope
+    from gis.settings import api_settings
     from layers.incidents import service as S
 
     with session_scope() as session:
-        out.print(S.refresh_cards(session))
+        counts = S.run_cards_job(session, every=timedelta(seconds=api_settings().cards_every_s), force=True)
+    if counts is None:
+        err.print("a server is refreshing the cards right now; try again in a moment")
+        raise typer.Exit(1)
+    out.print(counts)
 
 
 def _cell(value: Any) -> str:

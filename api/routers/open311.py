@@ -22,6 +22,7 @@ from api.auth import ScopeDep, WriteScope
 from api.deps import SessionDep
 from api.errors import STATUS
 from gis.errors import InvalidInput, NotFound, OneMapError
+from layers.accounts.scope import Scope
 from layers.incidents import service as S
 from layers.incidents.categories import get_department, load_categories
 from layers.incidents.models import Ticket
@@ -105,7 +106,8 @@ def _float(form: dict[str, str], key: str) -> float | None:
         raise InvalidInput(f"{key} must be a number, got {value!r}") from None
 
 
-def _create(session: Any, form: dict[str, str]) -> list[dict[str, Any]]:
+def _create(session: Any, form: dict[str, str], scope: Scope) -> list[dict[str, Any]]:
+    """File one request; duplicates are looked for only among the tickets the caller sees."""
     code = (form.get("service_code") or "").strip()
     if not code:
         raise InvalidInput("service_code is required")
@@ -125,6 +127,7 @@ def _create(session: Any, form: dict[str, str]) -> list[dict[str, Any]]:
         reporter_phone=form.get("phone"),
         source_ref=form.get("device_id") or form.get("account_id"),
         actor="open311",
+        scope=scope,
     )
     notice = f"unplaced: {ticket.unplaced_reason}" if ticket.unplaced else ""
     return [
@@ -145,7 +148,7 @@ async def post_request(
     The form is read here; resolving and storing run in the thread pool, off the event loop."""
     form = {k: str(v) for k, v in (await request.form()).items()}
     try:
-        return await run_in_threadpool(_create, session, form)
+        return await run_in_threadpool(_create, session, form, scope)
     except OneMapError as exc:
         return _error(exc)
 

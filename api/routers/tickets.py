@@ -1,25 +1,30 @@
 """Tickets (事件工单) and assessment (考核): thin routes over layers.incidents.
 
-Every route calls one service function; domain errors become 400/404/409 in api/errors.py, so a
+Every route calls one service function; domain errors become 400/403/404/409 in api/errors.py, so a
 refused move answers 409 with the allowed moves in ``info.allowed``.
+
+Who acts is the signed-in account (:mod:`layers.incidents.authz`): its workflow role, its area; a
+body ``role`` may only repeat it (403 otherwise) and ``at`` is for city admins importing past events.
+With sign-in off (the local demo) the body's ``role`` is the demo's role switch.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import ScopeDep, WriteScope, require
+from api.auth import AdminScope, ScopeDep, WriteScope, require
 from api.deps import SessionDep
 from api.geojson import GeoJSONResponse, feature_collection
-from gis.errors import NotFound
+from gis.errors import InvalidInput, NotFound
 from layers.accounts.scope import Scope
+from layers.incidents import authz as A
 from layers.incidents import kpis as K
 from layers.incidents import layer as L
 from layers.incidents import service as S
@@ -51,20 +56,22 @@ class TicketIn(BaseModel):
 
 
 class MoveIn(BaseModel):
-    actor: str = Field(min_length=1, max_length=100)
-    role: str
+    actor: str = Field("api", min_length=1, max_length=100,
+                       description="who (demo only; signed in, the account is recorded)")
+    role: str | None = Field(None, description="signed in: optional, must equal the account's workflow role; "
+                                               "demo: the role switch (default district)")
     note: str | None = Field(None, max_length=4000)
     payload: dict[str, Any] = Field(default_factory=dict)
     satisfaction: int | str | None = Field(None, description="shortcut for revisit")
-    at: datetime | None = Field(None, description="when it happened (default now)")
+    at: datetime | None = Field(None, description="city admins importing past events only (default: now)")
 
 
 class PlaceIn(BaseModel):
     lon: float
     lat: float
     crs: str = "EPSG:4326"
-    actor: str = Field(min_length=1)
-    role: str = "district"
+    actor: str = Field("api", min_length=1)
+    role: str | None = None
 
 
 class RouteIn(BaseModel):
@@ -94,14 +101,13 @@ def create(body: TicketIn, session: SessionDep, scope: WriteScope) -> dict[str, 
     either way, with the phone as the caller's role may see it."""
     fields = body.model_dump()
     fields["actor"] = _actor(scope, body.actor)
-    out = S.create_and_detail(session, **fields)  # create_ticket + detail, without a read-back
-    out["reporter_phone"] = scope.phone(out["reporter_phone"])
-    return out
+    # create_ticket + detail, without a read-back; duplicates only among the tickets the caller sees
+    return S.create_and_detail(session, scope=scope, **fields)
 
 
 def _actor(scope: Scope, given: str) -> str:
     """Who acted: the signed-in user when auth is on, else what the body says (the demo)."""
-    return given if scope.user == Scope.demo().user else scope.user
+    return given if scope.demo_mode else scope.user
 
 
 @router.get("/tickets")
@@ -162,9 +168,14 @@ def point_layer(
 
 
 @router.post("/tickets/cards/refresh")
-def cards(session: SessionDep, scope: WriteScope, now: datetime | None = None) -> dict[str, int]:
-    """Recompute yellow/red cards; each change is a ``card`` event."""
-    return S.refresh_cards(session, now)
+def cards(request: Request, session: SessionDep, scope: AdminScope) -> dict[str, Any]:
+    """Recompute yellow/red cards now (city admins; the server also does it on its own schedule).
+    Cards are computed at the server's time: a ``now`` is refused, not ignored."""
+    if "now" in request.query_params:
+        raise InvalidInput("now is not accepted: cards are computed at the server's time")
+    every = timedelta(seconds=request.app.state.settings.cards_every_s)
+    counts = S.run_cards_job(session, every=every, force=True)
+    return {"ran": counts is not None, **(counts or {})}
 
 
 @router.get("/tickets/routing")
@@ -190,8 +201,8 @@ def put_routing(category: str, body: RouteIn, session: SessionDep,
 
 @router.get("/tickets/{ticket_id}")
 def show(ticket_id: TicketId, session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
-    """Detail: place codes, state, deadlines, cards, timeline, photos, allowed moves by role
-    (another area's ticket: 404, as if it did not exist)."""
+    """Detail: place codes, state, deadlines, cards, timeline, photos, allowed moves by role, and the
+    caller's own ``actor_role`` and ``my_moves`` (another area's ticket: 404, as if it did not exist)."""
     return S.detail(session, ticket_id, scope=scope)
 
 
@@ -206,6 +217,7 @@ async def attach(
     """A photo (JPEG/PNG/WebP, at most 5 MB). The body is read here; the check and the insert run
     in the thread pool so the event loop never waits on the database."""
     data = await file.read(S.MAX_ATTACHMENT_BYTES + 1)
+    who = A.acting(scope)
     row = await run_in_threadpool(
         S.add_attachment,
         session,
@@ -214,6 +226,7 @@ async def attach(
         content_type=file.content_type or "",
         data=data,
         uploaded_by=_actor(scope, uploaded_by),
+        role=who.role.value,
         scope=scope,
     )
     return {
@@ -234,7 +247,10 @@ def attachment(ticket_id: TicketId, attachment_id: Annotated[int, Path(ge=1, le=
 @router.post("/tickets/{ticket_id}/place")
 def place(ticket_id: TicketId, body: PlaceIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
     """Place an unplaced ticket (the desk found it on the map). Unplaced tickets are visible city-wide
-    only, so only city-wide writers reach one; the answer is the placed ticket."""
+    only, so only city-wide writers reach one, and placing is the command centre's work; the answer is
+    the placed ticket."""
+    who = A.acting(scope, body.role)
+    A.may_place(who)
     S.place_ticket(
         session,
         ticket_id,
@@ -242,7 +258,7 @@ def place(ticket_id: TicketId, body: PlaceIn, session: SessionDep, scope: WriteS
         lat=body.lat,
         crs=body.crs,
         actor=_actor(scope, body.actor),
-        role=body.role,
+        role=who.role.value,
         scope=scope,
     )
     return S.detail(session, ticket_id, scope=scope)
@@ -251,7 +267,12 @@ def place(ticket_id: TicketId, body: PlaceIn, session: SessionDep, scope: WriteS
 @router.post("/tickets/{ticket_id}/{move}")
 def do_move(ticket_id: TicketId, move: str, body: MoveIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
     """One move: check, reject, grab, dispatch, split, join, return, sign, start, complete,
-    verify_fix, review_pass, review_fail, revisit, close, sign_off, extend."""
+    verify_fix, review_pass, review_fail, revisit, close, sign_off, extend.
+
+    As the signed-in account's workflow role, on a ticket that account may act on (403 with the
+    reason otherwise); at the server's time unless a city admin imports a past event (``at``)."""
+    who = A.acting(scope, body.role)
+    at = A.when(who, body.at)
     payload = dict(body.payload)
     if body.satisfaction is not None:
         payload["satisfaction"] = body.satisfaction
@@ -260,11 +281,12 @@ def do_move(ticket_id: TicketId, move: str, body: MoveIn, session: SessionDep, s
         ticket_id,
         move,
         actor=_actor(scope, body.actor),
-        role=body.role,
+        role=who.role.value,
         note=body.note,
         payload=payload,
-        at=body.at,
+        at=at,
         scope=scope,
+        acting=who,
     )
     # a dispatch may route it out of the caller's scope (to a department): then the answer says so
     # instead of a 404 for the move the caller has just made

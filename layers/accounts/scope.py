@@ -106,6 +106,7 @@ class Scope:
     may_edit_grids: bool = False
     may_export: bool = False
     permissions: frozenset[str] = field(default_factory=frozenset)
+    demo_mode: bool = False  # auth off: the local demo, where the body may choose a workflow role
 
     @classmethod
     def for_role(cls, role: str, *, user: str, area_code: str | None = None, department: str | None = None,
@@ -121,7 +122,7 @@ class Scope:
     def demo(cls) -> Scope:
         """Auth off (the local demo only): city-wide, every permission."""
         return replace(cls.for_role("city", user="anonymous-demo"), can_see_phones=True, may_edit_grids=True,
-                       may_export=True, permissions=ALL_PERMISSIONS)
+                       may_export=True, permissions=ALL_PERMISSIONS, demo_mode=True)
 
     # ------------------------------------------------------------------ permissions
 

@@ -24,6 +24,7 @@ Conventions:
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -41,6 +42,7 @@ from gis.coords import to_wgs84
 from gis.errors import IllegalMove, InvalidInput, NotFound, OneMapError
 from gis.locate import locate
 from layers.accounts.scope import Scope
+from layers.incidents import authz as A
 from layers.incidents import sla
 from layers.incidents.categories import (
     Route,
@@ -68,6 +70,7 @@ MIN_GEOCODE_CONFIDENCE = 0.5
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
 ATTACHMENT_TYPES = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG", "image/webp": b"RIFF"}
 SYSTEM_ACTOR = "onemap"
+MAX_EXTENSION = timedelta(days=366)  # a deadline extended into 2099 is a deadline switched off
 
 
 class TicketLike(Protocol):
@@ -430,14 +433,16 @@ def _check_channel(channel: str) -> str:
 
 _DUPLICATE_SQL = """
         SELECT t.id, ST_Distance(t.geom::geography, p.g::geography),
-               extract(epoch FROM (:at - t.created_at)) / 60.0
+               extract(epoch FROM (:at - t.created_at)) / 60.0,
+               t.grid_code, t.village_code, t.town_code, t.district_code, t.department, t.assignee,
+               t.co_units
         FROM tickets t, (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g) p
         WHERE t.category = :cat AND t.duplicate_of IS NULL AND t.parent_id IS NULL
           AND t.state NOT IN ('closed', 'signed_off') AND t.geom IS NOT NULL
           AND t.created_at BETWEEN :since AND :at
           AND t.geom && ST_Expand(p.g, :deg)
           AND ST_DWithin(t.geom::geography, p.g::geography, :metres)
-        ORDER BY t.created_at, t.id LIMIT 1"""
+        ORDER BY t.created_at, t.id LIMIT :candidates"""
 
 # Intake asks two things of the database at once: the planners' override for the category (if any)
 # and the duplicate candidate (when the report is placed): one round trip instead of two.
@@ -449,8 +454,17 @@ _INTAKE_SQL = text(f"""
 _OVERRIDE_SQL = text("SELECT department, needs_town FROM routing_overrides WHERE category = :cat")
 
 
-def _duplicate_params(category: str, lon: float, lat: float, at: datetime) -> dict[str, Any]:
+# A scoped caller's duplicate is the first candidate it may see; more than this many open reports of
+# one category within 50 m and 24 h, all outside the caller's area, do not happen.
+SCOPED_CANDIDATES = 20
+_SCOPE_COLUMNS = ("grid_code", "village_code", "town_code", "district_code", "department", "assignee",
+                  "co_units")
+
+
+def _duplicate_params(category: str, lon: float, lat: float, at: datetime,
+                      scope: Scope | None = None) -> dict[str, Any]:
     return {
+        "candidates": 1 if scope is None or scope.city_wide else SCOPED_CANDIDATES,
         "lon": lon,
         "lat": lat,
         "at": at,
@@ -462,13 +476,26 @@ def _duplicate_params(category: str, lon: float, lat: float, at: datetime) -> di
 
 
 def find_duplicate(
-    session: Session, *, category: str, lon: float, lat: float, at: datetime
+    session: Session, *, category: str, lon: float, lat: float, at: datetime, scope: Scope | None = None
 ) -> tuple[int, float, float] | None:
-    """The first open ticket of this category within 50 m and the 24 h before ``at``."""
-    row = session.execute(
-        text(_DUPLICATE_SQL), _duplicate_params(category, lon, lat, at)
-    ).first()
-    return None if row is None else (int(row[0]), float(row[1]), float(row[2]))
+    """The first open ticket of this category within 50 m and the 24 h before ``at`` (that ``scope``
+    sees: a caller never learns of, nor writes into, another area's ticket)."""
+    rows = session.execute(
+        text(_DUPLICATE_SQL), _duplicate_params(category, lon, lat, at, scope)
+    ).all()
+    return _first_visible(rows, 0, scope)
+
+
+def _first_visible(rows: Any, start: int, scope: Scope | None) -> tuple[int, float, float] | None:
+    """The first candidate (columns from ``start``: id, metres, minutes, then the scope columns)
+    that ``scope`` sees."""
+    for row in rows:
+        if row[start] is None:
+            continue
+        codes = dict(zip(_SCOPE_COLUMNS, row[start + 3:start + 10], strict=True))
+        if scope is None or scope.sees(codes):
+            return int(row[start]), float(row[start + 1]), float(row[start + 2])
+    return None
 
 
 def _route_of(category: str, override: Any) -> Route:
@@ -481,19 +508,18 @@ def _route_of(category: str, override: Any) -> Route:
 
 
 def _intake_lookup(
-    session: Session, category: str, place: Place, at: datetime, dedupe: bool
+    session: Session, category: str, place: Place, at: datetime, dedupe: bool, scope: Scope | None
 ) -> tuple[Route, tuple[int, float, float] | None]:
     """The route of ``category`` (override or CSV default) and, for a placed report with ``dedupe``,
-    the duplicate candidate (:func:`find_duplicate`), in one statement."""
+    the duplicate candidate (:func:`find_duplicate`, within ``scope``), in one statement."""
     if not (dedupe and place.placed and place.lon is not None and place.lat is not None):
         row = session.execute(_OVERRIDE_SQL, {"cat": category}).first()
         return _route_of(category, row), None
-    row = session.execute(
+    rows = session.execute(
         _INTAKE_SQL,
-        _duplicate_params(category, place.lon, place.lat, at)
-    ).one()
-    found = None if row[2] is None else (int(row[2]), float(row[3]), float(row[4]))
-    return _route_of(category, row), found
+        _duplicate_params(category, place.lon, place.lat, at, scope)
+    ).all()
+    return _route_of(category, rows[0]), _first_visible(rows, 2, scope)
 
 
 def _link_duplicate(
@@ -545,14 +571,15 @@ def create_ticket(session: Session, **fields: Any) -> Ticket:
     return intake(session, **fields)[0]
 
 
-def create_and_detail(session: Session, **fields: Any) -> dict[str, Any]:
+def create_and_detail(session: Session, *, scope: Scope | None = None, **fields: Any) -> dict[str, Any]:
     """:func:`create_ticket` answered with its :func:`detail` (the ``POST /tickets`` answer), built from
     what was just written instead of read back: a new ticket's timeline is the events intake wrote,
-    and it has no children and no photos yet. The phone is the full one (the route masks it)."""
-    ticket, events = intake(session, **fields)
+    and it has no children and no photos yet. With ``scope``: duplicates within it only, the phone as
+    that caller may see it, and its ``actor_role`` / ``my_moves``."""
+    ticket, events = intake(session, scope=scope, **fields)
     tz = _read_tz(session)
     return _detail(ticket, timeline=[_as_read(_event_row(e), tz) for e in events], children=[],
-                   attachments=[], now=None, scope=None)
+                   attachments=[], now=None, scope=scope)
 
 
 # The columns intake leaves empty, named so the new object is complete without a read-back.
@@ -612,10 +639,19 @@ def intake(
     at: datetime | None = None,
     require_place: bool = False,
     dedupe: bool = True,
+    scope: Scope | None = None,
 ) -> tuple[Ticket, list[TicketEvent]]:
     """Receive a report (受理); returns the ticket and its events (receive, and reject for a duplicate), in
     order. ``require_place`` refuses a report that cannot be placed; ``dedupe`` looks for an open report
-    of the same category nearby and closes this one as its duplicate."""
+    of the same category nearby and closes this one as its duplicate.
+
+    ``scope`` is the filing caller's: the duplicate is looked for only among the tickets it sees. A
+    report next to another area's open ticket is NOT linked to it, silently or otherwise: linking would
+    either name that ticket to the caller or close the report for a reason the caller may not be told
+    (itself a hint that another area has an open ticket there), and would write an event into a ticket
+    the caller cannot see. The report stays a ticket of its own; the district desk, which sees both,
+    rejects one as a duplicate if it is one. Callers without a scope (sensors, cameras, the CLI) and
+    city-wide callers dedupe across the whole city as before."""
     at = _aware(at)
     _check_channel(channel)
     cat = get_category(category)
@@ -628,7 +664,7 @@ def intake(
             f"location could not be resolved: {place.reason}", detail={"reason": place.reason}
         )
     session.flush()  # a planner's pending override counts, as an ORM query would autoflush it
-    route, found = _intake_lookup(session, cat.code, place, at, dedupe)
+    route, found = _intake_lookup(session, cat.code, place, at, dedupe, scope)
     columns = {
         "channel": channel,
         "category": cat.code,
@@ -776,6 +812,17 @@ def _dispatch_changes(t: TicketLike, at: datetime, payload: dict[str, Any]) -> d
     }
 
 
+def _extension(until: datetime, at: datetime) -> datetime:
+    """An approved extension (延期) is a new deadline after the move and within a year of it."""
+    until = _aware(until, "until")
+    if not at < until <= at + MAX_EXTENSION:
+        raise InvalidInput(
+            f"until {until.isoformat()} must be after the extension is granted ({at.isoformat()}) "
+            f"and at most {MAX_EXTENSION.days} days later"
+        )
+    return until
+
+
 def _on_time(due: datetime | None, at: datetime, payload: dict[str, Any]) -> None:
     payload["due"] = due
     payload["on_time"] = None if due is None else at <= due
@@ -809,7 +856,7 @@ def plan_move(
     elif tr.move == "complete":
         _on_time(t.complete_due, at, out)
     elif tr.move == "extend":
-        changes["complete_due"] = _aware(out["until"], "until")
+        changes["complete_due"] = _extension(out["until"], at)
         out["previous_due"] = t.complete_due
     elif tr.move == "join":
         for unit in out["units"]:
@@ -966,13 +1013,25 @@ def apply_move(
     payload: Mapping[str, Any] | None = None,
     at: datetime | None = None,
     scope: Scope | None = None,
+    acting: A.Actor | None = None,
 ) -> Ticket:
     """Make one move (抢单/派单/分单/联单/返单, sign, complete, review, revisit, close, ...);
-    with ``scope``, only on a ticket the caller sees (else 404, as if it did not exist)."""
+    with ``scope``, only on a ticket the caller sees (else 404, as if it did not exist); with
+    ``acting`` (a signed-in account), as that account's workflow role and only where that account
+    may act (:func:`layers.incidents.authz.authorize`, else 403)."""
     at = _move_checks(at, actor, move_name)
     ticket = get_ticket(session, ticket_id, lock=True, scope=scope)
+    role, payload = _as_actor(acting, ticket, move_name, role, payload)
     _move(session, ticket, move_name, actor=actor, role=role, note=note, payload=payload, at=at)
     return ticket
+
+
+def _as_actor(acting: A.Actor | None, ticket: Ticket, move_name: str, role: str,
+              payload: Mapping[str, Any] | None) -> tuple[str, Mapping[str, Any] | None]:
+    """The role and payload of a move made by ``acting``: its own role, its checked payload."""
+    if acting is None:
+        return role, payload
+    return acting.role.value, A.authorize(acting, ticket, move_name, dict(payload or {}))
 
 
 def move_and_detail(
@@ -986,6 +1045,7 @@ def move_and_detail(
     payload: Mapping[str, Any] | None = None,
     at: datetime | None = None,
     scope: Scope | None = None,
+    acting: A.Actor | None = None,
 ) -> dict[str, Any] | None:
     """:func:`apply_move` answered with the ticket's :func:`detail` (the answer of a move over the
     API), or None when the move took the ticket out of ``scope`` (a dispatch to a department).
@@ -994,6 +1054,7 @@ def move_and_detail(
     except a split, whose children are read again); the timeline is read after the write."""
     at = _move_checks(at, actor, move_name)
     ticket, children, attachments = _load(session, ticket_id, lock=True, scope=scope)
+    role, payload = _as_actor(acting, ticket, move_name, role, payload)
     _move(session, ticket, move_name, actor=actor, role=role, note=note, payload=payload, at=at)
     if move_name == "split":
         children = list(session.scalars(_CHILDREN, {"ticket_id": ticket.id}))
@@ -1098,6 +1159,7 @@ def add_attachment(
     content_type: str,
     data: bytes,
     uploaded_by: str,
+    role: str = Role.SYSTEM.value,
     at: datetime | None = None,
     scope: Scope | None = None,
 ) -> Attachment:
@@ -1131,7 +1193,7 @@ def add_attachment(
         ticket,
         at=at,
         actor=uploaded_by,
-        role=Role.SYSTEM.value,
+        role=role,
         move="attach",
         from_state=ticket.state,
         to_state=ticket.state,
@@ -1317,7 +1379,17 @@ def _detail(
             if r is not Role.SYSTEM and t.duplicate_of is None
         },
     )
+    me = None if scope is None else A.actor_of(scope)
+    out["actor_role"] = None if me is None else me.role.value
+    out["my_moves"] = A.my_moves(me, t, blocked=_blocked(t))
     return out
+
+
+def _blocked(t: Ticket) -> frozenset[str]:
+    """Moves the table allows but a service rule refuses now (100% 回访 before a citizen's close)."""
+    if t.state == State.REVIEWED and t.channel in CITIZEN_CHANNELS:
+        return frozenset({"close"})
+    return frozenset()
 
 
 _OVERDUE = """(
@@ -1416,3 +1488,31 @@ def find_tickets(
     return list(
         session.scalars(stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(limit))
     )
+
+
+# --------------------------------------------------------------------------- the cards job
+
+CARDS_JOB = "ticket_cards"
+_CLAIM_SQL = text("SELECT started_at FROM job_runs WHERE name = :name FOR UPDATE SKIP LOCKED")
+_DONE_SQL = text(
+    "UPDATE job_runs SET started_at = :at, finished_at = clock_timestamp(), result = CAST(:result AS jsonb) "
+    "WHERE name = :name"
+)
+
+
+def run_cards_job(
+    session: Session, *, every: timedelta, force: bool = False
+) -> dict[str, int] | None:
+    """The scheduled card refresh (黄牌/红牌), at the server's time: the counts, or None when another
+    server process is running it right now or ran it within the last ``every`` (``force``: run anyway
+    unless it is running). The claim is the ``job_runs`` row, locked until the caller commits."""
+    claimed = session.execute(_CLAIM_SQL, {"name": CARDS_JOB}).first()
+    if claimed is None:
+        return None
+    now = now_utc()
+    last = claimed[0]
+    if not force and last is not None and now - last < every * 0.9:
+        return None
+    counts = refresh_cards(session, now)
+    session.execute(_DONE_SQL, {"at": now, "result": json.dumps(counts), "name": CARDS_JOB})
+    return counts

@@ -45,6 +45,7 @@ def world(demo_session, city):  # noqa: F811
             {"w": f"W-{tag}", "ts": datetime.now(UTC), "x": lon, "y": lat, "g": grid, "t": town})
         made[f"ticket_{tag}"] = ticket.id
     for name, spec in {"city_admin": dict(role="city"), "town_a": dict(role="town", area_code=a),
+                       "district_1": dict(role="district", area_code=city["district"]),
                        "analyst_a": dict(role="analyst", area_code=a)}.items():
         demo_session.add(User(username=name, display_name=name, password_hash=HASH, **spec))
     demo_session.flush()
@@ -66,9 +67,13 @@ def test_tickets_are_scoped_to_the_town(api, world, demo_session):  # noqa: F811
     missing = api.get("/tickets/999999999", headers=headers)
     assert other.status_code == missing.status_code == 404
     assert other.json()["detail"] == f"no ticket {world['ticket_B']}"
+    # a town does not act as the district (403, whatever the ticket), and grabbing another town's
+    # ticket as itself is answered as for a missing one
     move = api.post(f"/tickets/{world['ticket_B']}/dispatch", headers=headers,
                     json={"actor": "x", "role": "district", "payload": {"assignee": world["B"]}})
-    assert move.status_code == 404
+    assert move.status_code == 403 and "not as district" in move.json()["detail"]
+    grab = api.post(f"/tickets/{world['ticket_B']}/grab", headers=headers, json={"actor": "x"})
+    assert grab.status_code == 404 and grab.json()["detail"] == f"no ticket {world['ticket_B']}"
     assert api.get(f"/tickets/{world['ticket_B']}/nearest-workers", headers=headers).status_code == 404
     # Open311: scoped the same way, and never the reporter's name or phone
     public = api.get(f"/open311/v2/requests.json?service_request_id={world['ticket_A']},{world['ticket_B']}",
@@ -141,9 +146,14 @@ def test_writes_need_the_permission_and_record_the_signed_in_user(api, world, de
     assert api.post("/grids/edits/merge", json={"why": "x", "codes": ["a", "b"]}, headers=town).status_code == 403
     assert api.post(f"/tickets/{world['ticket_A']}/dispatch", headers=bearer(api, "analyst_a"),
                     json={"actor": "x", "role": "district", "payload": {"assignee": world["A"]}}).status_code == 403
-    moved = api.post(f"/tickets/{world['ticket_A']}/dispatch", headers=town,
-                     json={"actor": "someone else", "role": "district", "payload": {"assignee": world["A"]}})
-    assert moved.status_code == 200 and moved.json()["timeline"][-1]["actor"] == "town_a"
+    refused = api.post(f"/tickets/{world['ticket_A']}/dispatch", headers=town,
+                       json={"actor": "x", "role": "district", "payload": {"assignee": world["A"]}})
+    assert refused.status_code == 403  # a town does not dispatch "as district"
+    moved = api.post(f"/tickets/{world['ticket_A']}/dispatch", headers=bearer(api, "district_1"),
+                     json={"actor": "someone else", "payload": {"assignee": world["A"]}})
+    assert moved.status_code == 200
+    assert moved.json()["timeline"][-1]["actor"] == "district_1"
+    assert moved.json()["timeline"][-1]["role"] == "district"
 
 
 def test_bounds_and_pages(api, world, demo_session):  # noqa: F811
