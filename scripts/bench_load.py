@@ -200,7 +200,7 @@ def _request(kind: str, i: int, plan: Plan, rng: random.Random) -> tuple[str, st
             return None
         ticket = rng.choice(plan.tickets)
         return "POST", f"/tickets/{ticket}/check", {"json": {
-            "actor": "bench", "role": "district", "note": f"bench {plan.run}", "payload": {"verified": True}}}
+            "actor": "bench", "note": f"bench {plan.run}", "payload": {"verified": True}}}  # as the account (demo: district)
     if kind == "gps":
         return "POST", "/workers/positions", {"data": _fixes(plan, rng, lon, lat),
                                               "headers": {"content-type": "text/csv"}}
