@@ -145,7 +145,7 @@ def edit_answer(result: EditResult) -> dict[str, Any]:
 
 def who_of(scope: Scope, given: str | None) -> str:
     """The editor recorded with the edit: the signed-in user when auth is on, else the body's ``who``."""
-    if scope.user != Scope.demo().user:
+    if not scope.demo_mode:
         return scope.user
     if not given:
         raise InvalidInput("who makes the edit? give who (sign-in is off)")

@@ -401,7 +401,7 @@ def _digest(value: str | bytes) -> str:
 
 
 def _cache_headers(scope: Scope, max_age: int, etag: str, *, immutable: bool = False) -> dict[str, str]:
-    shared = scope.city_wide and scope.user == Scope.demo().user  # the open demo: any cache may keep it
+    shared = scope.city_wide and scope.demo_mode  # the open demo: any cache may keep it
     headers = {"ETag": etag, "Cache-Control": f"{'public' if shared else 'private'}, max-age={max_age}"
                + (", immutable" if immutable else ""), "Vary": "Authorization, Cookie"}
     if shared:
