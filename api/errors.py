@@ -21,6 +21,7 @@ log = logging.getLogger("onemap.api")
 
 STATUS: list[tuple[type[Exception], int]] = [
     (E.NotFound, 404),
+    (E.Forbidden, 403),
     (E.Conflict, 409),
     (E.IllegalMove, 409),
     (E.TopologyError, 422),

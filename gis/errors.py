@@ -34,6 +34,11 @@ class NotFound(OneMapError):
     """The thing asked for does not exist (or is not visible to the caller)."""
 
 
+class Forbidden(OneMapError):
+    """The caller may not do this here (e.g. write for a sensor or worker outside its area);
+    ``detail`` names the offending ids, which the caller sent itself."""
+
+
 class Conflict(OneMapError):
     """The request clashes with the current state (e.g. a code already registered)."""
 
