@@ -153,7 +153,7 @@ def test_deeply_nested_json_is_a_4xx(api, world, path):  # noqa: F811
 def test_camera_import_non_utf8_and_huge_fields_are_a_4xx(api, world, places):  # noqa: F811
     admin = bearer(api, "city_admin")
     _, lon, lat = places["A"]
-    for body in ("id,name,lon,lat\nC1,摄像头,{},{}\n".format(lon, lat).encode("gbk"),
+    for body in (f"id,name,lon,lat\nC1,摄像头,{lon},{lat}\n".encode("gbk"),
                  f"id,name,lon,lat\nC2,{'x' * 140_000},{lon},{lat}\n".encode(),
                  f"id,name,lon,lat,source\nC3,n,{lon},{lat},{'s' * 9000}\n".encode()):
         res = api.post("/cameras/import", content=body, headers={**admin, "content-type": "text/csv"})
@@ -228,16 +228,13 @@ def test_live_stream_ends_when_the_account_is_disabled(demo_session, world, monk
     from api.routers import live
 
     monkeypatch.setattr(live, "RECHECK_S", 0.3)
-    api = make_client(demo_session, ON)
-    api.app.state.sessions = _Shared(demo_session, api.app.state.sessions.kw)
-    headers = bearer(api, "town_a")
-    lock = threading.Lock()
+    client = make_client(demo_session, ON)
+    client.app.state.sessions = _Shared(demo_session, client.app.state.sessions.kw)
+    headers = bearer(client, "town_a")
     answer: dict = {}
 
     def listen():
-        with lock:
-            pass
-        answer["response"] = api.get("/live?channels=tickets", headers=headers)
+        answer["response"] = client.get("/live?channels=tickets", headers=headers)
 
     def disable():
         time.sleep(1.0)
@@ -255,8 +252,7 @@ def test_live_stream_ends_when_the_account_is_disabled(demo_session, world, monk
 
 
 def test_sign_in_throttled_per_address_and_account_without_freezing_the_admin(demo_session, world):  # noqa: F811
-    api = make_client(demo_session, ON)
-    app = api.app
+    app = make_client(demo_session, ON).app
 
     def from_ip(ip: str) -> TestClient:
         return TestClient(app, raise_server_exceptions=False, client=(ip, 40000))
@@ -298,11 +294,11 @@ def test_sign_in_throttled_across_addresses_and_per_address(demo_session, world,
 
 
 def test_unknown_names_cost_the_same_time_as_wrong_passwords(demo_session, world):  # noqa: F811
-    api = make_client(demo_session, ON)
+    client = make_client(demo_session, ON)
 
     def timed(name: str) -> float:
         started = time.perf_counter()
-        assert sign_in(api, name, "not the password").status_code == 401
+        assert sign_in(client, name, "not the password").status_code == 401
         return time.perf_counter() - started
 
     real = sorted(timed("town_a") for _ in range(4))[1:3]
