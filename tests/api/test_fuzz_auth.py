@@ -21,7 +21,7 @@ from layers.accounts.models import User
 from layers.accounts.security import issue_token
 from tests.api.test_auth import HASH, ON
 
-EXAMPLES = 4
+EXAMPLES = 3
 BOUND: dict[str, object] = {}
 
 

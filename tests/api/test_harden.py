@@ -14,8 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from gis import csvsafe
-from layers.accounts import throttle as T
 from layers.accounts.models import User
 from layers.accounts.security import set_disabled
 from layers.workers import registry as workers
@@ -274,6 +272,8 @@ def test_sign_in_throttled_per_address_and_account_without_freezing_the_admin(de
 
 
 def test_sign_in_throttled_across_addresses_and_per_address(demo_session, world, monkeypatch):  # noqa: F811
+    from layers.accounts import throttle as T
+
     monkeypatch.setattr(T, "ACCOUNT_FAILURES", 6)
     monkeypatch.setattr(T, "IP_FAILURES", 8)
     app = make_client(demo_session, ON).app
@@ -336,6 +336,8 @@ def test_csv_exports_escape_formulas_but_not_numbers(api, world, places, demo_se
     assert "'" + evil in cells and evil not in cells
     assert not any(c.startswith(("=", "+", "@")) for c in cells)
     # numbers stay numbers: a negative value in a numeric column, and a text cell that is a plain number
+    from gis import csvsafe
+
     sample = pd.DataFrame({"delta": [-3.5, 2.0], "note": ["-12", "-1+cmd|' /C calc'!A0"]})
     out = csvsafe.frame(sample)
     assert out["delta"].tolist() == [-3.5, 2.0] and out["note"].tolist() == ["-12", "'-1+cmd|' /C calc'!A0"]
