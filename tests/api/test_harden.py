@@ -225,7 +225,7 @@ class _Shared:
 def test_live_stream_ends_when_the_account_is_disabled(demo_session, world, monkeypatch):  # noqa: F811
     from api.routers import live
 
-    monkeypatch.setattr(live, "RECHECK_S", 0.3)
+    monkeypatch.setattr(live, "RECHECK_S", 0.3, raising=False)
     client = make_client(demo_session, ON)
     client.app.state.sessions = _Shared(demo_session, client.app.state.sessions.kw)
     headers = bearer(client, "town_a")
