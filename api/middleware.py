@@ -4,9 +4,10 @@
 secret key (``AuthSettings.check``). The middleware is plain ASGI (no BaseHTTPMiddleware), so
 streamed responses stay streamed:
 
-- **Body limit**: a declared ``Content-Length`` over the limit is refused at once with 413 and the
-  reason; a chunked body is counted as it is read and refused the same way when it passes the limit.
-  Uploads (multipart, zip) get ``ONEMAP_MAX_UPLOAD_BYTES``, everything else ``ONEMAP_MAX_BODY_BYTES``.
+- **Body limit**: one limit, ``ONEMAP_MAX_BODY_BYTES``, for every request whatever its content type
+  (a client that labelled a 41 MB body ``application/octet-stream`` once got the larger upload limit
+  and 1.4 GB of server memory). A declared ``Content-Length`` over it is refused at once with 413 and
+  the reason; a chunked body is counted as it is read and refused the same way when it passes it.
 - **Security headers** on every response (nosniff, no framing, referrer policy); HTML pages also get a
   Content-Security-Policy allowing only 'self' plus the configured tile server. The pages' few inline
   scripts are allowed by their SHA-256 hashes, computed here from the page itself, so nothing inline
@@ -41,7 +42,6 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from api.auth import COOKIE, DEMO_BANNER
-from gis.settings import grid_settings
 from layers.accounts import audit
 from layers.accounts.settings import AuthSettings, auth_settings
 
@@ -52,8 +52,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 AUDITED_READS = ("/export", "/ogc")
-UPLOAD_TYPES = ("multipart/form-data", "application/zip", "application/x-zip-compressed",
-                "application/octet-stream")
 DOCS = ("/docs", "/redoc")  # FastAPI's own docs pages load Swagger/ReDoc from their CDN: no page CSP there
 INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc\s*=)[^>]*>(.*?)</script>", re.S | re.I)
 BODY_TAG = re.compile(rb"<body[^>]*>", re.I)
@@ -97,8 +95,7 @@ def install(app: FastAPI, *, auth: AuthSettings | None = None, http: HttpSetting
     app.state.auth_settings = auth
     app.state.audit = writer_for(app.state.sessions)
     tile_url = http.tile_url or getattr(getattr(app.state, "settings", None), "tile_url", "")
-    app.add_middleware(Guard, auth=auth, http=http, csp=content_security_policy(tile_url),
-                       upload_limit=grid_settings().max_upload_bytes)
+    app.add_middleware(Guard, auth=auth, http=http, csp=content_security_policy(tile_url))
     if http.origins:
         app.add_middleware(CORSMiddleware, allow_origins=http.origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
@@ -180,12 +177,10 @@ def _origin(url: str) -> str:
 class Guard:
     """Body limit, headers, audit — one pure-ASGI layer."""
 
-    def __init__(self, app: Callable, *, auth: AuthSettings, http: HttpSettings, csp: str,
-                 upload_limit: int) -> None:
+    def __init__(self, app: Callable, *, auth: AuthSettings, http: HttpSettings, csp: str) -> None:
         self.app = app
         self.auth = auth
         self.limit = http.max_body_bytes
-        self.upload_limit = upload_limit
         self.csp = csp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -215,8 +210,8 @@ class Guard:
     # --- body limit
 
     def _limit(self, scope: Scope) -> int:
-        kind = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
-        return self.upload_limit if kind in UPLOAD_TYPES else self.limit
+        """The same for every content type: the client's label must not choose the limit."""
+        return self.limit
 
     def _counting(self, receive: Receive, limit: int) -> Receive:
         seen = 0

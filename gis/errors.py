@@ -35,8 +35,9 @@ class NotFound(OneMapError):
 
 
 class Forbidden(OneMapError):
-    """The caller is known but may not do this (another role's move, a body role that is not the
-    account's, a backdated time); the message says why."""
+    """The caller is known but may not do this: another role's move, a body role that is not the
+    account's, a backdated time, a write for a sensor or worker outside its area. The message says
+    why; ``detail`` may name the offending ids, which the caller sent itself."""
 
 
 class Conflict(OneMapError):

@@ -58,6 +58,7 @@ from pyogrio.raw import write as ogr_write
 from pyproj import CRS
 from pyproj.enums import WktVersion
 
+from gis import csvsafe
 from gis.coords import WGS84, from_wgs84, normalize_crs
 from gis.errors import InvalidGeometry, InvalidInput, UnknownCRS
 
@@ -611,8 +612,8 @@ def _label(labels: Mapping[str, str], full: str) -> str:
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence]) -> None:
     with open(path, "w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+        writer.writerow(csvsafe.row(header))
+        writer.writerows(csvsafe.row(r) for r in rows)
 
 
 def _zip_folder(folder: Path, out: str | Path | IO[bytes]) -> list[str]:
@@ -774,7 +775,7 @@ def csv_chunks(source: Source, *, crs: str = WGS84, geometry: str = "wkt") -> It
         buffer = io.StringIO()
         if not header_done:
             buffer.write(BOM)
-        frame.to_csv(buffer, index=False, header=not header_done, lineterminator="\r\n")
+        csvsafe.frame(frame).to_csv(buffer, index=False, header=not header_done, lineterminator="\r\n")
         header_done = True
         yield buffer.getvalue().encode("utf-8")
     if not header_done:

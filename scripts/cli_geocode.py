@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.orm import Session
 
+from gis import csvsafe
 from gis.errors import InvalidInput, OneMapError
 
 CHUNK = 5_000
@@ -61,7 +62,7 @@ def geocode_file(session: Session, src: Path, dst: Path, *, col: str = "address"
             raise InvalidInput(f"column {col!r} not found in {src.name}; columns are: {', '.join(part.columns)}")
         result = geocode_many(session, part[col].tolist())
         out = pd.concat([part.reset_index(drop=True), result], axis=1)
-        out.to_csv(dst, mode="w" if first else "a", header=first, index=False, encoding="utf-8")
+        csvsafe.frame(out).to_csv(dst, mode="w" if first else "a", header=first, index=False, encoding="utf-8")
         first = False
         for status, n in result["geocode_status"].value_counts().items():
             counts[str(status)] = counts.get(str(status), 0) + int(n)

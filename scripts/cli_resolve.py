@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from gis import csvsafe
 from gis.errors import OneMapError
 
 console = Console(stderr=True)
@@ -39,7 +40,7 @@ def resolve_file(source: Path, target: Path, *, lon_col: str, lat_col: str, crs:
             reader = pd.read_csv(source, dtype=str, keep_default_na=False, chunksize=chunk, encoding=encoding)
             for i, frame in enumerate(reader):
                 out = locate_table(session, frame, lon_col=lon_col, lat_col=lat_col, crs=crs, row_offset=done)
-                out.to_csv(target, mode="w" if i == 0 else "a", header=i == 0, index=False,
+                csvsafe.frame(out).to_csv(target, mode="w" if i == 0 else "a", header=i == 0, index=False,
                            encoding="utf-8-sig" if i == 0 else "utf-8")
                 for kind, n in out["match"].fillna("error").value_counts().items():
                     counts[kind] = counts.get(kind, 0) + int(n)

@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from api.auth import COOKIE, AdminScope, CurrentUser, ScopeDep, settings_of, unauthorized
+from api.auth import COOKIE, AdminScope, CurrentUser, ScopeDep, settings_of
 from api.deps import SessionDep
 from layers.accounts import audit
 from layers.accounts.scope import ROLE_NAMES
 from layers.accounts.security import AuthError, authenticate, issue_token
+from layers.accounts.throttle import SignInThrottle
 
 router = APIRouter(tags=["auth"])
 
@@ -38,30 +39,52 @@ def _safe_next(value: str | None) -> str | None:
     return value
 
 
-@router.post("/auth/token", responses={401: {"description": "wrong password, locked or disabled account"}})
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _throttle(request: Request) -> SignInThrottle:
+    """The app's sign-in throttle (one per app, so per process), made on first use."""
+    found = getattr(request.app.state, "sign_in_throttle", None)
+    if found is None:
+        found = request.app.state.sign_in_throttle = SignInThrottle()
+    return found
+
+
+@router.post("/auth/token", responses={401: {"description": "wrong username or password, or a disabled account"},
+                                       429: {"description": "too many failed sign-ins: see Retry-After"}})
 def token(request: Request, session: SessionDep, username: Annotated[str, Form(max_length=64)],
           password: Annotated[str, Form(max_length=256)], next: Annotated[str | None, Form(max_length=500)] = None,
           grant_type: Annotated[str | None, Form(pattern="^password$")] = None) -> Response:
     """OAuth2 password flow: form ``username`` and ``password`` → a short-lived bearer token.
 
     The token also comes back as an HttpOnly, SameSite=Strict cookie for the pages; with a form field
-    ``next`` (a path on this site) the answer is a redirect there, for the plain HTML login form."""
+    ``next`` (a path on this site) the answer is a redirect there, for the plain HTML login form.
+    Failures are throttled per (account, address), account and address (``layers.accounts.throttle``):
+    429 with ``Retry-After``, the same for unknown usernames. Answers are ``Cache-Control: no-store``."""
     settings = settings_of(request)
     request.state.audit = {"object": f"user {username[:64]}"}
     request.state.user = request.state.role = None  # who signs in is the object; a stale cookie is not who
     if not settings.enabled:
         raise HTTPException(400, detail="auth is off (demo mode): no sign-in needed")
+    throttle, ip = _throttle(request), request.client.host if request.client else "?"
+    refused = throttle.check(username, ip)
+    if refused is not None:
+        return JSONResponse({"error": "TooManyRequests", "detail": refused.reason}, status_code=429,
+                            headers={"Retry-After": str(refused.retry_after), **NO_STORE})
     try:
         user = authenticate(session, username, password, settings=settings)
     except AuthError as exc:
-        session.commit()  # keep the failure count and the lock even though we refuse
-        raise unauthorized(exc.message) from exc
+        throttle.failed(username, ip, lockout_failures=settings.lockout_failures,
+                        lockout_minutes=settings.lockout_minutes)
+        raise HTTPException(401, detail=exc.message, headers={"WWW-Authenticate": "Bearer", **NO_STORE}) from exc
+    throttle.succeeded(username, ip)
     request.state.user, request.state.role = user.username, user.role
     issued = issue_token(user, settings=settings)
     body = {"access_token": issued.access_token, "token_type": issued.token_type,
             "expires_at": issued.expires_at.isoformat(), "expires_in": settings.token_minutes * 60}
     target = _safe_next(next)
-    response: Response = RedirectResponse(target, status_code=303) if target else JSONResponse(body)
+    response: Response = (RedirectResponse(target, status_code=303, headers=NO_STORE) if target
+                          else JSONResponse(body, headers=NO_STORE))
     response.set_cookie(COOKIE, issued.access_token, max_age=settings.token_minutes * 60, httponly=True,
                         samesite="strict", secure=request.url.scheme == "https", path="/")
     return response

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import ScopeDep, WriteScope
 from api.deps import SessionDep
 from api.geojson import GeoJSONResponse, feature_collection
-from gis.errors import InvalidInput, NotFound
+from gis.errors import Forbidden, InvalidInput, NotFound
 from layers.cameras import frames, layer, service
 from layers.vision import vision_settings
 
@@ -88,15 +88,17 @@ def cameras(session: SessionDep, scope: ScopeDep, town: str | None = None,
 
 @router.post("/cameras", status_code=201)
 def create(body: CameraIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
-    """Register a camera in the caller's area (elsewhere: 404, and nothing is stored)."""
+    """Register a camera in the caller's area (elsewhere: 403 with its id, and nothing is stored)."""
     cam = service.create_camera(session, **body.model_dump())
-    return service.camera_dict(scope.check(cam, f"camera {cam.id}"))
+    _refuse_foreign(scope, [cam])
+    return service.camera_dict(cam)
 
 
 @router.post("/cameras/import", status_code=201)
 async def import_cameras(request: Request, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
     """CSV body (id,name,lon,lat[,crs,source,source_kind,heading_deg,fov_deg,range_m,sample_fps]); all or none
-    (one camera outside the caller's area: 404 for the batch). Parsing and storing run in the thread pool."""
+    (cameras outside the caller's area: 403 for the batch, naming them). Parsing and storing run in the
+    thread pool."""
     body = await request.body()
     cams = await run_in_threadpool(_import_in_scope, session, body, scope)
     return {"imported": len(cams), "ids": [c.id for c in cams]}
@@ -104,9 +106,17 @@ async def import_cameras(request: Request, session: SessionDep, scope: WriteScop
 
 def _import_in_scope(session, body: bytes, scope) -> list:
     cams = service.import_csv(session, body)
-    for cam in cams:
-        scope.check(cam, f"camera {cam.id}")
+    _refuse_foreign(scope, cams)
     return cams
+
+
+def _refuse_foreign(scope, cams: list) -> None:
+    """Cameras placed outside the caller's area refuse the request (403 naming them; the request's
+    transaction is rolled back, so nothing is stored)."""
+    foreign = [cam.id for cam in cams if not scope.sees(cam)]
+    if foreign:
+        raise Forbidden(f"camera(s) outside your area: {', '.join(foreign[:20])}; nothing was stored",
+                        detail={"ids": foreign})
 
 
 @router.get("/cameras/{camera_id}")

@@ -25,7 +25,7 @@ from api.auth import EditGridsScope, ScopeDep
 from api.deps import SessionDep
 from gis import edits, registry
 from gis.coords import normalize_crs, to_wgs84
-from gis.errors import InvalidGeometry, InvalidInput
+from gis.errors import Forbidden, InvalidGeometry, InvalidInput
 from gis.registry import EditResult
 from layers.accounts.scope import Scope
 
@@ -115,8 +115,10 @@ def proposal_frame(proposal: Proposal) -> gpd.GeoDataFrame:
 
 # ----------------------------------------------------------------------------- services
 
-def validate_proposal(session, proposal: Proposal) -> dict[str, Any]:
-    """The topology report of the villages the proposal touches, as if it were saved."""
+def validate_proposal(session, proposal: Proposal, scope: Scope | None = None) -> dict[str, Any]:
+    """The topology report of the villages the proposal touches, as if it were saved. A caller bound
+    to an area validates only villages in it: the report would otherwise draw another town's grids
+    and problems (403 naming the villages, which the caller itself sent)."""
     prepared = registry.prepare_grids(session, proposal_frame(proposal))
     current = registry.load_grids(session)
     closes = set(proposal.closes) | (set(prepared["code"]) & set(current["code"]))
@@ -124,6 +126,10 @@ def validate_proposal(session, proposal: Proposal) -> dict[str, Any]:
     if unknown:
         raise InvalidInput(f"closes names grids that are not current: {', '.join(sorted(unknown))}")
     villages = sorted(set(prepared["village_code"]) | {c[:12] for c in closes})
+    if scope is not None and not scope.city_wide:
+        foreign = [v for v in villages if not _sees_village(scope, v)]
+        if foreign:
+            raise Forbidden(f"village(s) outside your area: {', '.join(foreign)}", detail={"ids": foreign})
     kept = current[current["village_code"].isin(villages) & ~current["code"].isin(list(closes))]
     cols = ["code", "village_code", "kind", "name", "geometry"]
     merged = gpd.GeoDataFrame(pd.concat([kept[cols], prepared[cols]], ignore_index=True), geometry="geometry",
@@ -131,6 +137,12 @@ def validate_proposal(session, proposal: Proposal) -> dict[str, Any]:
     report = registry.validate_villages(session, merged, villages)
     return {"ok": report.ok, "report": report.summary(), "problems": report.to_geojson(),
             "codes": list(prepared["code"]), "closes": sorted(closes), "villages": villages}
+
+
+def _sees_village(scope: Scope, village: str) -> bool:
+    if scope.role == "grid_worker":
+        return village in {code[:12] for code in scope.grid_codes}
+    return scope.sees({}, grid_code=f"{village}001", village_code=village)
 
 
 def edit_answer(result: EditResult) -> dict[str, Any]:
@@ -164,7 +176,7 @@ def in_scope(scope: Scope, codes) -> None:
 @router.post("/validate")
 def validate(proposal: Proposal, session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
     """Topology report for proposed grids (problems as GeoJSON); nothing is written."""
-    return validate_proposal(session, proposal)
+    return validate_proposal(session, proposal, scope)
 
 
 @router.post("/edits/add")

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query
 
 from api.auth import ScopeDep
 from api.deps import SessionDep
+from api.routers.resolve import redact
 from gis.coords import normalize_crs
 from gis.errors import InvalidInput, NotFound
 from gis.geocode import geocode, reverse
@@ -41,8 +42,13 @@ def geocode_address(session: SessionDep, scope: ScopeDep, q: str = "",
 def reverse_point(session: SessionDep, scope: ScopeDep, lon: Annotated[float, Query(allow_inf_nan=False)],
                   lat: Annotated[float, Query(allow_inf_nan=False)], crs: str = "EPSG:4326") -> dict:
     """Grid, village, town and district of a point given in ``crs`` (EPSG code, ``gcj02``, ``bd09``),
-    and the nearest standard address with its distance in metres."""
+    and the nearest standard address with its distance in metres. Outside the caller's area the grid
+    and village/community are withheld (``in_scope`` false), as ``GET /resolve`` does."""
     crs = normalize_crs(crs)
     if crs in ("EPSG:4326", "EPSG:4490", "gcj02", "bd09") and not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise InvalidInput(f"latitude {lat} / longitude {lon} out of range (±90 / ±180)")
-    return reverse(session, lon, lat, crs=crs)
+    answer = redact(reverse(session, lon, lat, crs=crs), scope)
+    near = answer.get("nearest")
+    if near and near.get("grid_code") and not scope.city_wide and not scope.sees({}, grid_code=near["grid_code"]):
+        answer["nearest"] = {**near, "grid_code": None}
+    return answer

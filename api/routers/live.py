@@ -13,6 +13,11 @@ worker) gets an event whose payload places it (``town_code``/``grid_code``, and 
 positions, a sensor batch) arrives as a bare nudge — its name and ``kind`` — so the screen refetches
 through the scoped API instead of reading other areas' data from the stream. ``registry`` events
 (a new registry version) go to everyone: the boundaries are the map's shared frame.
+
+Revocation: an open stream asks every ``RECHECK_S`` seconds whether the token it was opened with still
+stands (the same check as every request: one indexed row on the side connection). When the account is
+disabled, its password reset or the token expired, the stream sends ``event: revoked`` with the reason
+and ends; the browser's reconnect then meets 401.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ import psycopg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import make_url
+from starlette.concurrency import run_in_threadpool
 
-from api.auth import ScopeDep
+from api.auth import COOKIE, ScopeDep, settings_of
 from gis.errors import InvalidInput
 from layers.accounts.scope import DEPARTMENT_COLUMNS, Scope
+from layers.accounts.security import AuthError, user_for_token
 
 log = logging.getLogger("onemap.live")
 router = APIRouter(tags=["map"])
@@ -41,6 +48,7 @@ CHANNELS = {"tickets": "onemap_tickets", "registry": "onemap_registry", "alarms"
 QUEUE_SIZE = 1000
 HEARTBEAT_S = 15.0
 RETRY_S = 2.0
+RECHECK_S = 5.0  # how often an open stream asks again whether its token still stands
 
 
 def event_text(name: str, payload: str) -> str:
@@ -151,18 +159,50 @@ def _wanted(channels: str | None) -> set[str]:
     return names
 
 
+def _token(request: Request) -> str | None:
+    raw = request.headers.get("authorization", "")
+    return raw[7:].strip() if raw.lower().startswith("bearer ") else request.cookies.get(COOKIE)
+
+
+def _revoked(request: Request, token: str) -> str | None:
+    """Why the stream's token no longer stands, or None (also when the database cannot say now)."""
+    session = request.app.state.sessions()
+    try:
+        user_for_token(session, token, settings=settings_of(request))
+    except AuthError as exc:
+        return exc.message
+    except Exception:  # noqa: BLE001 - a database blip must not cut every screen; the next check decides
+        log.warning("live: could not re-check a stream's account", exc_info=True)
+    finally:
+        session.close()
+    return None
+
+
 async def stream(request: Request, hub: Hub, names: set[str], scope: Scope | None = None) -> AsyncIterator[str]:
     queue = hub.subscribe()
+    token = _token(request) if settings_of(request).enabled else None
+    loop = asyncio.get_running_loop()
+    recheck_at = loop.time() + RECHECK_S
+    beat_at = loop.time() + HEARTBEAT_S
     try:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(hub.listening.wait(), timeout=5.0)
         yield "retry: 3000\n" + event_text("hello", json.dumps({"channels": sorted(names),
                                                               "listening": hub.listening.is_set()}))
         while not await request.is_disconnected():
+            if token is not None and loop.time() >= recheck_at:
+                reason = await run_in_threadpool(_revoked, request, token)
+                if reason is not None:
+                    yield event_text("revoked", json.dumps({"detail": reason}))
+                    return
+                recheck_at = loop.time() + RECHECK_S
+            wait = min(beat_at, recheck_at if token is not None else beat_at) - loop.time()
             try:
-                message = await asyncio.wait_for(queue.get(), timeout=HEARTBEAT_S)
+                message = await asyncio.wait_for(queue.get(), timeout=max(wait, 0.01))
             except TimeoutError:
-                yield ": ping\n\n"
+                if loop.time() >= beat_at:
+                    yield ": ping\n\n"
+                    beat_at = loop.time() + HEARTBEAT_S
                 continue
             if message.split("\n", 1)[0].removeprefix("event: ") not in names:
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -95,9 +96,11 @@ def alarms(session: SessionDep, scope: ScopeDep,
 @router.post("/readings")
 async def post_readings(request: Request, session: SessionDep, scope: WriteScope) -> dict:
     """A batch of readings as CSV (text/csv) or JSON lines; good rows land, bad ones come back.
-    The body is read here; parsing, thresholds and storing run in the thread pool."""
+    Only for sensors in the caller's area: a batch naming another area's sensor is refused whole
+    (403 with the offending ids). The body is read here; parsing, thresholds and storing run in the
+    thread pool."""
     body, fmt = await _body(request)
-    result = await run_in_threadpool(ingest.ingest_readings, session, body, fmt=fmt)
+    result = await run_in_threadpool(partial(ingest.ingest_readings, session, body, fmt=fmt, scope=scope))
     return result.as_dict()
 
 

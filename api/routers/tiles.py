@@ -21,6 +21,8 @@ one tile the error is far below a pixel at every zoom.
 
 Scope: boundaries (towns, villages, grid polygons) are the map's frame and stay city-wide, as
 ``GET /areas`` does — they hold nothing personal and a town's staff need the neighbours for context.
+Grid *names* are the caller's only: a grid outside the caller's area comes without its name (its
+polygon and code stay, so the frame is whole); such tiles are cached per scope.
 Everything about tickets is the caller's only: the open/card counts on grids, the per-grid aggregates
 and stats and single ticket points count only the tickets the caller's scope sees; the workers are
 those ``GET /workers`` lists for the caller. Scoped answers are cached per scope and sent
@@ -48,9 +50,10 @@ from sqlalchemy.orm import Session
 
 from api.auth import ScopeDep
 from api.deps import SessionDep
+from gis import codes as C
 from gis.coords import wgs84_to_gcj02
 from gis.errors import InvalidInput, NotFound
-from layers.accounts.scope import Scope
+from layers.accounts.scope import PREFIX, Scope
 
 router = APIRouter(tags=["map"])
 
@@ -92,7 +95,7 @@ GRID_SQL = """
 WITH env AS (SELECT ST_TileEnvelope(:z, :x, :y) AS m,
                     ST_Translate(ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326), -:dlon, -:dlat) AS g),
 src AS (
-  SELECT g.id, g.code, g.name, g.kind, g.village_code, g.town_code, g.households, g.population,
+  SELECT g.id, g.code, CASE WHEN CAST(:names_all AS boolean) OR g.code LIKE :names_prefix OR g.code = ANY(CAST(:names_codes AS text[])) THEN g.name END AS name, g.kind, g.village_code, g.town_code, g.households, g.population,
          coalesce(o.open, 0) AS open, coalesce(o.card, 0) AS card, coalesce(o.red, 0) AS red,
          coalesce(o.yellow, 0) AS yellow,
          ST_Translate(ST_Simplify(ST_Transform(g.geom, 3857), :tol, true), :dx, :dy) AS m3857
@@ -117,7 +120,7 @@ BASE_SQL = """
 WITH env AS (SELECT ST_TileEnvelope(:z, :x, :y) AS m,
                     ST_Translate(ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326), -:dlon, -:dlat) AS g),
 src AS (
-  SELECT 'grid' AS level, g.id, g.code, g.name,
+  SELECT 'grid' AS level, g.id, g.code, CASE WHEN CAST(:names_all AS boolean) OR g.code LIKE :names_prefix OR g.code = ANY(CAST(:names_codes AS text[])) THEN g.name END AS name,
          ST_Translate(ST_Simplify(ST_Transform(g.geom, 3857), :tol, true), :dx, :dy) AS m3857
   FROM grids g, env WHERE g.valid_to IS NULL AND g.geom && env.g
   UNION ALL
@@ -351,14 +354,14 @@ def render_tile(session: Session, layer: str, params: dict, stamp: str = "", sco
         names = ["grids", "villages", "towns"] + (["tickets"] if has_tickets(session) else [])
         return b"".join(render_tile(session, name, params, stamp, scope) for name in names)
     if layer == "base":
-        return bytes(session.scalar(text(BASE_SQL), params) or b"")
+        return bytes(session.scalar(text(BASE_SQL), {**params, **grid_name_params(scope)}) or b"")
     if layer == "workers":
         return bytes(session.scalar(text(WORKER_SQL), {**params, "ids": visible_worker_ids(session, scope),
                                                         "pbuf": POINT_BUFFER, "margin": POINT_BUFFER / EXTENT}) or b"")
     if layer in ("towns", "villages", "districts"):
         sql, extra = AREA_SQL, {"level": layer[:-1], "layer": layer}
     elif layer == "grids":
-        sql, extra = GRID_SQL, open_by_grid(session, stamp, scope)
+        sql, extra = GRID_SQL, {**open_by_grid(session, stamp, scope), **grid_name_params(scope)}
     elif params["z"] < TICKET_POINT_ZOOM:
         sql, extra = TICKET_AGG_SQL, open_by_grid(session, stamp, scope)
     else:
@@ -367,6 +370,19 @@ def render_tile(session: Session, layer: str, params: dict, stamp: str = "", sco
         extra = {**extra, "pbuf": POINT_BUFFER, "margin": POINT_BUFFER / EXTENT}
     tile = session.scalar(text(sql), {**params, **extra})
     return bytes(tile or b"")
+
+
+def grid_name_params(scope: Scope | None) -> dict:
+    """Which grids' names the caller sees, as SQL parameters: all (city-wide), those under its area's
+    code prefix, or (a grid worker) its own grids."""
+    if scope is None or scope.city_wide:
+        return {"names_all": True, "names_prefix": "", "names_codes": []}
+    if scope.role == "grid_worker":
+        return {"names_all": False, "names_prefix": "", "names_codes": list(scope.grid_codes)}
+    if scope.area_code:
+        level = C.level_of(scope.area_code)
+        return {"names_all": False, "names_prefix": scope.area_code[:PREFIX[level]] + "%", "names_codes": []}
+    return {"names_all": True, "names_prefix": "", "names_codes": []}  # a department without an area: city-wide
 
 
 def ticket_stamp(client_version: int = 0) -> str:
@@ -389,7 +405,7 @@ def cache_key(session: Session, layer: str, params: dict, crs: str,
         ttl, stamp_t = None, ""
     live = ttl is not None
     stamp = f"{version}" + (f".{stamp_t}" if live else "")
-    tag = scope_tag(scope) if live else ""
+    tag = scope_tag(scope) if live or layer in NAMED_LAYERS else ""
     if tag:  # the ETag differs per scope too, without spelling the scope out
         stamp += "." + _digest(tag)
     key = (_db(session), layer, params["z"], params["x"], params["y"], crs, stamp)
@@ -412,6 +428,7 @@ def _cache_headers(scope: Scope, max_age: int, etag: str, *, immutable: bool = F
 # ----------------------------------------------------------------------------- routes
 
 LAYERS = ("towns", "villages", "grids", "tickets", "all", "districts", "base", "workers")
+NAMED_LAYERS = ("grids", "all", "base")  # carry grid names: cached per scope
 YEAR_S = 365 * 24 * 3600
 
 
@@ -485,7 +502,7 @@ def tile(request: Request, session: SessionDep, scope: ScopeDep, layer: str,
         raise NotFound("no tile layer 'workers': the workers tables do not exist yet")
     params = tile_params(z, x, y, crs)
     key, etag, ttl, stamp = cache_key(session, layer, params, crs, v, scope)
-    immutable = ttl is None and r is not None and key[-1] == str(r)
+    immutable = ttl is None and r is not None and key[-1].split(".")[0] == str(r)
     headers = _cache_headers(scope, YEAR_S if immutable else int(ttl) if ttl else 300, etag, immutable=immutable)
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)

@@ -4,6 +4,7 @@ and nearest help for a ticket."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from functools import partial
 from typing import Annotated
 
 import shapely
@@ -15,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import ScopeDep, WriteScope
 from api.deps import SessionDep
 from api.geojson import GeoJSONResponse, feature_collection
-from gis.errors import InvalidInput
+from gis.errors import Forbidden, InvalidInput
 from layers.workers import ingest, live, registry, report, tracks
 
 router = APIRouter(tags=["workers"])
@@ -74,7 +75,7 @@ async def import_workers(request: Request, session: SessionDep, scope: WriteScop
     """Register or update workers from CSV / JSON lines: id, name, role, phone, grids (city-wide writers;
     a roster import touches every town). Parsing and storing run in the thread pool."""
     if not scope.city_wide:
-        raise InvalidInput("a roster import is city-wide: ask a city account, or add workers one by one")
+        raise Forbidden("a roster import is city-wide: ask a city account, or add workers one by one")
     body = await request.body()
     fmt = "csv" if "csv" in request.headers.get("content-type", "") else None
     return await run_in_threadpool(registry.import_workers, session, body, fmt=fmt)
@@ -83,13 +84,15 @@ async def import_workers(request: Request, session: SessionDep, scope: WriteScop
 @router.post("/workers/positions")
 async def positions(request: Request, session: SessionDep, scope: WriteScope, crs: str = "EPSG:4326") -> dict:
     """A batch of GPS fixes (CSV or JSON lines) in any CRS: good rows land, bad ones come back.
-    The body is read here; parsing, resolving and storing run in the thread pool."""
+    A grid worker's account reports only its own fixes (its username is its worker id), other writers
+    only for the workers of their area: a batch naming anyone else is refused whole (403 with the
+    offending ids). The body is read here; parsing, resolving and storing run in the thread pool."""
     body = await request.body()
     if len(body) > MAX_BODY:
         raise InvalidInput(f"batch larger than {MAX_BODY // 2**20} MB: split it")
     kind = request.headers.get("content-type", "")
     fmt = "csv" if "csv" in kind else "jsonl" if "json" in kind else None
-    result = await run_in_threadpool(ingest.ingest_positions, session, body, crs=crs, fmt=fmt)
+    result = await run_in_threadpool(partial(ingest.ingest_positions, session, body, crs=crs, fmt=fmt, scope=scope))
     return result.as_dict()
 
 

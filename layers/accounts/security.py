@@ -2,8 +2,11 @@
 
 - Passwords are hashed with argon2id (argon2-cffi's defaults); a hash made with older parameters is
   upgraded on the next successful sign-in.
-- After ``lockout_failures`` wrong passwords in a row an account is locked for ``lockout_minutes``;
-  while locked even the right password is refused, so guessing cannot continue in the background.
+- Failed sign-ins are throttled per (account, address), per account and per address
+  (``layers.accounts.throttle``), never by locking the account itself: a lock per account let anyone
+  outside freeze the city administrator by failing five times.
+- New passwords (``onemap users add/reset``) are refused when short, on the shipped list of common
+  passwords (``data/common-passwords.txt``), or built from the username.
 - Tokens are short-lived HS256 JWTs (PyJWT) signed with ``ONEMAP_SECRET_KEY``; they carry the user's
   ``token_version`` so a password reset or a disable revokes every token issued before it.
 - An unknown username costs the same hash as a wrong password (no timing hint that it exists).
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -31,6 +36,8 @@ ALGORITHM = "HS256"
 ISSUER = "onemap"
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("not a real password, used to spend the same time on unknown names")
+WRONG = "incorrect username or password"
+COMMON = Path(__file__).resolve().parent / "data" / "common-passwords.txt"
 
 
 class AuthError(OneMapError):
@@ -55,6 +62,28 @@ def hash_password(password: str, settings: AuthSettings | None = None) -> str:
     if len(password) < settings.min_password_chars:
         raise InvalidInput(f"password too short: at least {settings.min_password_chars} characters")
     return _HASHER.hash(password)
+
+
+@lru_cache(maxsize=1)
+def common_passwords() -> frozenset[str]:
+    """The shipped list of common passwords, lower-cased (one a line; ``#`` starts a comment)."""
+    lines = COMMON.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip().lower() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def check_new_password(password: str, username: str = "", settings: AuthSettings | None = None) -> None:
+    """Refuse a password an attacker would try first: short, common, or the username dressed up."""
+    settings = settings or auth_settings()
+    if len(password) < settings.min_password_chars:
+        raise InvalidInput(f"password too short: at least {settings.min_password_chars} characters")
+    folded = password.strip().lower()
+    if folded in common_passwords():
+        raise InvalidInput("password is on the list of common passwords: choose another (a few unrelated words work well)")
+    name = username.strip().lower()
+    if name and len(name) >= 3 and (name in folded or folded in name):
+        raise InvalidInput("password must not contain the username")
+    if len(set(folded)) <= 2:
+        raise InvalidInput("password repeats one or two characters: choose another")
 
 
 def verify_password(password_hash: str, password: str) -> bool:
@@ -86,7 +115,7 @@ def create_user(session: Session, *, username: str, password: str, role: str, ar
         raise Conflict(f"user {username!r} already exists")
     user = User(username=username, display_name=display_name or username, role=role, area_code=area_code or None,
                 department=department or None, grid_codes=grid_codes,
-                password_hash=hash_password(password, settings), disabled=False, failed_attempts=0,
+                password_hash=_checked_hash(password, username, settings), disabled=False, failed_attempts=0,
                 token_version=0)
     session.add(user)
     session.flush()
@@ -96,12 +125,17 @@ def create_user(session: Session, *, username: str, password: str, role: str, ar
 def set_password(session: Session, username: str, password: str, settings: AuthSettings | None = None) -> User:
     """Reset a password: clears the lock and revokes every token issued before."""
     user = get_user(session, username)
-    user.password_hash = hash_password(password, settings)
+    user.password_hash = _checked_hash(password, username, settings)
     user.failed_attempts = 0
     user.locked_until = None
     user.token_version += 1
     user.updated_at = now_utc()
     return user
+
+
+def _checked_hash(password: str, username: str, settings: AuthSettings | None) -> str:
+    check_new_password(password, username, settings)
+    return hash_password(password, settings)
 
 
 def set_disabled(session: Session, username: str, disabled: bool = True) -> User:
@@ -121,34 +155,22 @@ def scope_of(user: User) -> Scope:
 
 def authenticate(session: Session, username: str, password: str, *, now: datetime | None = None,
                  settings: AuthSettings | None = None) -> User:
-    """The user if the password is right and the account usable; counts failures and locks.
-
-    The caller must commit even when this raises: the failure count is the point."""
-    settings = settings or auth_settings()
-    now = now or now_utc()
-    user = session.scalars(select(User).where(User.username == username).with_for_update()).first()
-    if user is None:
+    """The user if the password is right and the account usable, else AuthError with one message for
+    an unknown name and a wrong password alike. Nothing is written on failure (the throttle counts);
+    the caller commits a success (a rehashed password)."""
+    user = session.scalars(select(User).where(User.username == username)).first()
+    if user is None:  # the same argon2 work as a real check: no timing hint that the name is unknown
         verify_password(_DUMMY_HASH, password)
-        raise AuthError("incorrect username or password")
-    if user.locked_until is not None and user.locked_until > now:
-        raise AuthError(f"account locked after repeated failures until {user.locked_until.isoformat()}")
+        raise AuthError(WRONG)
     if not verify_password(user.password_hash, password):
-        _count_failure(user, now, settings)
-        raise AuthError("incorrect username or password")
+        raise AuthError(WRONG)
     if user.disabled:
         raise AuthError("account disabled")
-    user.failed_attempts = 0
-    user.locked_until = None
+    if user.failed_attempts or user.locked_until is not None:  # left by the old per-account lock
+        user.failed_attempts, user.locked_until = 0, None
     if _HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = _HASHER.hash(password)
     return user
-
-
-def _count_failure(user: User, now: datetime, settings: AuthSettings) -> None:
-    user.failed_attempts = (user.failed_attempts or 0) + 1
-    if user.failed_attempts >= settings.lockout_failures:
-        user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
-        user.failed_attempts = 0
 
 
 # ----------------------------------------------------------------------------- tokens

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,19 +30,31 @@ EDITABLE = ("name", "source", "source_kind", "heading_deg", "fov_deg", "range_m"
 CSV_COLUMNS = ("id", "name", "lon", "lat")
 
 
+# Each number a camera carries, with the closed range it must lie in (NaN and ±inf lie in none): a
+# camera stored with NaN or 1e308 once made GET /cameras fail for everyone (its view wedge).
+RANGES = {"heading_deg": (-360.0, 360.0), "fov_deg": (1e-6, 360.0), "range_m": (1e-3, 10_000.0),
+          "sample_fps": (1e-3, 120.0)}
+MAX_TEXT = {"name": 100, "source": 2000}
+
+
 def _check(values: dict[str, Any]) -> None:
     if "source_kind" in values and values["source_kind"] not in SOURCE_KINDS:
         raise InvalidInput(f"source_kind must be one of {', '.join(SOURCE_KINDS)}")
-    if "fov_deg" in values and not 0 < float(values["fov_deg"]) <= 360:
-        raise InvalidInput("fov_deg must be in (0, 360]")
-    if "sample_fps" in values and float(values["sample_fps"]) <= 0:
-        raise InvalidInput("sample_fps must be positive")
-    if "range_m" in values and float(values["range_m"]) <= 0:
-        raise InvalidInput("range_m must be positive")
+    for key, (low, high) in RANGES.items():
+        if key in values and not low <= float(values[key]) <= high:  # NaN fails every comparison
+            raise InvalidInput(f"{key} must be a number in [{low:g}, {high:g}], got {values[key]!r}")
+    for key, most in MAX_TEXT.items():
+        if key in values and len(str(values[key])) > most:
+            raise InvalidInput(f"{key} is longer than {most} characters")
 
 
 def _place(session: Session, cam: Camera, lon: float, lat: float, crs: str) -> None:
+    if not (math.isfinite(lon) and math.isfinite(lat)):
+        raise InvalidInput(f"camera position ({lon}, {lat}) is not a pair of finite numbers")
     x, y = to_wgs84([lon], [lat], crs)
+    if not (math.isfinite(float(x[0])) and math.isfinite(float(y[0])) and abs(float(x[0])) <= 180
+            and abs(float(y[0])) <= 90):
+        raise InvalidInput(f"camera position ({lon}, {lat}) in {crs} is not a place on Earth")
     where = locate(session, float(x[0]), float(y[0]))
     cam.geom = from_shape(Point(float(x[0]), float(y[0])), srid=4326)
     cam.grid_code, cam.village_code = where.grid_code, where.village_code
@@ -66,7 +79,7 @@ def create_camera(session: Session, *, id: str, name: str, lon: float, lat: floa
     if session.get(Camera, camera_id) is not None:
         raise Conflict(f"camera {camera_id} already exists")
     values = {k: v for k, v in values.items() if k in EDITABLE and v is not None}
-    _check(values)
+    _check({**values, "name": name})
     now = datetime.now(UTC)
     cam = Camera(id=camera_id, name=name.strip() or camera_id, status="unknown", created_at=now, updated_at=now,
                  **{"source": "", "source_kind": "video", "heading_deg": 0.0, "fov_deg": 60.0, "range_m": 60.0,
@@ -102,17 +115,30 @@ def delete_camera(session: Session, camera_id: str) -> None:
 def import_csv(session: Session, data: str | bytes) -> list[Camera]:
     """Cameras from CSV (UTF-8, BOM allowed): id,name,lon,lat[,crs,source,source_kind,heading_deg,fov_deg,
     range_m,sample_fps]. All rows or none: the first bad row raises with its line number."""
-    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data.lstrip("\ufeff")
+    try:
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data.lstrip("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"camera CSV is not UTF-8 text (byte {exc.start}): save it as UTF-8") from exc
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+    try:
+        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        raise InvalidInput(f"camera CSV header cannot be read: {exc}") from exc
     if missing:
         raise InvalidInput(f"camera CSV lacks column(s): {', '.join(missing)}")
     out = []
-    for line, row in enumerate(reader, 2):
+    rows = enumerate(reader, 2)
+    while True:
+        try:
+            line, row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a field over the csv module's 128 KB limit
+            raise InvalidInput(f"camera CSV line {reader.line_num}: {exc}") from exc
         try:
             extra = {k: (float(row[k]) if k in ("heading_deg", "fov_deg", "range_m", "sample_fps") else row[k])
                      for k in EDITABLE if k not in ("name",) and row.get(k) not in (None, "")}
-            out.append(create_camera(session, id=row["id"], name=row["name"] or row["id"], lon=float(row["lon"]),
+            out.append(create_camera(session, id=row["id"] or "", name=row["name"] or row["id"] or "", lon=float(row["lon"]),
                                      lat=float(row["lat"]), crs=row.get("crs") or "EPSG:4326", **extra))
         except (ValueError, TypeError) as exc:
             raise InvalidInput(f"camera CSV line {line}: {exc}") from exc

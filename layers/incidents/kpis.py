@@ -30,6 +30,7 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis import csvsafe
 from gis.errors import InvalidInput
 from layers.incidents.categories import load_categories, load_departments
 
@@ -265,4 +266,4 @@ def ranking(
 
 def to_csv(frame: pd.DataFrame) -> bytes:
     """UTF-8 with a BOM, so Excel on Chinese Windows opens the names correctly."""
-    return frame.to_csv(index=False).encode("utf-8-sig")
+    return csvsafe.frame(frame).to_csv(index=False).encode("utf-8-sig")

@@ -234,6 +234,8 @@ def _records(body: str) -> list[dict]:
             records = json.loads(stripped)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"cannot read the JSON batch: {exc}") from exc
+        except RecursionError as exc:
+            raise InvalidInput("cannot read the JSON batch: nested too deeply") from exc
         return _objects(records if isinstance(records, list) else [records])
     records = []
     for number, line in enumerate(stripped.splitlines(), start=1):
@@ -242,7 +244,7 @@ def _records(body: str) -> list[dict]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             record = None
         records.append(record if isinstance(record, dict) else {"_bad_json": f"line {number} is not a JSON object"})
     return records

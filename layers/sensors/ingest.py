@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from layers.accounts.scope import Scope
 from layers.sensors import thresholds
 from layers.sensors.bulk import (
     Column,
@@ -34,7 +35,7 @@ from layers.sensors.bulk import (
     upsert,
 )
 from layers.sensors.models import POLLUTANTS
-from layers.sensors.registry import ALIASES, known_ids
+from layers.sensors.registry import ALIASES, known_in_scope
 
 
 def _rename(rows: Rows) -> Rows:
@@ -60,12 +61,12 @@ def _check_values(rows: Rows) -> None:
 
 
 def validate(session: Session, data, *, fmt: str | None = None, now: datetime | None = None,
-             known: set[str] | None = None) -> Rows:
+             known: set[str] | None = None, scope: Scope | None = None) -> Rows:
     """Parse and check a batch; the good rows keep sensor_id, ts (``datetime64[us]`` UTC) and the
     pollutants as floats (NaN: not measured). Sensors are looked up by the batch's own ids unless
-    ``known`` is given."""
+    ``known`` is given; a sensor outside ``scope`` refuses the whole batch (Forbidden)."""
     rows = _rename(read_rows(data, fmt=fmt))
-    check_ids(rows, "sensor_id", known if known is not None else partial(known_ids, session), "sensor")
+    check_ids(rows, "sensor_id", known if known is not None else partial(known_in_scope, session, scope), "sensor")
     check_times(rows, "ts", now=now)
     _check_values(rows)
     rows.rejected.sort(key=lambda r: r["row"])
@@ -82,9 +83,10 @@ def _store(session: Session, rows: Rows) -> int:
 
 
 def ingest_readings(session: Session, data, *, fmt: str | None = None, now: datetime | None = None,
-                    evaluate: bool = True, open_tickets: bool = True) -> IngestResult:
-    """Validate, store (idempotently) and evaluate thresholds for a batch of readings."""
-    rows = validate(session, data, fmt=fmt, now=now)
+                    evaluate: bool = True, open_tickets: bool = True, scope: Scope | None = None) -> IngestResult:
+    """Validate, store (idempotently) and evaluate thresholds for a batch of readings (sent by ``scope``:
+    only for its own sensors)."""
+    rows = validate(session, data, fmt=fmt, now=now, scope=scope)
     received = len(rows) + len(rows.rejected)
     if not len(rows):
         return IngestResult(received, 0, 0, rows.rejected)

@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from gis.coords import to_wgs84
-from gis.errors import Conflict, InvalidInput, NotFound
+from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gis.locate import locate_many
 from gis.registry import registry_version
 from layers.accounts.scope import Scope
@@ -180,3 +180,19 @@ def known_ids(session: Session, ids: list[str] | None = None, *, active_only: bo
     if ids is not None:
         return set(session.scalars(text("SELECT id FROM sensors WHERE id = ANY(:ids)" + clause), {"ids": list(ids)}))
     return set(session.scalars(text("SELECT id FROM sensors WHERE true" + clause)))
+
+
+def known_in_scope(session: Session, scope: Scope | None, ids: list[str]) -> set[str]:
+    """:func:`known_ids` for an ingest batch sent by ``scope``: a batch naming a sensor registered in
+    another area is refused whole (Forbidden, the offending ids in ``detail``) rather than stored for
+    someone else or silently dropped. Unknown ids are left to the caller (refused row by row)."""
+    found = known_ids(session, ids)
+    if scope is None or scope.city_wide or not found:
+        return found
+    visible = set(session.scalars(scope.filter(select(Sensor.id).where(Sensor.id.in_(sorted(found))), Sensor)))
+    foreign = sorted(found - visible)
+    if foreign:
+        raise Forbidden(f"sensor(s) outside your area: {', '.join(foreign[:20])}"
+                        + (f" and {len(foreign) - 20} more" if len(foreign) > 20 else "")
+                        + "; nothing was stored", detail={"ids": foreign})
+    return found

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from gis.coords import from_wgs84, gauss_kruger_epsg, normalize_crs, to_wgs84
 from gis.locate import locate_arrays
+from layers.accounts.scope import Scope
 from layers.sensors.bulk import (
     Column,
     IngestResult,
@@ -43,7 +44,7 @@ from layers.sensors.bulk import (
     upsert,
 )
 from layers.workers.live import live_index
-from layers.workers.registry import known_ids
+from layers.workers.registry import known_in_scope
 from layers.workers.tracks import MAX_SPEED, spike_mask, step_speeds
 
 MAX_ACCURACY_M = 100.0
@@ -77,11 +78,12 @@ def _check_accuracy(rows: Rows) -> None:
 
 
 def validate(session: Session, data, *, crs: str = "EPSG:4326", fmt: str | None = None,
-             now: datetime | None = None, known: set[str] | None = None) -> Rows:
+             now: datetime | None = None, known: set[str] | None = None, scope: Scope | None = None) -> Rows:
     """Parse and check a batch; the good rows keep worker_id, ts (``datetime64[us]`` UTC), lon, lat,
-    accuracy_m. Workers are looked up by the batch's own ids unless ``known`` is given."""
+    accuracy_m. Workers are looked up by the batch's own ids unless ``known`` is given; a worker
+    outside ``scope`` (for a grid worker: anyone but itself) refuses the whole batch (Forbidden)."""
     rows = _rename(read_rows(data, fmt=fmt))
-    check_ids(rows, "worker_id", known if known is not None else partial(known_ids, session), "worker")
+    check_ids(rows, "worker_id", known if known is not None else partial(known_in_scope, session, scope), "worker")
     check_times(rows, "ts", now=now)
     _check_coords(rows, crs)
     _check_accuracy(rows)
@@ -160,9 +162,11 @@ def _resolve(session: Session, fixes: Fixes) -> None:
 
 def ingest_positions(session: Session, data, *, crs: str = "EPSG:4326", fmt: str | None = None,
                      now: datetime | None = None, max_speed: float = MAX_SPEED,
-                     max_accuracy_m: float = MAX_ACCURACY_M, publish: bool = True) -> IngestResult:
-    """Validate, flag, resolve and store a batch of fixes; update last positions and the live index."""
-    rows = validate(session, data, crs=crs, fmt=fmt, now=now)
+                     max_accuracy_m: float = MAX_ACCURACY_M, publish: bool = True,
+                     scope: Scope | None = None) -> IngestResult:
+    """Validate, flag, resolve and store a batch of fixes (sent by ``scope``: only for the workers it
+    may report for); update last positions and the live index."""
+    rows = validate(session, data, crs=crs, fmt=fmt, now=now, scope=scope)
     received = len(rows) + len(rows.rejected)
     if not len(rows):
         return IngestResult(received, 0, 0, rows.rejected)

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from gis import codes as C
-from gis.errors import Conflict, InvalidInput, NotFound
+from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
 from layers.accounts.scope import Scope
 from layers.incidents.service import mask_phone
 from layers.sensors.bulk import Batch, blank, raw_connection, read_table
@@ -203,3 +203,24 @@ def assignments(session: Session, worker_ids: Iterable[str]) -> dict[str, list[s
     for worker_id, code in rows:
         out.setdefault(worker_id, []).append(code)
     return out
+
+
+def known_in_scope(session: Session, scope: Scope | None, ids: Iterable[str]) -> set[str]:
+    """:func:`known_ids` for a GPS batch sent by ``scope``. A grid worker (网格员) reports only its own
+    fixes: its account's username is its worker id. Other scoped writers report for the workers they
+    see (their town's, and those patrolling a grid in their area). A batch naming anyone else is
+    refused whole (Forbidden, the offending ids in ``detail``): nothing is stored, nothing dropped."""
+    found = known_ids(session, ids)
+    if scope is None or scope.city_wide or not found:
+        return found
+    if scope.role == "grid_worker":
+        visible = found & {scope.user}
+    else:
+        visible = scoped_ids(session, scope, sorted(found)) or set()
+    foreign = sorted(found - visible)
+    if foreign:
+        who = "your own worker id" if scope.role == "grid_worker" else "your area"
+        raise Forbidden(f"worker(s) outside {who}: {', '.join(foreign[:20])}"
+                        + (f" and {len(foreign) - 20} more" if len(foreign) > 20 else "")
+                        + "; nothing was stored", detail={"ids": foreign})
+    return found

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis import codes as C
+from gis import csvsafe
 from gis.errors import NotFound
 from layers.accounts.scope import Scope
 from layers.workers.models import ROLES
@@ -81,5 +82,5 @@ def _local(value) -> str | None:
 def report_csv(frame: pd.DataFrame) -> bytes:
     """The report as CSV bytes (UTF-8 with BOM, bilingual headers)."""
     buffer = io.StringIO()
-    frame.rename(columns=COLUMNS).to_csv(buffer, index=False)
+    csvsafe.frame(frame.rename(columns=COLUMNS)).to_csv(buffer, index=False)
     return buffer.getvalue().encode("utf-8-sig")

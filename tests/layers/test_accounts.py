@@ -169,20 +169,30 @@ def test_roles_carry_what_scopes_them(session):
 
 # ----------------------------------------------------------------------------- sign-in
 
-def test_password_lockout_and_unlock(session):
+def test_password_lockout_per_address_and_unlock(session):
+    from layers.accounts.throttle import SignInThrottle
+
     create_user(session, username="zhang", password=PASSWORD, role="town", area_code=TOWN, settings=SETTINGS)
     user = session.scalars(select(User).where(User.username == "zhang")).one()
     assert user.password_hash.startswith("$argon2id$") and PASSWORD not in user.password_hash
     with pytest.raises(Conflict):
         create_user(session, username="zhang", password=PASSWORD, role="viewer", settings=SETTINGS)
+    # The lock is per (account, address) in the throttle, never on the account row: failing from one
+    # address locks that address out for this name; another address still signs in.
+    clock = [0.0]
+    throttle = SignInThrottle(clock=lambda: clock[0])
     for _ in range(3):
+        assert throttle.check("zhang", "10.0.0.9") is None
         with pytest.raises(AuthError, match="incorrect"):
             authenticate(session, "zhang", "wrong password!", now=T0, settings=SETTINGS)
-    with pytest.raises(AuthError, match="locked"):  # the right password is refused while locked
-        authenticate(session, "zhang", PASSWORD, now=T0 + timedelta(minutes=9), settings=SETTINGS)
-    assert authenticate(session, "zhang", PASSWORD, now=T0 + timedelta(minutes=10, seconds=1),
-                        settings=SETTINGS) is user
-    assert user.failed_attempts == 0 and user.locked_until is None
+        throttle.failed("zhang", "10.0.0.9", lockout_failures=3, lockout_minutes=10)
+    refused = throttle.check("zhang", "10.0.0.9")  # the right password is not even tried while locked
+    assert refused is not None and refused.retry_after == 600
+    assert throttle.check("zhang", "10.0.0.1") is None
+    assert authenticate(session, "zhang", PASSWORD, now=T0, settings=SETTINGS) is user
+    assert user.failed_attempts == 0 and user.locked_until is None  # nothing is counted on the row
+    clock[0] = 601.0
+    assert throttle.check("zhang", "10.0.0.9") is None
     with pytest.raises(AuthError, match="incorrect"):
         authenticate(session, "nobody", PASSWORD, now=T0, settings=SETTINGS)
 
