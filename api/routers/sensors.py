@@ -81,7 +81,7 @@ def list_thresholds(session: SessionDep, scope: ScopeDep) -> list[dict]:
 @router.patch("/thresholds/{pollutant}")
 def edit_threshold(session: SessionDep, scope: AdminScope, pollutant: str, patch: ThresholdPatch) -> dict:
     """Thresholds are city-wide: city admins only; ``who`` is the signed-in user when auth is on."""
-    who = patch.who if scope.user == "anonymous-demo" else scope.user
+    who = patch.who if scope.demo_mode else scope.user
     return thresholds.set_threshold(session, registry.pollutant_name(pollutant), who=who,
                                     limit_value=patch.limit_value, consecutive=patch.consecutive)
 
