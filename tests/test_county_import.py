@@ -1,0 +1,185 @@
+"""A county analyst's grid-only shapefile in one command (issue 15), on a scratch database.
+
+The county is 曲阜市 built at test time from its real outline (tests/county.py): ~300 grids in
+EPSG:4527, GBK DBF without .cpg, Chinese field names, the code under 网格代码, no areas file.
+"""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import pytest
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from scripts.cli import app
+from tests import county
+from tests import registry_city as city
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def qufu():
+    """The county's grids (GK zone metres) and its EPSG code, built once for the module."""
+    return county.build()
+
+
+def _table(url: str, sql: str) -> list[tuple]:
+    eng = create_engine(url)
+    with eng.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(text(sql)).all()]
+    eng.dispose()
+    return rows
+
+
+def _file_rows(shp) -> list[tuple]:
+    """What the file itself says, read back independently of OneMap (GBK, as the DBF is)."""
+    frame = pyogrio.read_dataframe(shp, encoding="GBK", read_geometry=False)
+    return sorted(zip(frame["网格代码"], frame["网格名称"], frame["户数"].astype(int), strict=True))
+
+
+def test_grid_only_county_in_one_command(cli_env, tmp_path, qufu):
+    frame, epsg = qufu
+    shp = county.write_shapefile(tmp_path, frame)
+    assert not shp.with_suffix(".cpg").exists() and "Gauss" in shp.with_suffix(".prj").read_text()
+    assert "网格代码".encode("gbk") in shp.with_suffix(".dbf").read_bytes()[:2000]
+    result = runner.invoke(app, ["grids", "import", str(shp)])
+    assert result.exit_code == 0, result.output
+    print(result.output)
+    output = " ".join(result.output.split())
+    assert "code ← 网格代码" in result.output and "households ← 户数" in result.output
+    assert "village_name ← 村社区" in result.output and "town_name ← 镇街" in result.output
+    assert f"imported {len(frame)} grids" in output and "source CRS EPSG:4527" in output
+    assert "encoding gb18030" in result.output or "encoding gbk" in result.output.lower()
+    stored = _table(cli_env, "SELECT code, name, households FROM grids WHERE valid_to IS NULL ORDER BY code")
+    assert stored == _file_rows(shp)
+    assert "号网格" not in "".join(r[1] for r in stored)
+    villages = dict(_table(cli_env, "SELECT code, name FROM areas WHERE level = 'village'"))
+    towns = dict(_table(cli_env, "SELECT code, name FROM areas WHERE level = 'town'"))
+    expected_villages = dict(zip(frame["code"].str[:12], frame["village_name"], strict=True))
+    assert villages == expected_villages
+    assert sorted(towns.values()) == sorted(name for _, name in county.TOWNS)
+    assert _table(cli_env, "SELECT count(*) FROM areas WHERE level = 'district'") == [(1,)]
+    assert "derived from the grid codes" in output and f"{len(villages)} villages" in output
+    # the geometry is the file's: back in its own zone within centimetres
+    eng = create_engine(cli_env)
+    back = gpd.read_postgis("SELECT code, geom FROM grids", eng, geom_col="geom").to_crs(epsg).set_index("code")
+    eng.dispose()
+    source = frame.set_index("code").geometry
+    assert max(source[c].hausdorff_distance(back.geometry[c]) for c in source.index) < 0.01
+    assert runner.invoke(app, ["grids", "validate"]).exit_code == 0
+
+
+def test_valid_codes_are_never_replaced(cli_env, tmp_path, qufu):
+    """Areas registered first (as in the report), a code column named BM: the file's codes are kept."""
+    frame, _ = qufu
+    first = county.write_shapefile(tmp_path / "a", frame)
+    assert runner.invoke(app, ["grids", "import", str(first), "--dry-run"]).exit_code == 0
+    assert _table(cli_env, "SELECT count(*) FROM areas") == [(0,)]  # a dry run writes nothing
+    areas = tmp_path / "areas.geojson"
+    derived = _derive_areas(frame)
+    derived.to_file(areas, driver="GeoJSON")
+    assert runner.invoke(app, ["areas", "import", str(areas)]).exit_code == 0
+    shp = county.write_shapefile(tmp_path / "b", frame, code_field="BM")
+    result = runner.invoke(app, ["grids", "import", str(shp)])
+    assert result.exit_code == 0, result.output
+    assert "code ← BM" in result.output and "derived" not in result.output
+    stored = _table(cli_env, "SELECT code, name, households FROM grids ORDER BY code")
+    assert [r[0] for r in stored] == sorted(frame["code"])
+    assert stored == sorted(zip(frame["code"], frame["name"], frame["households"], strict=True))
+
+
+def _derive_areas(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    from gis.derive import derive_areas
+
+    return derive_areas(frame.to_crs(4326)).areas[["code", "name", "geometry"]]
+
+
+def test_a_code_column_with_blanks_is_refused_not_filled(cli_env, tmp_path):
+    """A column of codes with one blank: refused with the row, nothing written, no code invented."""
+    runner.invoke(app, ["areas", "import", str(_areas(tmp_path))])
+    grids = city.grids().rename(columns={"code": "WGBM"})
+    grids.loc[1, "WGBM"] = None
+    path = tmp_path / "grids.geojson"
+    grids.to_file(path, driver="GeoJSON")
+    result = runner.invoke(app, ["grids", "import", str(path)])
+    assert result.exit_code == 1
+    assert "rows 2 have no grid code in column 'WGBM'" in result.output and "--assign-codes" in result.output
+    assert _table(cli_env, "SELECT count(*) FROM grids") == [(0,)]
+    result = runner.invoke(app, ["grids", "import", str(path), "--assign-codes"])  # asked for: issued
+    assert result.exit_code == 0, result.output
+    assert "not used" in result.output
+    assert len(_table(cli_env, "SELECT code FROM grids")) == 3
+
+
+def _areas(tmp_path):
+    path = tmp_path / "areas.geojson"
+    city.areas().to_file(path, driver="GeoJSON")
+    return path
+
+
+def test_no_code_column_error_lists_columns_and_field(cli_env, tmp_path):
+    grids = city.grids().drop(columns="code").rename(columns={"name": "网格名称", "households": "户数"})
+    grids["OBJECTID"] = np.arange(1, 4)
+    path = tmp_path / "nocode.geojson"
+    grids.to_file(path, driver="GeoJSON")
+    result = runner.invoke(app, ["grids", "import", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    flat = " ".join(result.output.split())
+    assert "no column of 15-digit grid codes" in flat
+    assert "网格名称, 户数, population, OBJECTID" in flat and "--field code=COLUMN" in flat
+    # with --assign-codes but no areas registered: still names the columns and --field
+    result = runner.invoke(app, ["grids", "import", str(path), "--assign-codes"])
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 1 and "网格名称" in flat and "--field code=COLUMN" in flat
+    # a --field naming a column that is not there lists the columns
+    result = runner.invoke(app, ["grids", "import", str(path), "--field", "code=网格编码"])
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 1 and "--field code=网格编码: no column '网格编码'" in flat and "OBJECTID" in flat
+    assert _table(cli_env, "SELECT count(*) FROM grids") == [(0,)]
+
+
+def test_problems_file_has_rows_and_file_coordinates(cli_env, tmp_path):
+    runner.invoke(app, ["areas", "import", str(_areas(tmp_path))])
+    bad = city.grids(**{"370783001001002": ("南", city.rect(0, 0, 500, 320))}).to_crs(4528)
+    bad = bad.rename(columns={"code": "网格编码", "name": "网格名称"})
+    shp = tmp_path / "overlap.shp"
+    bad.to_file(shp, encoding="GBK", engine="pyogrio")
+    out = tmp_path / "problems.geojson"
+    result = runner.invoke(app, ["grids", "import", str(shp), "--problems", str(out)])
+    assert result.exit_code == 2, result.output
+    problems = json.loads(out.read_text(encoding="utf-8"))["features"]
+    overlap = next(f for f in problems if f["properties"]["kind"] == "overlap")
+    props = overlap["properties"]
+    assert props["rows"] == [1, 2] and props["crs"] == "EPSG:4528"
+    x0, y0 = city.X0, city.Y0  # the overlap is the strip 300-320 m north of the origin, 0-500 m east
+    assert x0 <= props["x"] <= x0 + 500 and y0 + 300 <= props["y"] <= y0 + 320
+    assert "rows 1, 2" in result.output and "EPSG:4528" in result.output
+    assert _table(cli_env, "SELECT count(*) FROM grids") == [(0,)]
+
+
+def test_micro_hole_is_cleaned_with_a_warning(cli_env, tmp_path):
+    """A 0.25 m² hole (a dissolve artefact) in the file's metres: removed, reported with row and place."""
+    runner.invoke(app, ["areas", "import", str(_areas(tmp_path))])
+    grids = city.grids().to_crs(4528)
+    shell = grids.geometry.iloc[2]
+    hx, hy = city.X0 + 700, city.Y0 + 300
+    hole = [(hx, hy), (hx + 0.5, hy), (hx + 0.5, hy + 0.5), (hx, hy + 0.5)]
+    grids.loc[2, "geometry"] = type(shell)(shell.exterior.coords, [hole])
+    path = tmp_path / "holes.shp"
+    grids.to_file(path, encoding="GBK", engine="pyogrio")
+    out = tmp_path / "problems.geojson"
+    result = runner.invoke(app, ["grids", "import", str(path), "--problems", str(out)])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "row 3: a micro-hole of 0.250 m² removed" in flat and "EPSG:4528" in flat
+    cleaned = [f for f in json.loads(out.read_text(encoding="utf-8"))["features"]
+               if f["properties"]["kind"] == "cleaned"]
+    assert len(cleaned) == 1 and cleaned[0]["properties"]["rows"] == [3]
+    assert abs(cleaned[0]["properties"]["x"] - (hx + 0.25)) < 0.5
+    holes = _table(cli_env, "SELECT sum(ST_NumInteriorRings(ST_GeometryN(geom, 1))) FROM grids")
+    assert holes == [(0,)]
