@@ -100,11 +100,18 @@ def repair_reprojected(source: np.ndarray, lonlat: np.ndarray) -> tuple[np.ndarr
     fixes = []
     for i in broke:
         repaired = _polygonal(shapely.make_valid(lonlat[i], method="structure", keep_collapsed=False))
-        change = abs(float(area_m2(np.array([repaired]))[0]) - float(area_m2(np.array([lonlat[i]]))[0]))
+        change = _lonlat_m2(abs(repaired.area - lonlat[i].area), repaired)
         spot = shapely.point_on_surface(source[i])
         out[i] = repaired
         fixes.append(Fix(int(i) + 1, "reprojection", change, spot.x, spot.y, repaired))
     return out, fixes
+
+
+def _lonlat_m2(square_degrees: float, where: BaseGeometry) -> float:
+    """Square degrees as m² at ``where``'s latitude: the change measured in lon/lat itself (measuring
+    in metres would count the new vertices' bow off the projected straight edges as area)."""
+    lat = np.radians(shapely.point_on_surface(where).y)
+    return square_degrees * 111_320.0 * np.cos(lat) * 110_574.0
 
 
 def _polygonal(geom: BaseGeometry) -> BaseGeometry:

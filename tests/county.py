@@ -165,3 +165,16 @@ def write_shapefile(folder: Path, frame: gpd.GeoDataFrame | None = None, *, code
     out.to_file(path, encoding="GBK", engine="pyogrio")
     path.with_suffix(".cpg").unlink(missing_ok=True)
     return path
+
+
+def areas(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The county's district, towns and villages as its GIS office would dissolve them (in its zone):
+    columns 区划代码 and 名称, the areas file format `onemap areas import` reads."""
+    codes = frame["code"]
+    levels = [(codes.str[:6] + "000000", pd.Series(DISTRICT, index=frame.index)),
+              (codes.str[:9] + "000", frame["town_name"]), (codes.str[:12], frame["village_name"])]
+    parts = []
+    for key, names in levels:
+        dissolved = frame.assign(区划代码=key, 名称=names)[["区划代码", "名称", "geometry"]].dissolve("区划代码")
+        parts.append(dissolved.reset_index())
+    return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry="geometry", crs=frame.crs)

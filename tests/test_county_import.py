@@ -47,9 +47,11 @@ def test_grid_only_county_in_one_command(cli_env, tmp_path, qufu):
     shp = county.write_shapefile(tmp_path, frame)
     assert not shp.with_suffix(".cpg").exists() and "Gauss" in shp.with_suffix(".prj").read_text()
     assert "网格代码".encode("gbk") in shp.with_suffix(".dbf").read_bytes()[:2000]
+    dry = runner.invoke(app, ["grids", "import", str(shp), "--dry-run"])
+    assert dry.exit_code == 0 and "would import 300 grids" in " ".join(dry.output.split())
+    assert _table(cli_env, "SELECT count(*) FROM areas") == [(0,)]  # a dry run writes nothing
     result = runner.invoke(app, ["grids", "import", str(shp)])
     assert result.exit_code == 0, result.output
-    print(result.output)
     output = " ".join(result.output.split())
     assert "code ← 网格代码" in result.output and "households ← 户数" in result.output
     assert "village_name ← 村社区" in result.output and "town_name ← 镇街" in result.output
@@ -77,13 +79,10 @@ def test_grid_only_county_in_one_command(cli_env, tmp_path, qufu):
 def test_valid_codes_are_never_replaced(cli_env, tmp_path, qufu):
     """Areas registered first (as in the report), a code column named BM: the file's codes are kept."""
     frame, _ = qufu
-    first = county.write_shapefile(tmp_path / "a", frame)
-    assert runner.invoke(app, ["grids", "import", str(first), "--dry-run"]).exit_code == 0
-    assert _table(cli_env, "SELECT count(*) FROM areas") == [(0,)]  # a dry run writes nothing
-    areas = tmp_path / "areas.geojson"
-    derived = _derive_areas(frame)
-    derived.to_file(areas, driver="GeoJSON")
-    assert runner.invoke(app, ["areas", "import", str(areas)]).exit_code == 0
+    areas = tmp_path / "areas.shp"
+    county.areas(frame).to_file(areas, encoding="GBK", engine="pyogrio")
+    result = runner.invoke(app, ["areas", "import", str(areas), "--field", "code=区划代码", "--field", "name=名称"])
+    assert result.exit_code == 0, result.output
     shp = county.write_shapefile(tmp_path / "b", frame, code_field="BM")
     result = runner.invoke(app, ["grids", "import", str(shp)])
     assert result.exit_code == 0, result.output
@@ -91,12 +90,6 @@ def test_valid_codes_are_never_replaced(cli_env, tmp_path, qufu):
     stored = _table(cli_env, "SELECT code, name, households FROM grids ORDER BY code")
     assert [r[0] for r in stored] == sorted(frame["code"])
     assert stored == sorted(zip(frame["code"], frame["name"], frame["households"], strict=True))
-
-
-def _derive_areas(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    from gis.derive import derive_areas
-
-    return derive_areas(frame.to_crs(4326)).areas[["code", "name", "geometry"]]
 
 
 def test_a_code_column_with_blanks_is_refused_not_filled(cli_env, tmp_path):
@@ -183,3 +176,43 @@ def test_micro_hole_is_cleaned_with_a_warning(cli_env, tmp_path):
     assert abs(cleaned[0]["properties"]["x"] - (hx + 0.25)) < 0.5
     holes = _table(cli_env, "SELECT sum(ST_NumInteriorRings(ST_GeometryN(geom, 1))) FROM grids")
     assert holes == [(0,)]
+
+
+def test_areas_valid_in_their_zone_are_not_refused_after_conversion(cli_env, tmp_path):
+    """Issue 15 point 3: a dissolve left a 0.3 m² hole touching the north edge of the town, its district
+    and its east village. Valid in EPSG:4528; self-intersecting once converted to lon/lat. The hole is
+    cleaned in the file's metres (with a warning naming the rows), and the areas and grids import."""
+    from shapely.geometry import Polygon, box
+
+    from gis.coords import to_wgs84
+
+    x0, y0 = city.X0, city.Y0
+    hole = [(x0 + 775, y0 + 600), (x0 + 774.5, y0 + 599.4), (x0 + 775.5, y0 + 599.4)]
+
+    def holed(a, b):
+        return Polygon(box(x0 + a, y0, x0 + b, y0 + 600).exterior.coords, [hole])
+
+    areas = gpd.GeoDataFrame({"区划代码": ["370783000000", "370783001000", "370783001001", "370783001002"],
+                              "名称": ["测试市", "圣城街道", "东关社区", "西关社区"]},
+                             geometry=[holed(0, 1000), holed(0, 1000), box(x0, y0, x0 + 500, y0 + 600),
+                                       holed(500, 1000)], crs="EPSG:4528")
+    converted = areas.geometry.apply(lambda g: shapely_transform(g, to_wgs84))
+    assert areas.geometry.is_valid.all() and not converted.is_valid.all()
+    shp = tmp_path / "areas.shp"
+    areas.to_file(shp, encoding="GBK", engine="pyogrio")
+    result = runner.invoke(app, ["areas", "import", str(shp), "--field", "code=区划代码", "--field", "name=名称"])
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "code ← 区划代码 (--field" in flat and "name ← 名称 (--field)" in flat
+    for row in (1, 2, 4):
+        assert f"row {row}: a micro-hole of 0.300 m² removed" in flat
+    grids = tmp_path / "grids.geojson"
+    city.grids().to_file(grids, driver="GeoJSON")
+    assert runner.invoke(app, ["grids", "import", str(grids)]).exit_code == 0
+    assert runner.invoke(app, ["grids", "validate"]).exit_code == 0
+
+
+def shapely_transform(geom, to_wgs84):
+    import shapely
+
+    return shapely.transform(geom, lambda xy: np.column_stack(to_wgs84(xy[:, 0], xy[:, 1], "EPSG:4528")))
