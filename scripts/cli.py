@@ -210,6 +210,8 @@ def grids_import(
     out.print(f"{verb} {len(done.edit.opened)} grids, closed {len(done.edit.closed)} (source CRS "
               f"{result.source_crs}, encoding {result.detected_encoding or 'n/a'}); validation clean"
               + (f" ({warnings} warnings)" if warnings else ""), highlight=False)
+    for problem in (done.edit.report.warnings if done.edit.report else [])[:10]:
+        console.print(f"warning: {problem.kind}: {problem.message}{problem.where()}", highlight=False, markup=False)
     _write_problems(problems, done.edit.report, result)
     for line in follow.describe(done.edit.followed):
         out.print(f"  {line}", highlight=False)

@@ -40,13 +40,10 @@ def applied_revisions(url: str) -> set[str]:
 
 
 def upgrade(url: str, revision: str = "heads") -> list[str]:
-    """Apply migrations up to ``revision``; the revisions applied now, oldest first ([] if none)."""
+    """Apply migrations up to ``revision``; the revisions applied now, by id ([] if none)."""
     before = applied_revisions(url)
     command.upgrade(alembic_config(url), revision)
-    script = ScriptDirectory.from_config(alembic_config(url))
-    after = applied_revisions(url)
-    order = [rev.revision for rev in script.walk_revisions()][::-1]  # base first
-    return [rev for rev in order if rev in after - before]
+    return sorted(applied_revisions(url) - before)
 
 
 def describe(applied: list[str]) -> str:

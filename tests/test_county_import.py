@@ -7,6 +7,8 @@ EPSG:4527, GBK DBF without .cpg, Chinese field names, the code under 网格代�
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -20,6 +22,7 @@ from tests import county
 from tests import registry_city as city
 
 runner = CliRunner()
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +50,14 @@ def test_grid_only_county_in_one_command(cli_env, tmp_path, qufu):
     shp = county.write_shapefile(tmp_path, frame)
     assert not shp.with_suffix(".cpg").exists() and "Gauss" in shp.with_suffix(".prj").read_text()
     assert "网格代码".encode("gbk") in shp.with_suffix(".dbf").read_bytes()[:2000]
-    dry = runner.invoke(app, ["grids", "import", str(shp), "--dry-run"])
+    dry_run, step, validate = readme_steps(shp, tmp_path / "problems.geojson")
+    assert "--dry-run" in dry_run and validate == ["grids", "validate"]
+    dry = runner.invoke(app, dry_run)
     assert dry.exit_code == 0 and "would import 300 grids" in " ".join(dry.output.split())
     assert _table(cli_env, "SELECT count(*) FROM areas") == [(0,)]  # a dry run writes nothing
-    result = runner.invoke(app, ["grids", "import", str(shp)])
+    result = runner.invoke(app, step)  # the one command
     assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "problems.geojson").read_text(encoding="utf-8"))["features"] == []
     output = " ".join(result.output.split())
     assert "code ← 网格代码" in result.output and "households ← 户数" in result.output
     assert "village_name ← 村社区" in result.output and "town_name ← 镇街" in result.output
@@ -65,7 +71,7 @@ def test_grid_only_county_in_one_command(cli_env, tmp_path, qufu):
     expected_villages = dict(zip(frame["code"].str[:12], frame["village_name"], strict=True))
     assert villages == expected_villages
     assert sorted(towns.values()) == sorted(name for _, name in county.TOWNS)
-    assert _table(cli_env, "SELECT count(*) FROM areas WHERE level = 'district'") == [(1,)]
+    assert _table(cli_env, "SELECT code, name FROM areas WHERE level = 'district'") == [("370881000000", "曲阜市")]
     assert "derived from the grid codes" in output and f"{len(villages)} villages" in output
     # the geometry is the file's: back in its own zone within centimetres
     eng = create_engine(cli_env)
@@ -73,7 +79,16 @@ def test_grid_only_county_in_one_command(cli_env, tmp_path, qufu):
     eng.dispose()
     source = frame.set_index("code").geometry
     assert max(source[c].hausdorff_distance(back.geometry[c]) for c in source.index) < 0.01
-    assert runner.invoke(app, ["grids", "validate"]).exit_code == 0
+    assert runner.invoke(app, validate).exit_code == 0
+
+
+def readme_steps(shp, problems) -> list[list[str]]:
+    """The `onemap grids ...` lines of the README's import section, pointed at this test's files."""
+    section = README.read_text(encoding="utf-8").split("## Importing a county's grids")[1]
+    block = section.split("```bash")[1].split("```")[0]
+    steps = [shlex.split(line.split("  #")[0]) for line in block.splitlines() if line.startswith("onemap grids")]
+    files = {"曲阜市网格.shp": str(shp), "problems.geojson": str(problems)}
+    return [[files.get(word, word) for word in step[1:]] for step in steps]
 
 
 def test_valid_codes_are_never_replaced(cli_env, tmp_path, qufu):
