@@ -3,7 +3,8 @@
 What the county analyst's file holds decides what happens, and every decision is said out loud:
 - its columns are recognised by name and content (:mod:`gis.columns`) and the mapping is shown;
 - a column of valid 15-digit codes is always used: codes are invented only when asked
-  (``assign_codes``), because an issued code is never reissued and old records name it;
+  (``assign_codes``) or when the file names each grid's village but carries no grid codes (a planner's
+  redraw), because an issued code is never reissued and old records name it;
 - when none of its villages, towns or its district is registered, they are derived from the codes and
   the 镇街/村社区 columns (:mod:`gis.derive`) and imported in the same transaction;
 - problems come back with the file's row numbers and positions in the file's own coordinates.
@@ -92,6 +93,9 @@ def file_grids(read: ReadResult, *, assign_codes: bool, notes: list[str]) -> gpd
             notes.append(f"the codes in column {_source(read, 'code')!r} are not used: new codes will be "
                          "issued in reading order (--assign-codes)")
             frame = frame.drop(columns="code")
+    elif "code" not in frame and "village_code" in frame:  # a redraw of named villages: new grids
+        notes.append(f"no grid-code column; new codes will be issued in reading order within each "
+                     f"village/community of column {_source(read, 'village_code')!r}")
     elif "code" not in frame:
         raise CodeError(
             f"{name}: no column of 15-digit grid codes found; the file's columns are: {_columns(read)}. "
