@@ -127,7 +127,7 @@ def _ends_with(suffixes: Sequence[str]) -> Callable[[pd.DataFrame, str], bool]:
         values = _values(frame, column)
         if not values or any(v.isdigit() for v in values):
             return False
-        return np.mean([v.endswith(tuple(suffixes)) for v in values]) >= SHARE
+        return bool(np.mean([v.endswith(tuple(suffixes)) for v in values]) >= SHARE)
 
     return check
 
@@ -136,7 +136,7 @@ def _grid_names(frame: pd.DataFrame, column: str) -> bool:
     values = _values(frame, column)
     if not values or any(v.isdigit() for v in values):
         return False
-    return np.mean(["网格" in v for v in values]) >= SHARE and len(set(values)) >= SHARE * len(values)
+    return bool(np.mean(["网格" in v for v in values]) >= SHARE) and len(set(values)) >= SHARE * len(values)
 
 
 GRID_CONTENT: dict[str, Callable[[pd.DataFrame, str], bool]] = {
