@@ -125,7 +125,11 @@ def current_version(session: Session) -> int:
     return int(SIDE.fetchone(session, VERSION_SQL)[0])
 
 
-def _entry(session: Session, as_of: datetime | None) -> tuple[_Entry, int]:
+def _entry(session: Session, as_of: datetime | None, snap_m: float | None = None) -> tuple[_Entry, int]:
+    """The index for now (or ``as_of``); ``snap_m`` overrides the configured snapping distance."""
+    snap = grid_settings().snap_m if snap_m is None else float(snap_m)
+    if not snap >= 0:
+        raise InvalidInput(f"snap distance must be >= 0 metres (0 = no snapping), got {snap_m!r}")
     version = current_version(session) if as_of is None else registry_version(session)
     if as_of is None:
         key: tuple = ("current", version, database_key(session))
@@ -136,12 +140,13 @@ def _entry(session: Session, as_of: datetime | None) -> tuple[_Entry, int]:
             "SELECT coalesce(max(id), 0), count(*) FROM grids "
             "WHERE valid_from <= :t AND (valid_to IS NULL OR valid_to > :t)"), {"t": as_of}).one()
         key = ("as_of", int(row[0]), int(row[1]), database_key(session))
+    key += (snap,)
 
     def build() -> _Entry:
         grids = load_grids(session, as_of=as_of)
         if grids.empty:  # no grids (yet, or at that time): every point is outside
             return _Entry(_NO_GRIDS, {}, {})
-        index = GridIndex.from_frame(grids, version=version, snap_m=grid_settings().snap_m)
+        index = GridIndex.from_frame(grids, version=version, snap_m=snap)
         names = _names(session)
         meta = grids[["code", "name", "village_code", "town_code", "district_code"]].rename(
             columns={"code": "grid_code", "name": "grid_name"}).set_index("grid_code")
@@ -171,10 +176,10 @@ def warm(session: Session) -> int:
 
 
 def locate_arrays(session: Session, lon, lat, *, crs: str = "EPSG:4326",
-                  as_of: datetime | None = None) -> dict[str, np.ndarray]:
+                  as_of: datetime | None = None, snap_m: float | None = None) -> dict[str, np.ndarray]:
     """Resolve arrays of points into the COLUMNS above as object arrays (None where no grid): integer
     takes from per-grid columns, so ten points cost microseconds and a million stay vectorised."""
-    entry, _ = _entry(session, as_of)
+    entry, _ = _entry(session, as_of, snap_m)
     n = len(np.ravel(lon))
     if len(entry.index.codes) == 0:
         out = {c: np.full(n, None, dtype=object) for c in COLUMNS}
@@ -188,9 +193,9 @@ def locate_arrays(session: Session, lon, lat, *, crs: str = "EPSG:4326",
 
 
 def locate_many(session: Session, lon, lat, *, crs: str = "EPSG:4326",
-                as_of: datetime | None = None) -> pd.DataFrame:
+                as_of: datetime | None = None, snap_m: float | None = None) -> pd.DataFrame:
     """Resolve arrays of points; one row per input point, in order, with the COLUMNS above."""
-    return pd.DataFrame(locate_arrays(session, lon, lat, crs=crs, as_of=as_of), columns=COLUMNS)
+    return pd.DataFrame(locate_arrays(session, lon, lat, crs=crs, as_of=as_of, snap_m=snap_m), columns=COLUMNS)
 
 
 def locate(session: Session, lon: float, lat: float, *, crs: str = "EPSG:4326",
@@ -226,7 +231,8 @@ def _coerce(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def locate_table(session: Session, frame: pd.DataFrame, *, lon_col: str = "lon", lat_col: str = "lat",
-                 crs: str = "EPSG:4326", as_of: datetime | None = None, row_offset: int = 0) -> pd.DataFrame:
+                 crs: str = "EPSG:4326", as_of: datetime | None = None, row_offset: int = 0,
+                 snap_m: float | None = None) -> pd.DataFrame:
     """Resolve a table of points; every input row comes back, in order, with the resolved columns and
     an ``error`` column naming what was wrong with the rows that could not be resolved."""
     missing = [c for c in (lon_col, lat_col) if c not in frame.columns]
@@ -248,7 +254,7 @@ def locate_table(session: Session, frame: pd.DataFrame, *, lon_col: str = "lon",
     ok = np.array([e is None for e in errors], dtype=bool)
     result = pd.DataFrame({c: pd.Series([None] * len(frame), dtype=object) for c in COLUMNS})
     if ok.any():
-        located = locate_many(session, lon[ok], lat[ok], crs=crs, as_of=as_of)
+        located = locate_many(session, lon[ok], lat[ok], crs=crs, as_of=as_of, snap_m=snap_m)
         for column in COLUMNS:
             values = result[column].to_numpy(dtype=object).copy()
             values[ok] = located[column].to_numpy(dtype=object)

@@ -34,6 +34,8 @@ import shapely
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 
+from gis.cleaning import Fix, clean_artefacts, repair_reprojected
+from gis.columns import ColumnChoice, detect_area_columns, detect_grid_columns
 from gis.coords import SPECIAL, WGS84, normalize_crs, to_wgs84
 from gis.errors import InvalidGeometry, InvalidInput
 
@@ -65,13 +67,18 @@ class ReadResult:
     n_features: int
     warnings: tuple[str, ...] = ()
     layer: str | None = None
+    columns: ColumnChoice | None = None  # the column mapping chosen (when asked to detect one)
+    fixes: tuple[Fix, ...] = ()  # sub-m² artefacts cleaned, polygons repaired after conversion
+    name: str = ""  # the file's name, for messages
 
 
 @dataclass
 class _Notes:
-    """Warnings gathered along the way, handed back in ReadResult.warnings."""
+    """Warnings gathered along the way, handed back in ReadResult.warnings (and what was cleaned)."""
 
     items: list[str] = field(default_factory=list)
+    fixes: list[Fix] = field(default_factory=list)
+    columns: ColumnChoice | None = None
 
     def add(self, text: str) -> None:
         self.items.append(text)
@@ -88,8 +95,12 @@ def read_features(
     encoding: str | None = None,
     layer: str | None = None,
     max_bytes: int = MAX_BYTES,
+    detect: str | None = None,
 ) -> ReadResult:
     """Read a boundary file into EPSG:4326 MultiPolygons with ``fields`` (target → source) renamed.
+
+    ``detect`` ("grids" or "areas") also recognises the other columns by name and content
+    (:mod:`gis.columns`); ``fields`` then overrides that choice, which ReadResult.columns describes.
 
     ``crs`` (EPSG code, "gcj02" or "bd09") is required when the file carries none; when both are
     present they must agree, except that gcj02/bd09 may override a lon/lat label (Amap exports are
@@ -100,7 +111,8 @@ def read_features(
     suffix = source.suffix.lower()
     if suffix in ARCHIVES:
         return _read_zip(
-            source, crs=crs, fields=fields, encoding=encoding, layer=layer, max_bytes=max_bytes
+            source, crs=crs, fields=fields, encoding=encoding, layer=layer, max_bytes=max_bytes,
+            detect=detect,
         )
     if suffix not in DRIVERS:
         raise InvalidInput(
@@ -108,7 +120,8 @@ def read_features(
             "expected .shp, .zip (zipped shapefile), .gpkg, .geojson or .json"
         )
     return _read_file(
-        source, crs=crs, fields=fields, encoding=encoding, layer=layer, max_bytes=max_bytes
+        source, crs=crs, fields=fields, encoding=encoding, layer=layer, max_bytes=max_bytes,
+        detect=detect,
     )
 
 
@@ -137,6 +150,7 @@ def _read_file(
     encoding: str | None,
     layer: str | None,
     max_bytes: int,
+    detect: str | None = None,
 ) -> ReadResult:
     notes = _Notes()
     driver = DRIVERS[path.suffix.lower()]
@@ -155,7 +169,7 @@ def _read_file(
         source_crs = resolve_crs(info.get("crs"), crs, path.name, notes)  # before the costly read
         with _driver_errors(path, driver):
             frame = _read_frame(path, layer, codec, notes)
-    frame = _finish(frame, source_crs, fields, path.name, notes)
+    frame = _finish(frame, source_crs, fields, path.name, notes, detect)
     return ReadResult(
         frame=frame,
         source_crs=_crs_label(source_crs),
@@ -164,6 +178,9 @@ def _read_file(
         n_features=len(frame),
         warnings=tuple(notes.items),
         layer=layer,
+        columns=notes.columns,
+        fixes=tuple(notes.fixes),
+        name=path.name,
     )
 
 
@@ -185,17 +202,35 @@ def _finish(
     fields: dict[str, str] | None,
     name: str,
     notes: _Notes,
+    detect: str | None = None,
 ) -> gpd.GeoDataFrame:
-    """The checks and conversions every format shares, in the order that gives the clearest message."""
+    """The checks and conversions every format shares, in the order that gives the clearest message.
+
+    Validity is judged and artefacts are cleaned in the file's own coordinates, before conversion
+    (see :mod:`gis.cleaning`); lon/lat only has to keep what was valid valid.
+    """
     if len(frame) == 0:
         raise InvalidInput(f"{name} holds no features")
     geoms = np.asarray(frame.geometry.values, dtype=object)
     check_geometries(geoms, name)
     if shapely.has_z(geoms).any():
         notes.add(f"{name}: 3-D coordinates found; heights dropped")
-    geoms = reproject(shapely.force_2d(geoms), source_crs)
-    check_in_china(geoms, name, source_crs)
+    source = shapely.force_2d(geoms)
+    lonlat = reproject(source, source_crs)
+    check_in_china(lonlat, name, source_crs)
+    source, fixes = clean_artefacts(source, metric=_is_metric(source_crs),
+                                    to_lonlat=lambda g: reproject(g, source_crs))
+    lonlat = reproject(source, source_crs) if fixes else lonlat
+    lonlat, repaired = repair_reprojected(source, lonlat)
+    for fix in (*fixes, *repaired):
+        notes.fixes.append(fix)
+        notes.add(fix.text(name, _crs_label(source_crs)))
+    geoms = lonlat
     attributes = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+    if detect is not None:
+        choose = detect_grid_columns if detect == "grids" else detect_area_columns
+        notes.columns = choose(attributes, fields)
+        fields = notes.columns.mapping
     attributes = apply_fields(attributes, fields, name, notes)
     attributes = codes_as_text(attributes, notes)
     return gpd.GeoDataFrame(attributes, geometry=to_multipolygons(geoms), crs=WGS84)
@@ -686,6 +721,16 @@ def _equivalent(a: str | CRS, b: str | CRS) -> bool:
     if isinstance(a, str) and isinstance(b, str) and (a == b or {a, b} <= LONLAT_SAME):
         return True
     return _as_crs(a).equals(_as_crs(b), ignore_axis_order=True)
+
+
+def _is_metric(value: str | CRS) -> bool:
+    """A projected CRS in metres (Gauss-Krüger and the like): areas can be measured in it directly."""
+    if isinstance(value, str) and (value in SPECIAL or value in LONLAT_SAME):
+        return False
+    crs = _as_crs(value)
+    return crs.is_projected and all(
+        (axis.unit_name or "").lower() in ("metre", "meter") for axis in crs.axis_info
+    )
 
 
 def _crs_label(value: str | CRS) -> str:

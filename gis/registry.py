@@ -248,7 +248,10 @@ def _fill_villages_spatially(session: Session, frame: gpd.GeoDataFrame) -> None:
         return
     villages = load_areas(session, level="village")
     if villages.empty:
-        raise CodeError("grids without a code or village_code need registered villages to be placed in")
+        raise CodeError("grids without a code or village_code need registered villages/communities to be "
+                        f"placed in, and none is registered; the grids' columns are: "
+                        f"{', '.join(str(c) for c in frame.columns if c != 'geometry')}. Name the code column "
+                        "with --field code=COLUMN, or import areas first (onemap areas import)")
     points = gpd.GeoDataFrame(geometry=frame.loc[missing].geometry.representative_point(), crs=4326)
     joined = gpd.sjoin(points, villages[["code", "geometry"]], predicate="within", how="left")
     joined = joined[~joined.index.duplicated()]
@@ -286,7 +289,9 @@ def _commit_edit(session: Session, *, kind: str, who: str, why: str, close: Sequ
     villages = sorted(set(opened["village_code"]) | {c[:12] for c in close})
     missing = set(villages) - set(load_areas(session, level="village", codes=villages)["code"])
     if missing:
-        raise CodeError(f"village/community {', '.join(sorted(missing))} is not registered: import areas first")
+        raise CodeError(f"village/community {', '.join(sorted(missing)[:10])} is not registered: import areas "
+                        "first (onemap areas import), or derive them from the grid codes (onemap grids import "
+                        "--derive-areas)")
     current = load_grids(session, villages=villages)
     closed = current[current["code"].isin(list(close))].reset_index(drop=True)
     current = current[~current["code"].isin(list(close))]

@@ -53,6 +53,9 @@ class Problem:
     area_m2: float | None
     message: str
     geometry: BaseGeometry | None = None
+    rows: list[int] = field(default_factory=list)  # 1-based rows of the imported file, when known
+    at: tuple[float, float] | None = None  # a point of the problem in the file's own coordinates
+    at_crs: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -62,11 +65,25 @@ class Problem:
     def severity(self) -> str:
         return "warning" if self.kind in WARNINGS else "error"
 
+    def where(self) -> str:
+        """`` (row 17; at x=… y=… in EPSG:4528)`` when the file's rows and coordinates are known."""
+        bits = []
+        if self.rows:
+            shown = ", ".join(map(str, self.rows[:8])) + (f" … +{len(self.rows) - 8}" if len(self.rows) > 8 else "")
+            bits.append(f"row{'s' if len(self.rows) > 1 else ''} {shown}")
+        if self.at is not None:
+            bits.append(f"at x={self.at[0]:.2f} y={self.at[1]:.2f} in {self.at_crs}")
+        return f" ({'; '.join(bits)})" if bits else ""
+
     def to_feature(self) -> dict[str, Any]:
         geom = None if self.geometry is None or self.geometry.is_empty else shapely.geometry.mapping(self.geometry)
         area = None if self.area_m2 is None else round(float(self.area_m2), 3)
         props = {"kind": self.kind, "severity": self.severity, "codes": list(self.codes),
                  "area_m2": area, "message": self.message}
+        if self.rows:
+            props["rows"] = list(self.rows)
+        if self.at is not None:
+            props |= {"x": round(self.at[0], 3), "y": round(self.at[1], 3), "crs": self.at_crs}
         return {"type": "Feature", "geometry": geom, "properties": props}
 
 
@@ -107,7 +124,7 @@ class Report:
         found = ", ".join(f"{n} {kind}" for kind, n in self.counts.items() if n)
         verdict = "OK" if self.ok else "FAILED"
         lines = [f"{verdict}: checked {checked}; " + (f"found {found}" if found else "no problems")]
-        lines += [f"  {p.severity:7} {p.kind:14} {p.message}" for p in self.problems]
+        lines += [f"  {p.severity:7} {p.kind:14} {p.message}{p.where()}" for p in self.problems]
         return "\n".join(lines)
 
     def to_geojson(self) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def who_default() -> str:
 def db_up(migrate: bool = typer.Option(True, help="Apply Alembic migrations after start.")) -> None:
     """Create (once) and start the project-local PostGIS; idempotent."""
     from gis import pg
-    from scripts.migrate import upgrade
+    from scripts.migrate import describe, upgrade
 
     settings = database_settings()
     if settings.database_url:
@@ -81,8 +81,7 @@ def db_up(migrate: bool = typer.Option(True, help="Apply Alembic migrations afte
         url = state.url
         out.print(f"PostGIS running on 127.0.0.1:{state.port} (data in {settings.data_dir})")
     if migrate:
-        upgrade(url)
-        out.print("schema up to date")
+        out.print(describe(upgrade(url)))
 
 
 @db_app.command("down")
@@ -113,10 +112,9 @@ def db_status() -> None:
 @guarded
 def db_migrate() -> None:
     """Apply Alembic migrations to the configured database."""
-    from scripts.migrate import upgrade
+    from scripts.migrate import describe, upgrade
 
-    upgrade(database_settings().url())
-    out.print("schema up to date")
+    out.print(describe(upgrade(database_settings().url())))
 
 
 # ----------------------------------------------------------------------------- grids and areas
@@ -134,13 +132,29 @@ def parse_fields(fields: list[str] | None) -> dict[str, str]:
     return mapping
 
 
-def _read(path: Path, crs: str | None, fields: list[str] | None, encoding: str | None, layer: str | None):
+def _read(path: Path, crs: str | None, fields: list[str] | None, encoding: str | None, layer: str | None,
+          detect: str | None = None):
     from gis.readers import read_features
 
-    result = read_features(path, crs=crs, fields=parse_fields(fields), encoding=encoding, layer=layer)
+    result = read_features(path, crs=crs, fields=parse_fields(fields), encoding=encoding, layer=layer,
+                           detect=detect)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if result.columns is not None:
+        out.print(f"columns of {path.name} ({', '.join(result.columns.columns)}):", highlight=False)
+        for line in result.columns.lines():
+            out.print(f"  {line}", highlight=False)
     return result
+
+
+def _write_problems(target: Path | None, report, read) -> None:
+    from gis.grid_import import problems_geojson
+
+    if target is None:
+        return
+    collection = problems_geojson(report, read.fixes, read.source_crs, read.name)
+    target.write_text(json.dumps(collection, ensure_ascii=False), encoding="utf-8")
+    out.print(f"wrote {len(collection['features'])} problems to {target}", highlight=False)
 
 
 @grids_app.command("import")
@@ -153,25 +167,53 @@ def grids_import(
     layer: str | None = typer.Option(None, help="Layer name in a GeoPackage or multi-layer zip."),
     replace: bool = typer.Option(False, help="Redraw the file's villages: close their current grids."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and report; write nothing."),
+    assign_codes: bool = typer.Option(
+        False, "--assign-codes",
+        help="Issue new grid codes in reading order, ignoring any code column (codes are never reissued)."),
+    derive_areas: bool | None = typer.Option(
+        None, "--derive-areas/--no-derive-areas",
+        help="Build villages, towns and the district from the 15-digit codes and the 镇街/村社区 columns "
+             "(default: when none of them is registered)."),
+    district_name: str | None = typer.Option(None, help="Name of the derived district (else its column)."),
+    problems: Path | None = typer.Option(None, help="Write problems and cleaned artefacts as GeoJSON here."),
     who: str = typer.Option(None, help="Who makes this edit (default: login name)."),
     why: str = typer.Option("import", help="Why (recorded with the edit)."),
 ) -> None:
-    """Import grids from a shapefile (.shp/.zip), GeoPackage or GeoJSON in one transaction."""
+    """Import grids from a shapefile (.shp/.zip), GeoPackage or GeoJSON in one transaction.
+
+    Columns are recognised by name and content (网格编码/网格代码/GRIDCODE/BM, 网格名称/MC, 户数,
+    镇街, 村社区 ...); the mapping is printed and --field TARGET=COLUMN overrides it."""
     from gis.db import session_scope
-    from gis.registry import import_grids
+    from gis.grid_import import import_grid_file
     from layers import follow
 
     follow.install()  # what hangs off the redrawn grids follows them in the same transaction
-    result = _read(path, crs, field, encoding, layer)
-    with session_scope() as session:
-        done = import_grids(session, result.frame, who=who or who_default(), why=why, replace=replace,
-                            dry_run=dry_run)
-        if dry_run:
-            session.rollback()
+    result = _read(path, crs, field, encoding, layer, detect="grids")
+    try:
+        with session_scope() as session:
+            done = import_grid_file(session, result, who=who or who_default(), why=why, replace=replace,
+                                    dry_run=dry_run, assign_codes=assign_codes, derive=derive_areas,
+                                    district_name=district_name)
+            if dry_run:
+                session.rollback()
+    except TopologyError as exc:
+        _write_problems(problems, exc.detail, result)
+        raise
+    for note in done.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
     verb = "would import" if dry_run else "imported"
-    out.print(f"{verb} {len(done.opened)} grids, closed {len(done.closed)} (source CRS {result.source_crs}, "
-              f"encoding {result.detected_encoding or 'n/a'}); validation clean")
-    for line in follow.describe(done.followed):
+    if done.derived is not None:
+        counts = done.derived.counts
+        out.print(f"{verb} areas derived from the grid codes: {counts['district']} district, {counts['town']} "
+                  f"towns/streets, {counts['village']} villages/communities", highlight=False)
+    warnings = len(done.edit.report.warnings) if done.edit.report else 0
+    out.print(f"{verb} {len(done.edit.opened)} grids, closed {len(done.edit.closed)} (source CRS "
+              f"{result.source_crs}, encoding {result.detected_encoding or 'n/a'}); validation clean"
+              + (f" ({warnings} warnings)" if warnings else ""), highlight=False)
+    for problem in (done.edit.report.warnings if done.edit.report else [])[:10]:
+        console.print(f"warning: {problem.kind}: {problem.message}{problem.where()}", highlight=False, markup=False)
+    _write_problems(problems, done.edit.report, result)
+    for line in follow.describe(done.edit.followed):
         out.print(f"  {line}", highlight=False)
 
 
@@ -188,7 +230,7 @@ def areas_import(
     from gis.db import session_scope
     from gis.registry import import_areas
 
-    result = _read(path, crs, field, encoding, layer)
+    result = _read(path, crs, field, encoding, layer, detect="areas")
     with session_scope() as session:
         done = import_areas(session, result.frame, who=who or who_default(), why=why, replace=replace,
                             dry_run=dry_run)

@@ -21,7 +21,7 @@ def _count_rows(path: Path) -> int:
 
 
 def resolve_file(source: Path, target: Path, *, lon_col: str, lat_col: str, crs: str, chunk: int,
-                 encoding: str = "utf-8-sig", progress: bool = True) -> dict:
+                 encoding: str = "utf-8-sig", progress: bool = True, snap_m: float | None = None) -> dict:
     """Stream ``source`` through the resolver into ``target``; returns counts by match kind."""
     from gis.db import session_scope
     from gis.locate import locate_table
@@ -39,7 +39,8 @@ def resolve_file(source: Path, target: Path, *, lon_col: str, lat_col: str, crs:
         try:
             reader = pd.read_csv(source, dtype=str, keep_default_na=False, chunksize=chunk, encoding=encoding)
             for i, frame in enumerate(reader):
-                out = locate_table(session, frame, lon_col=lon_col, lat_col=lat_col, crs=crs, row_offset=done)
+                out = locate_table(session, frame, lon_col=lon_col, lat_col=lat_col, crs=crs, row_offset=done,
+                                   snap_m=snap_m)
                 csvsafe.frame(out).to_csv(target, mode="w" if i == 0 else "a", header=i == 0, index=False,
                            encoding="utf-8-sig" if i == 0 else "utf-8")
                 for kind, n in out["match"].fillna("error").value_counts().items():
@@ -65,11 +66,18 @@ def register(app: typer.Typer) -> None:
         crs: str = typer.Option("EPSG:4326", help="EPSG code, gcj02 or bd09."),
         chunk: int = typer.Option(200_000, help="Rows per chunk (bounds memory)."),
         encoding: str = typer.Option("utf-8-sig", help="Input encoding (gb18030 for GBK files)."),
+        snap_m: float | None = typer.Option(
+            None, "--snap-m", min=0,
+            help="A point outside every grid but within this many metres of one is given the nearest grid "
+                 "(match 'snapped', with its distance); 0 = no snapping. Default 50 (ONEMAP_SNAP_M)."),
     ) -> None:
-        """Resolve every row of a CSV to grid, village, town and district."""
+        """Resolve every row of a CSV to grid, village, town and district.
+
+        Each row's match says how: inside, boundary (on a shared edge: the lowest code), snapped (outside
+        every grid but within --snap-m metres of one, 50 by default) or outside."""
         try:
             counts = resolve_file(source, target, lon_col=lon_col, lat_col=lat_col, crs=crs, chunk=chunk,
-                                  encoding=encoding)
+                                  encoding=encoding, snap_m=snap_m)
         except OneMapError as exc:
             console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
             raise typer.Exit(1) from None

@@ -99,3 +99,63 @@ def test_resolve_csv(cli_env, tmp_path):
     assert rows[1]["grid_code"] == "" and "not a number" in rows[1]["error"]
     result = runner.invoke(app, ["resolve", str(source), str(target), "--lon-col", "lng"])
     assert result.exit_code == 1 and "column 'lng', 'lat' not found" in result.output
+
+
+def test_resolve_snap_m(cli_env, tmp_path):
+    """A point 30 m south of the city: snapped by default (50 m), outside with --snap-m 0 or 20."""
+    runner.invoke(app, ["areas", "import", str(_areas(tmp_path))])
+    path = tmp_path / "g.geojson"
+    city.grids().to_file(path, driver="GeoJSON")
+    assert runner.invoke(app, ["grids", "import", str(path)]).exit_code == 0
+    source = tmp_path / "in.csv"
+    source.write_text(f"x,y\n{city.X0 + 250},{city.Y0 - 30}\n", encoding="utf-8")
+    target = tmp_path / "out.csv"
+
+    def run(*extra):
+        result = runner.invoke(app, ["resolve", str(source), str(target), "--lon-col", "x", "--lat-col", "y",
+                                     "--crs", "EPSG:4528", *extra])
+        assert result.exit_code == 0, result.output
+        return next(csv.DictReader(target.open(encoding="utf-8-sig")))
+
+    row = run()
+    assert row["match"] == "snapped" and row["grid_code"] == "370783001001002"
+    assert abs(float(row["distance_m"]) - 30) < 0.5
+    assert run("--snap-m", "0")["match"] == "outside"
+    assert run("--snap-m", "20")["match"] == "outside"
+    assert run("--snap-m", "31")["match"] == "snapped"
+    result = runner.invoke(app, ["resolve", str(source), str(target), "--snap-m", "-1"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    boxed = runner.invoke(app, ["resolve", "--help"]).output
+    helptext = " ".join("".join(" " if ch in "│╭╮╰╯─" else ch for ch in boxed).split())
+    assert "--snap-m" in helptext and "0 = no snapping" in helptext and "Default 50" in helptext
+
+
+def test_db_migrate_says_what_it_applied(cluster, monkeypatch):
+    """On an empty database `db migrate` lists the migrations it applied; run again, it has none."""
+    import psycopg
+    from alembic.script import ScriptDirectory
+
+    from gis.db import forget_engines
+    from gis.settings import database_settings
+    from scripts.migrate import alembic_config
+
+    name = "t_empty_migrate"
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(cluster.dsn(name), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    monkeypatch.setenv("ONEMAP_DATABASE_URL", f"postgresql+psycopg://{cluster.user}@127.0.0.1:{cluster.port}/{name}")
+    database_settings.cache_clear()
+    try:
+        first = " ".join(runner.invoke(app, ["db", "migrate"]).output.split())
+        second = " ".join(runner.invoke(app, ["db", "migrate"]).output.split())
+    finally:
+        database_settings.cache_clear()
+        forget_engines()
+        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    revisions = list(ScriptDirectory.from_config(alembic_config("postgresql://unused")).walk_revisions())
+    assert first.startswith(f"applied {len(revisions)} migrations: 0001, 0002"), first
+    assert "already up to date" not in first
+    assert second == "schema already up to date (no migration to apply)"
