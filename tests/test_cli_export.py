@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 
+import psycopg
 import pyogrio
 import shapefile
 from typer.testing import CliRunner
@@ -16,16 +17,21 @@ from tests import registry_city as city
 runner = CliRunner()
 
 
-def _load_city(tmp_path) -> None:
+def _load_city(tmp_path, url: str) -> None:
     areas, grids = tmp_path / "areas.geojson", tmp_path / "grids.geojson"
     city.areas().to_file(areas, driver="GeoJSON")
     city.grids().to_file(grids, driver="GeoJSON")
     assert runner.invoke(app, ["areas", "import", str(areas)]).exit_code == 0
     assert runner.invoke(app, ["grids", "import", str(grids)]).exit_code == 0
+    # The reports below cover November 2026: the city's boundaries must have been in force then, not
+    # only since this test imported them (a report draws the grids valid at the end of its period).
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("UPDATE areas SET valid_from = '2026-01-01T00:00+08:00'")
+        conn.execute("UPDATE grids SET valid_from = '2026-01-01T00:00+08:00'")
 
 
 def test_export_and_report_commands(cli_env, tmp_path):
-    _load_city(tmp_path)
+    _load_city(tmp_path, cli_env)
     out = tmp_path / "g.zip"
     done = runner.invoke(app, ["export", "grids", "--format", "shp", "--encoding", "gbk", "--crs", "EPSG:4528",
                                "--area", "370783001001", "--out", str(out)])
@@ -47,7 +53,7 @@ def test_export_and_report_commands(cli_env, tmp_path):
 
 
 def test_export_command_errors_are_one_line(cli_env, tmp_path):
-    _load_city(tmp_path)
+    _load_city(tmp_path, cli_env)
     for args, needle in ((["export", "roads"], "known layers"),
                          (["export", "grids", "--area", "370783002000"], "no area with code"),
                          (["export", "grids", "--from", "2026-12-01", "--to", "2026-11-01"], "reversed"),

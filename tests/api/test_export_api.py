@@ -14,6 +14,7 @@ import pytest
 import shapefile
 from geoalchemy2.shape import from_shape, to_shape
 from shapely.geometry import Point
+from sqlalchemy import text
 
 from gis import registry
 from layers.incidents.models import Ticket
@@ -62,6 +63,9 @@ def test_grids_as_gbk_shapefile_with_chinese_filename(demo_client, demo_session)
 
 def test_selection_of_grids_and_tickets_in_one_geopackage_with_chinese_names(demo_client, demo_session, tmp_path):
     add_tickets(demo_session)
+    # The selection ends on 2026-12-01 and takes the grids in force then: the demo city's, as if
+    # registered at the start of the year rather than when this test run loaded it.
+    demo_session.execute(text("UPDATE grids SET valid_from = '2026-01-01T00:00+08:00' WHERE valid_to IS NULL"))
     res = demo_client.get("/export/grids,tickets", params={
         "format": "gpkg", "area": "370783001001", "from": "2026-11-01", "to": "2026-12-01", "names": "zh"})
     assert res.status_code == 200, res.text
