@@ -29,6 +29,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (E.InvalidGeometry, 400),
     (E.InvalidInput, 400),
     (E.DatabaseUnavailable, 503),
+    (E.CalendarNotCovered, 503),
     (E.OneMapError, 400),
 ]
 

@@ -46,5 +46,10 @@ class IllegalMove(OneMapError):
     """A workflow move not allowed from the current state; ``detail`` lists the allowed ones."""
 
 
+class CalendarNotCovered(OneMapError):
+    """The holiday calendar does not know a year a deadline falls in: an operator must load that
+    year's official schedule (``onemap holidays load FILE``) instead of the system guessing."""
+
+
 class DatabaseUnavailable(OneMapError):
     """PostGIS cannot be reached right now."""
