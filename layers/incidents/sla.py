@@ -44,7 +44,6 @@ from gis.errors import CalendarNotCovered, InvalidInput
 from layers.incidents import holidays
 from layers.incidents.categories import Category, LimitType, Severity, get_category, parse_severity
 
-
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 YELLOW_AT = 0.8
 Clock = Literal["working", "calendar"]
