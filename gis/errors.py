@@ -51,5 +51,9 @@ class CalendarNotCovered(OneMapError):
     year's official schedule (``onemap holidays load FILE``) instead of the system guessing."""
 
 
+class RateLimited(OneMapError):
+    """Too many requests from one caller (or in all); ``detail['retry_after']`` in seconds (HTTP 429)."""
+
+
 class DatabaseUnavailable(OneMapError):
     """PostGIS cannot be reached right now."""

@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import ScopeDep, WriteScope, require
@@ -20,6 +21,7 @@ from api.deps import SessionDep
 from api.geojson import GeoJSONResponse, feature_collection
 from gis.errors import NotFound
 from layers.accounts.scope import Scope
+from layers.field import idempotency as idem
 from layers.incidents import kpis as K
 from layers.incidents import layer as L
 from layers.incidents import service as S
@@ -86,16 +88,32 @@ def _csv(frame: pd.DataFrame, name: str) -> Response:
     )
 
 
+IdempotencyKey = Annotated[str | None, Header(max_length=100, description=(
+    "a client-made key (e.g. a UUID); a retry with the same key answers the first attempt's result"))]
+
+
 @router.post("/tickets", status_code=201)
-def create(body: TicketIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
+def create(body: TicketIn, session: SessionDep, scope: WriteScope, response: Response,
+           idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     """Receive a report; ``unplaced`` is true when its place could not be resolved (kept, listed).
 
     A desk may file a report anywhere (a citizen calls the wrong town): the answer is the new ticket
-    either way, with the phone as the caller's role may see it."""
+    either way, with the phone as the caller's role may see it. With ``Idempotency-Key`` a retry (a
+    phone that lost the answer) gets the same ticket back (200, ``Idempotent-Replayed: true``)."""
+    if idempotency_key is not None:
+        done = idem.claim(session, owner=scope.user, key=idempotency_key, kind="ticket")
+        if done is not None:
+            response.status_code = 200
+            response.headers["Idempotent-Replayed"] = "true"
+            out = S.detail(session, done)
+            out["reporter_phone"] = scope.phone(out["reporter_phone"])
+            return out
     fields = body.model_dump()
     fields["actor"] = _actor(scope, body.actor)
     out = S.create_and_detail(session, **fields)  # create_ticket + detail, without a read-back
     out["reporter_phone"] = scope.phone(out["reporter_phone"])
+    if idempotency_key is not None:
+        idem.remember(session, owner=scope.user, key=idempotency_key, ref_id=out["id"])
     return out
 
 
@@ -202,12 +220,14 @@ async def attach(
     scope: WriteScope,
     file: Annotated[UploadFile, File()],
     uploaded_by: Annotated[str, Form()] = "api",
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """A photo (JPEG/PNG/WebP, at most 5 MB). The body is read here; the check and the insert run
-    in the thread pool so the event loop never waits on the database."""
+    in the thread pool so the event loop never waits on the database. With ``Idempotency-Key`` a
+    retried upload answers the photo stored the first time."""
     data = await file.read(S.MAX_ATTACHMENT_BYTES + 1)
     row = await run_in_threadpool(
-        S.add_attachment,
+        _attach_once,
         session,
         ticket_id,
         filename=file.filename or "photo",
@@ -215,6 +235,7 @@ async def attach(
         data=data,
         uploaded_by=_actor(scope, uploaded_by),
         scope=scope,
+        key=idempotency_key,
     )
     return {
         "id": row.id,
@@ -222,6 +243,17 @@ async def attach(
         "content_type": row.content_type,
         "size": row.size,
     }
+
+
+def _attach_once(session: Session, ticket_id: int, *, key: str | None, scope: Scope, **fields: Any) -> Any:
+    if key is not None:
+        done = idem.claim(session, owner=scope.user, key=key, kind="attachment")
+        if done is not None:
+            return S.get_attachment(session, ticket_id, done, scope=scope)
+    row = S.add_attachment(session, ticket_id, scope=scope, **fields)
+    if key is not None:
+        idem.remember(session, owner=scope.user, key=key, ref_id=row.id)
+    return row
 
 
 @router.get("/tickets/{ticket_id}/attachments/{attachment_id}")
