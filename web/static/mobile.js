@@ -469,7 +469,7 @@ async function doMove(t, move) {
 // ------------------------------------------------------------------ start
 
 if ("serviceWorker" in navigator) {
-  navigator.serviceWorker.register("/mobile-sw.js", { scope: "/mobile" }).catch(() => {});
+  navigator.serviceWorker.register("/mobile-sw.js", { scope: "/mobile" }).catch((e) => { window.swError = String(e); });
 }
 setNet(navigator.onLine);
 if (me.auth || localStorage.getItem("onemap-demo-worker")) start(); else showSignIn();
