@@ -10,7 +10,6 @@ satisfaction captured.
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 
