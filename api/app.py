@@ -35,6 +35,7 @@ ROUTERS = [
     "api.routers.ogc",
     "api.routers.auth",
     "api.routers.pages",
+    "api.routers.field",
 ]
 
 log = logging.getLogger("onemap.api")

@@ -30,6 +30,8 @@ STATUS: list[tuple[type[Exception], int]] = [
     (E.InvalidGeometry, 400),
     (E.InvalidInput, 400),
     (E.DatabaseUnavailable, 503),
+    (E.CalendarNotCovered, 503),
+    (E.RateLimited, 429),
     (E.OneMapError, 400),
 ]
 
@@ -49,7 +51,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(E.OneMapError)
     async def domain_error(request: Request, exc: E.OneMapError) -> JSONResponse:
         status = next(code for cls, code in STATUS if isinstance(exc, cls))
-        return JSONResponse(_body(exc), status_code=status)
+        headers = {"Retry-After": str(exc.detail["retry_after"])} if isinstance(exc, E.RateLimited) else None
+        return JSONResponse(_body(exc), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -52,5 +52,14 @@ class IllegalMove(OneMapError):
     """A workflow move not allowed from the current state; ``detail`` lists the allowed ones."""
 
 
+class CalendarNotCovered(OneMapError):
+    """The holiday calendar does not know a year a deadline falls in: an operator must load that
+    year's official schedule (``onemap holidays load FILE``) instead of the system guessing."""
+
+
+class RateLimited(OneMapError):
+    """Too many requests from one caller (or in all); ``detail['retry_after']`` in seconds (HTTP 429)."""
+
+
 class DatabaseUnavailable(OneMapError):
     """PostGIS cannot be reached right now."""

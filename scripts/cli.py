@@ -316,6 +316,7 @@ COMMAND_MODULES = [
     "scripts.cli_export",
     "scripts.cli_users",
     "scripts.cli_scale",
+    "scripts.cli_holidays",
 ]
 
 

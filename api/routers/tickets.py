@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import AdminScope, ScopeDep, WriteScope, require
@@ -24,6 +25,7 @@ from api.deps import SessionDep
 from api.geojson import GeoJSONResponse, feature_collection
 from gis.errors import InvalidInput, NotFound
 from layers.accounts.scope import Scope
+from layers.field import idempotency as idem
 from layers.incidents import authz as A
 from layers.incidents import kpis as K
 from layers.incidents import layer as L
@@ -93,16 +95,31 @@ def _csv(frame: pd.DataFrame, name: str) -> Response:
     )
 
 
+IdempotencyKey = Annotated[str | None, Header(max_length=100, description=(
+    "a client-made key (e.g. a UUID); a retry with the same key answers the first attempt's result"))]
+
+
 @router.post("/tickets", status_code=201)
-def create(body: TicketIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
+def create(body: TicketIn, session: SessionDep, scope: WriteScope, response: Response,
+           idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     """Receive a report; ``unplaced`` is true when its place could not be resolved (kept, listed).
 
     A desk may file a report anywhere (a citizen calls the wrong town): the answer is the new ticket
-    either way, with the phone as the caller's role may see it."""
+    either way, with the phone as the caller's role may see it. With ``Idempotency-Key`` a retry (a
+    phone that lost the answer) gets the same ticket back (200, ``Idempotent-Replayed: true``)."""
+    if idempotency_key is not None:
+        done = idem.claim(session, owner=scope.user, key=idempotency_key, kind="ticket")
+        if done is not None:
+            response.status_code = 200
+            response.headers["Idempotent-Replayed"] = "true"
+            return S.detail(session, done, scope=scope)
     fields = body.model_dump()
     fields["actor"] = _actor(scope, body.actor)
     # create_ticket + detail, without a read-back; duplicates only among the tickets the caller sees
-    return S.create_and_detail(session, scope=scope, **fields)
+    out = S.create_and_detail(session, scope=scope, **fields)
+    if idempotency_key is not None:
+        idem.remember(session, owner=scope.user, key=idempotency_key, ref_id=out["id"])
+    return out
 
 
 def _actor(scope: Scope, given: str) -> str:
@@ -213,13 +230,15 @@ async def attach(
     scope: WriteScope,
     file: Annotated[UploadFile, File()],
     uploaded_by: Annotated[str, Form()] = "api",
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """A photo (JPEG/PNG/WebP, at most 5 MB). The body is read here; the check and the insert run
-    in the thread pool so the event loop never waits on the database."""
+    in the thread pool so the event loop never waits on the database. With ``Idempotency-Key`` a
+    retried upload answers the photo stored the first time."""
     data = await file.read(S.MAX_ATTACHMENT_BYTES + 1)
     who = A.acting(scope)
     row = await run_in_threadpool(
-        S.add_attachment,
+        _attach_once,
         session,
         ticket_id,
         filename=file.filename or "photo",
@@ -228,6 +247,7 @@ async def attach(
         uploaded_by=_actor(scope, uploaded_by),
         role=who.role.value,
         scope=scope,
+        key=idempotency_key,
     )
     return {
         "id": row.id,
@@ -235,6 +255,17 @@ async def attach(
         "content_type": row.content_type,
         "size": row.size,
     }
+
+
+def _attach_once(session: Session, ticket_id: int, *, key: str | None, scope: Scope, **fields: Any) -> Any:
+    if key is not None:
+        done = idem.claim(session, owner=scope.user, key=key, kind="attachment")
+        if done is not None:
+            return S.get_attachment(session, ticket_id, done, scope=scope)
+    row = S.add_attachment(session, ticket_id, scope=scope, **fields)
+    if key is not None:
+        idem.remember(session, owner=scope.user, key=key, ref_id=row.id)
+    return row
 
 
 @router.get("/tickets/{ticket_id}/attachments/{attachment_id}")

@@ -7,9 +7,10 @@ working days (general matters 1-3, complex ones 5). Which clock a category uses 
 
 Conventions, all in Asia/Shanghai:
 - Working days come from ``chinese_calendar.is_workday``, which knows the State Council's holidays
-  *and* the make-up working weekends (调休). For a year it does not know yet it raises
-  NotImplementedError; we then fall back to Monday-Friday, log a warning once per year and record the
-  year in ``fallback_years()`` so an operator can see deadlines there are approximate.
+  *and* the make-up working weekends (调休). For a year it does not know yet (1.11 stops at 2026) the
+  schedule an admin loaded with ``onemap holidays load FILE`` is used (``layers.incidents.holidays``);
+  when neither knows the year, ``CalendarNotCovered`` is raised: a deadline counted on Monday-Friday
+  alone would be wrong around every holiday, silently.
 - Working hours are 08:30-12:00 and 13:30-17:30 (7.5 h a day), configurable with ``WorkSchedule``.
   A clock started at night or at lunch starts counting at the next opening.
 - ``add_working_days(start, n)``: the day of receipt does not count (期间开始的当日不计入, as in the
@@ -31,7 +32,6 @@ deadline has passed (strictly after it).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -40,16 +40,14 @@ from zoneinfo import ZoneInfo
 
 import chinese_calendar
 
-from gis.errors import InvalidInput
+from gis.errors import CalendarNotCovered, InvalidInput
+from layers.incidents import holidays
 from layers.incidents.categories import Category, LimitType, Severity, get_category, parse_severity
-
-log = logging.getLogger(__name__)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 YELLOW_AT = 0.8
 Clock = Literal["working", "calendar"]
 Kind = Literal["dispatch", "sign", "onsite", "complete"]
-_FALLBACK_YEARS: set[int] = set()
 
 
 @dataclass(frozen=True)
@@ -104,26 +102,40 @@ def _hours(delta: timedelta) -> float:
 
 
 @lru_cache(maxsize=8192)
-def is_workday(day: date) -> bool:
-    """Whether ``day`` is a working day in mainland China (holidays and make-up days included)."""
+def _package_workday(day: date) -> bool | None:
+    """The package's answer, None for a year it does not know."""
     try:
         return bool(chinese_calendar.is_workday(day))
     except NotImplementedError:
-        if day.year not in _FALLBACK_YEARS:
-            _FALLBACK_YEARS.add(day.year)
-            log.warning("holiday calendar does not know %s: counting Monday-Friday only", day.year)
-        return day.weekday() < 5
+        return None
+
+
+def is_workday(day: date) -> bool:
+    """Whether ``day`` is a working day in mainland China (holidays and make-up days included).
+
+    Raises ``CalendarNotCovered`` for a year neither the package nor a loaded schedule knows."""
+    known = _package_workday(day)
+    if known is not None:
+        return known
+    loaded = holidays.loaded_years().get(day.year)
+    if loaded is None:
+        raise CalendarNotCovered(
+            f"the holiday calendar does not cover {day.year} (chinese-calendar knows up to "
+            f"{covered_until()}): load the State Council's {day.year} schedule with "
+            f"`onemap holidays load FILE`, or upgrade chinese-calendar",
+            detail={"year": day.year})
+    return loaded.is_workday(day)
+
+
+def covered_until() -> int:
+    """The last year the installed chinese-calendar package knows."""
+    return max(d.year for d in chinese_calendar.holidays)
 
 
 def reset_calendar() -> None:
-    """Forget cached days and fallback years (after upgrading chinese-calendar in place; tests)."""
-    is_workday.cache_clear()
-    _FALLBACK_YEARS.clear()
-
-
-def fallback_years() -> frozenset[int]:
-    """Years for which deadlines were computed on weekends only (calendar package too old)."""
-    return frozenset(_FALLBACK_YEARS)
+    """Forget cached days and loaded years (after upgrading chinese-calendar in place; tests)."""
+    _package_workday.cache_clear()
+    holidays.forget()
 
 
 def _local(moment: datetime, tz: ZoneInfo, name: str = "datetime") -> datetime:

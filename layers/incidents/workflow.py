@@ -30,6 +30,9 @@ Verification is recorded, not enforced, here (keeping the table simple; the serv
   citizen to call back. Citizen channels must be revisited (100% 回访); the service enforces that,
   since channel is not part of the state.
 
+A grid worker (网格员) signs, starts and completes a ticket assigned down to its grid's village or
+community (the service refuses one assigned elsewhere): the phone's "handle an assigned ticket".
+
 Roles are permissions by level; whether *this* town may act on *this* ticket is the service's check.
 """
 
@@ -76,6 +79,8 @@ _CENTRE = frozenset({_R.CITY, _R.DISTRICT})
 _HANDLERS = frozenset({_R.TOWN, _R.VILLAGE, _R.DEPARTMENT})
 _REVIEWERS = _CENTRE | {_R.TOWN}  # a town reviews what its villages did
 _ON_SITE = _CENTRE | {_R.TOWN, _R.VILLAGE, _R.GRID_WORKER}
+# A grid worker handles what its village/community was given (the service checks the assignee).
+_FIELD_HANDLERS = _HANDLERS | {_R.GRID_WORKER}
 
 
 @dataclass(frozen=True)
@@ -115,9 +120,9 @@ MOVES: Mapping[str, Rule] = MappingProxyType({r.name: r for r in [
     _rule("join", {_S.SIGNED, _S.HANDLING}, None, {_R.TOWN}, "联单", requires=("units",)),
     _rule("return", {_S.DISPATCHED, _S.SIGNED, _S.HANDLING}, _S.RETURNED, _HANDLERS, "返单",
           needs_note=True),
-    _rule("sign", {_S.DISPATCHED}, _S.SIGNED, _HANDLERS, "签收"),
-    _rule("start", {_S.SIGNED}, _S.HANDLING, _HANDLERS, "开始处置"),
-    _rule("complete", {_S.HANDLING}, _S.COMPLETED, _HANDLERS, "办结", needs_note=True),
+    _rule("sign", {_S.DISPATCHED}, _S.SIGNED, _FIELD_HANDLERS, "签收"),
+    _rule("start", {_S.SIGNED}, _S.HANDLING, _FIELD_HANDLERS, "开始处置"),
+    _rule("complete", {_S.HANDLING}, _S.COMPLETED, _FIELD_HANDLERS, "办结", needs_note=True),
     _rule("verify_fix", {_S.COMPLETED}, None, _ON_SITE, "核实", requires=("fixed",)),
     _rule("review_pass", {_S.COMPLETED}, _S.REVIEWED, _REVIEWERS, "审核通过"),
     _rule("review_fail", {_S.COMPLETED}, _S.HANDLING, _REVIEWERS, "审核退回", needs_note=True,

@@ -31,6 +31,7 @@ MODEL_MODULES = [
     "layers.workers.models",
     "layers.cameras.models",
     "layers.accounts.models",
+    "layers.field.models",
 ]
 for _name in MODEL_MODULES:
     if _exists(_name):

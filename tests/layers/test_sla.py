@@ -8,13 +8,13 @@ Holiday facts used below, as chinese-calendar 1.11 states them:
 
 from __future__ import annotations
 
-import logging
+import json
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from gis.errors import InvalidInput
+from gis.errors import CalendarNotCovered, InvalidInput
 from layers.incidents import sla
 from layers.incidents.sla import (
     WorkSchedule,
@@ -144,30 +144,106 @@ def test_naive_datetimes_are_refused():
         add_working_hours(at(2026, 3, 6, 16), -1)
 
 
-def test_unknown_year_falls_back_to_weekends_and_warns(caplog):
-    # 2101 is beyond the package's range (it raises NotImplementedError). Jan 1 2101 is a Saturday,
-    # Mon Jan 3 a working day in the fallback (no New Year holiday known): 08:30 + 1 h.
-    with caplog.at_level(logging.WARNING, logger="layers.incidents.sla"):
-        assert add_working_hours(at(2101, 1, 1, 9), 1) == at(2101, 1, 3, 9, 30)
-    assert 2101 in sla.fallback_years()
-    assert any("2101" in r.getMessage() for r in caplog.records)
+def test_a_year_no_calendar_knows_fails_loudly(tmp_path, monkeypatch):
+    # 2027 is beyond chinese-calendar 1.11 and nothing was loaded: no Monday-Friday guess, a clear error.
+    monkeypatch.setenv("ONEMAP_HOLIDAYS_FILE", str(tmp_path / "none.json"))
+    sla.reset_calendar()
+    with pytest.raises(CalendarNotCovered, match="does not cover 2027.*onemap holidays load"):
+        add_working_days(at(2026, 12, 30, 10), 3)  # Thu Dec 31 is known, then 2027 is not
+    with pytest.raises(CalendarNotCovered, match="2027"):
+        add_working_hours(at(2027, 1, 4, 9), 1)
+    with pytest.raises(CalendarNotCovered):
+        deadline(at(2027, 3, 1, 9), "0101", "general", "complete")
+    assert add_working_days(at(2026, 12, 29, 10), 2) == at(2026, 12, 31, 17, 30)  # 2026 still fine
 
 
-def test_unknown_year_fallback_when_the_package_raises(monkeypatch):
-    # Whatever the package's range, a NotImplementedError means Monday-Friday.
+def test_the_package_refusing_a_year_fails_loudly(monkeypatch, tmp_path):
+    # Whatever the package's range, a NotImplementedError without a loaded schedule is an error.
     def refuse(day):
         raise NotImplementedError("no data")
 
+    monkeypatch.setenv("ONEMAP_HOLIDAYS_FILE", str(tmp_path / "none.json"))
     monkeypatch.setattr(sla.chinese_calendar, "is_workday", refuse)
     sla.reset_calendar()
     try:
-        # Thu 2026-10-01 is National Day, but the fallback only knows weekends: 1 h → 09:30.
-        assert add_working_hours(at(2026, 10, 1, 8, 30), 1) == at(2026, 10, 1, 9, 30)
-        assert sla.fallback_years() == {2026}
+        with pytest.raises(CalendarNotCovered, match="2026"):
+            add_working_hours(at(2026, 10, 1, 8, 30), 1)
     finally:
         monkeypatch.undo()
         sla.reset_calendar()
     assert not sla.is_workday(at(2026, 10, 1).date())
+
+
+# An invented schedule for the tests (the real 2027 notice is not out): New Year Fri Jan 1 off,
+# Spring Festival Feb 5-11 off, Sat Feb 13 worked.
+SCHEDULE_2027 = {
+    "year": 2027, "source": "test schedule",
+    "holidays": [{"date": "2027-01-01", "name": "元旦"}] + [f"2027-02-{d:02d}" for d in range(5, 12)],
+    "workdays": [{"date": "2027-02-13", "name": "春节调休上班"}],
+}
+
+
+def test_a_loaded_schedule_is_what_the_deadlines_use(tmp_path, monkeypatch):
+    from layers.incidents import holidays
+
+    monkeypatch.setenv("ONEMAP_HOLIDAYS_FILE", str(tmp_path / "holidays.json"))
+    sla.reset_calendar()
+    holidays.store(holidays.parse(json.dumps(SCHEDULE_2027)))
+    try:
+        # Thu Dec 31 2026 + 1 working day: Fri Jan 1 is New Year, so Mon Jan 4 closes it.
+        assert add_working_days(at(2026, 12, 31, 10), 1) == at(2027, 1, 4, 17, 30)
+        # Thu Feb 4 + 1: Feb 5-11 off, Sat Feb 13 worked (make-up), Fri Feb 12 first → Fri Feb 12.
+        assert add_working_days(at(2027, 2, 4, 10), 1) == at(2027, 2, 12, 17, 30)
+        assert add_working_days(at(2027, 2, 12, 10), 1) == at(2027, 2, 13, 17, 30)  # the make-up Saturday
+        assert not sla.is_workday(at(2027, 2, 8).date()) and sla.is_workday(at(2027, 2, 13).date())
+        with pytest.raises(CalendarNotCovered, match="2028"):
+            add_working_days(at(2027, 12, 31, 10), 1)
+    finally:
+        sla.reset_calendar()
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ('{"year": 2027, "holidays": ["2027-02-30"]}', "not a date"),
+    ('{"year": 2027, "holidays": ["2027-01-01"], "workdays": ["2027-01-01"]}', "both"),
+    ('{"year": 2027, "holidays": ["2027-01-01"], "workdays": ["2027-01-05"]}', "weekday already"),
+    ('{"year": 2027, "holidays": ["2028-01-01"]}', "outside the year"),
+    ('{"year": 2027, "workdays": ["2027-02-13"]}', "lists no holiday"),
+    ("date,kind,name\n2027-01-01,maybe,x\n", "must be holiday"),
+    ("day,name\n2027-01-01,x\n", "header date,kind,name"),
+])
+def test_a_bad_schedule_is_refused_with_the_reason(text, reason):
+    from layers.incidents import holidays
+
+    with pytest.raises(InvalidInput, match=reason):
+        holidays.parse(text)
+
+
+def test_onemap_holidays_load(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from scripts.cli import app
+
+    store = tmp_path / "store.json"
+    monkeypatch.setenv("ONEMAP_HOLIDAYS_FILE", str(store))
+    sla.reset_calendar()
+    good = tmp_path / "2027.csv"
+    good.write_text("date,kind,name\n2027-01-01,holiday,元旦\n2027-02-13,workday,春节调休上班\n",
+                    encoding="utf-8")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,kind,name\n2027-01-04,班,x\n", encoding="utf-8")
+    runner = CliRunner()
+    try:
+        result = runner.invoke(app, ["holidays", "load", str(bad)])
+        assert result.exit_code == 1 and "weekday already" in result.output and not store.exists()
+        result = runner.invoke(app, ["holidays", "load", str(good), "--dry-run"])
+        assert result.exit_code == 0 and "2027: 1 holidays, 1 make-up" in result.output and not store.exists()
+        result = runner.invoke(app, ["holidays", "load", str(good)])
+        assert result.exit_code == 0, result.output
+        assert json.loads(store.read_text(encoding="utf-8"))["years"][0]["year"] == 2027
+        assert sla.is_workday(at(2027, 2, 13).date()) and not sla.is_workday(at(2027, 1, 1).date())
+        assert "2027: loaded" in runner.invoke(app, ["holidays", "list"]).output
+    finally:
+        sla.reset_calendar()
 
 
 def test_custom_schedule():
