@@ -53,6 +53,8 @@ class TicketFacts(Protocol):
     id: int
     state: str
     town_code: str | None
+    village_code: str | None
+    grid_code: str | None
     assignee: str | None
     duplicate_of: int | None
 
@@ -146,6 +148,9 @@ def _assignee_is_me(actor: Actor, t: TicketFacts) -> bool:
         return t.assignee is not None and t.assignee == scope.area_code
     if actor.role is Role.DEPARTMENT:
         return t.assignee is not None and t.assignee == scope.department
+    if actor.role is Role.GRID_WORKER:  # the village/community was given it, in one of my grids
+        return (t.assignee is not None and t.assignee == t.village_code
+                and t.grid_code in scope.grid_codes)
     return False
 
 

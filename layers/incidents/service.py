@@ -71,7 +71,6 @@ MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
 ATTACHMENT_TYPES = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG", "image/webp": b"RIFF"}
 SYSTEM_ACTOR = "onemap"
 MAX_EXTENSION = timedelta(days=366)  # a deadline extended into 2099 is a deadline switched off
-FIELD_MOVES = frozenset({"sign", "start", "complete"})  # a grid worker's, on its village's tickets
 
 
 class TicketLike(Protocol):
@@ -995,11 +994,6 @@ def _move(
             f"ticket {ticket.id} is a duplicate of {ticket.duplicate_of}; act on that",
             detail={"allowed": [], "duplicate_of": ticket.duplicate_of},
         )
-    if role == Role.GRID_WORKER and move_name in FIELD_MOVES and ticket.assignee != ticket.village_code:
-        raise IllegalMove(
-            f"a grid worker handles tickets assigned to its village/community ({ticket.village_code}); "
-            f"ticket {ticket.id} is assigned to {ticket.assignee or 'nobody yet'}",
-            detail={"state": ticket.state, "role": role, "move": move_name, "allowed": []})
     changes, ev = plan_move(ticket, move_name, role=role, at=at, note=note, payload=payload)
     places = _villages(session, ticket, ev["payload"]["villages"]) if move_name == "split" else []
     _apply(session, ticket, changes, ev, actor=actor)

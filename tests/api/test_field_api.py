@@ -89,7 +89,7 @@ def test_a_grid_worker_handles_what_its_village_was_given(field, demo_session):
     api.post(f"/tickets/{tid}/dispatch", json={"actor": "centre", "role": "district", "payload": {"assignee": town}},
              headers=c).raise_for_status()
     refused = api.post(f"/tickets/{tid}/sign", json={"actor": "W0001", "role": "grid_worker"}, headers=w)
-    assert refused.status_code == 409 and "assigned to its village" in refused.json()["detail"]
+    assert refused.status_code == 403 and f"assigned to {town}, not to you" in refused.json()["detail"]
     tid2 = api.post("/tickets", json={**report(field, "路边违建"), "channel": "hotline", "category": "0101"},
                     headers=c).json()["id"]
     api.post(f"/tickets/{tid2}/dispatch", headers=c,
