@@ -21,19 +21,22 @@ def peak_rss_mb() -> float:
 
 
 @contextmanager
-def scratch_database(name: str = "onemap_bench"):
-    """A fresh database beside the configured one, migrated, dropped afterwards."""
-    url = make_url(database_settings().url())
-    dsn = f"host={url.host} port={url.port} user={url.username} dbname=postgres"
-    if url.password:
-        dsn += f" password={url.password}"
+def scratch_database(name: str = "onemap_bench", *, owner: bool = False):
+    """A fresh database beside the configured one, migrated as the owner, dropped afterwards. Yields
+    the application role's URL (what the server would connect as), or the owner's with ``owner``."""
+    settings = database_settings()
+    admin = make_url(settings.owner_url())
+    dsn = f"host={admin.host} port={admin.port} user={admin.username} dbname=postgres"
+    if admin.password:
+        dsn += f" password={admin.password}"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-    scratch = url.set(database=name).render_as_string(hide_password=False)
+    scratch = make_url(settings.url()).set(database=name).render_as_string(hide_password=False)
+    scratch_owner = admin.set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(scratch)
-        yield scratch
+        upgrade(scratch_owner, app_role=settings.app_role())
+        yield scratch_owner if owner else scratch
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -47,7 +50,7 @@ def bench_import(console: Console) -> dict:
     t = time.perf_counter()
     areas, grids = read_demo()
     read_s = time.perf_counter() - t
-    with scratch_database() as url:
+    with scratch_database(owner=True) as url:  # the baseline creates its own table
         engine = create_engine(url)
         t = time.perf_counter()
         grids.rename_geometry("geom").to_postgis("baseline_grids", engine)

@@ -85,7 +85,7 @@ class Server:
         self.log = open(ROOT / "artifacts" / f"server-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning"],
+             "--port", str(self.port), "--log-level", "warning", "--no-proxy-headers"],
             cwd=ROOT, env={**os.environ, "ONEMAP_DATABASE_URL": database_url, **env},
             stdout=self.log, stderr=subprocess.STDOUT)
         self._wait()
