@@ -42,6 +42,18 @@ def scratch_database(name: str = "onemap_bench", *, owner: bool = False):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def analyze(url: str, *tables: str, vacuum: bool = False) -> None:
+    """(VACUUM) ANALYZE as the owner of ``url``'s database: the app role owns no table, and PostgreSQL
+    skips (with a warning) tables the caller does not own."""
+    from scripts.migrate import libpq
+
+    owner = make_url(database_settings().owner_url()).set(database=make_url(url).database)
+    with psycopg.connect(libpq(owner.render_as_string(hide_password=False)), autocommit=True) as conn:
+        verb = "VACUUM ANALYZE" if vacuum else "ANALYZE"
+        for table in tables or [""]:
+            conn.execute(f"{verb} {table}".strip())
+
+
 def bench_import(console: Console) -> dict:
     """Import + validate the demo city vs. the baseline geopandas.to_postgis of the same rows."""
     from gis.registry import import_areas, import_grids, validate_registry
