@@ -94,7 +94,8 @@ def _migrate(owner_url: str, app_role: str | None, *, single_role: bool = False)
         fail(str(exc))
     out.print("schema up to date" + (f"; the application connects as {app_role}" if app_role else ""))
     if single_role:
-        warnings = [SINGLE_ROLE_WARNING, *warnings]
+        risks = _rewrite_risks(owner_url)
+        warnings = [SINGLE_ROLE_WARNING, *risks, *warnings] if risks else warnings
     for warning in warnings:
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
 
@@ -268,17 +269,21 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
                 proxy_headers=False)
 
 
-def _warn_if_audit_rewritable() -> None:
-    """One line when the role the server connects as could rewrite the audit log (superuser, owner)."""
+def _rewrite_risks(url: str | None = None) -> list[str]:
+    """Why the role ``url`` (default: the app's) connects as could rewrite the audit log; [] if it cannot."""
     from gis.db import session_scope
     from layers.accounts.audit import rewrite_risks
 
     try:
-        with session_scope() as session:
-            risks = rewrite_risks(session)
+        with session_scope(url) as session:
+            return rewrite_risks(session)
     except Exception:  # noqa: BLE001 - the database may be away at start; the server says so per request
-        return
-    for risk in risks:
+        return []
+
+
+def _warn_if_audit_rewritable() -> None:
+    """One line per reason the role the server connects as could rewrite the audit log (superuser, owner)."""
+    for risk in _rewrite_risks():
         console.print(f"[bold yellow]warning:[/] {risk}", highlight=False)
 
 
