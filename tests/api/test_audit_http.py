@@ -79,62 +79,70 @@ def entries(url: str, where: str, params: tuple = (), expected: int = 1) -> list
         time.sleep(0.2)
 
 
-def test_the_server_connects_as_the_app_role_and_audits_edits_and_moves(audit_db):
-    server = serve(audit_db)
-    try:
-        auth = bearer(server.base)
-        with psycopg.connect(libpq(owner_url(audit_db))) as conn:
-            roles = conn.execute(
-                "SELECT DISTINCT a.usename, r.rolsuper, r.rolcreaterole FROM pg_stat_activity a "
-                "JOIN pg_roles r ON r.rolname = a.usename WHERE a.datname = current_database() "
-                "AND a.pid <> pg_backend_pid()").fetchall()
-        assert roles == [("onemap_app", False, False)]  # every connection the server holds
+@pytest.fixture(scope="module")
+def server(audit_db):
+    """The server with sign-in on and no trusted proxy."""
+    srv = serve(audit_db)
+    yield srv
+    srv.stop()
 
-        # a grid edit: split the north-west grid by a north-south line through its middle
-        planner = bearer(server.base, "planner")
-        engine = create_engine(audit_db)
-        with Session(engine) as session:
-            grid = registry.load_grids(session, codes=[GRID]).geometry[0]
-        engine.dispose()
-        c, (_x0, y0, _x1, y1) = grid.centroid, grid.bounds
-        line = shapely.LineString([(c.x, y0 - 0.001), (c.x, y1 + 0.001)])
-        split = httpx.post(f"{server.base}/grids/edits/split", headers=planner,
-                           json={"why": "社区调整", "code": GRID, "line": mapping(line)})
-        assert split.status_code == 200, split.text
-        answer = split.json()
-        (edit,) = entries(audit_db, "path = '/grids/edits/split'")
-        assert edit["object"] == f"edit={answer['edit_id']}" and edit["detail"]["edit_id"] == answer["edit_id"]
-        assert edit["detail"]["closed"] == [GRID] and edit["detail"]["opened"] == sorted(answer["opened"])
-        assert len(answer["opened"]) == 2 and edit["detail"]["codes"] == [GRID] and edit["username"] == "planner"
 
-        # a refused edit is on record with the codes it named
-        refused = httpx.post(f"{server.base}/grids/edits/merge", headers=planner,
-                             json={"why": "x", "codes": [GRID, "370783001002001"]})
-        assert refused.status_code >= 400
-        (tried,) = entries(audit_db, "path = '/grids/edits/merge'")
-        assert tried["detail"]["codes"] == [GRID, "370783001002001"] and tried["status"] == refused.status_code
+def test_the_server_connects_as_the_app_role(server, audit_db):
+    bearer(server.base)  # a request that used the database
+    with psycopg.connect(libpq(owner_url(audit_db))) as conn:
+        roles = conn.execute(
+            "SELECT DISTINCT a.usename, r.rolsuper, r.rolcreaterole FROM pg_stat_activity a "
+            "JOIN pg_roles r ON r.rolname = a.usename WHERE a.datname = current_database() "
+            "AND a.pid <> pg_backend_pid()").fetchall()
+    assert roles == [("onemap_app", False, False)]  # every connection the server holds
 
-        # a ticket move: the move and the workflow role it was made as
-        ticket = httpx.post(f"{server.base}/tickets", headers=auth,
-                            json={"channel": "hotline", "category": "0102", "description": "路边垃圾堆积",
-                                  "lon": city.X0 + 100, "lat": city.Y0 + 100, "crs": city.GK})
-        assert ticket.status_code == 201, ticket.text
-        tid = ticket.json()["id"]
-        moved = httpx.post(f"{server.base}/tickets/{tid}/dispatch", headers=auth,
-                           json={"actor": "王五", "role": "city", "payload": {"assignee": "370783001000"}})
-        assert moved.status_code == 200, moved.text
-        (entry,) = entries(audit_db, "path = %s", (f"/tickets/{tid}/dispatch",))
-        assert entry["detail"]["move"] == "dispatch" and entry["detail"]["workflow_role"] == "city"
-        assert "account_workflow_role" not in entry["detail"]
 
-        # no trusted proxy configured: X-Forwarded-For is not believed
-        spoofed = httpx.post(f"{server.base}/resolve", headers={**auth, "X-Forwarded-For": "203.0.113.9"},
-                             json=[{"lon": 118.8, "lat": 36.9}])
-        assert spoofed.status_code < 500
-        (row,) = entries(audit_db, "path = '/resolve'")
-        assert row["ip"] == "127.0.0.1" and row["detail"]["x-forwarded-for"] == "203.0.113.9"
-    finally:
-        server.stop()
+def test_grid_edits_carry_the_edit_id_and_codes(server, audit_db):
+    planner = bearer(server.base, "planner")
+    engine = create_engine(audit_db)
+    with Session(engine) as session:
+        grid = registry.load_grids(session, codes=[GRID]).geometry[0]
+    engine.dispose()
+    c, (_x0, y0, _x1, y1) = grid.centroid, grid.bounds  # split it by a north-south line through its middle
+    line = shapely.LineString([(c.x, y0 - 0.001), (c.x, y1 + 0.001)])
+    split = httpx.post(f"{server.base}/grids/edits/split", headers=planner,
+                       json={"why": "社区调整", "code": GRID, "line": mapping(line)})
+    assert split.status_code == 200, split.text
+    answer = split.json()
+    (edit,) = entries(audit_db, "path = '/grids/edits/split'")
+    assert edit["object"] == f"edit={answer['edit_id']}" and edit["detail"]["edit_id"] == answer["edit_id"]
+    assert edit["detail"]["closed"] == [GRID] and edit["detail"]["opened"] == sorted(answer["opened"])
+    assert len(answer["opened"]) == 2 and edit["detail"]["codes"] == [GRID] and edit["username"] == "planner"
+
+    # a refused edit is on record with the codes it named
+    refused = httpx.post(f"{server.base}/grids/edits/merge", headers=planner,
+                         json={"why": "x", "codes": [GRID, "370783001002001"]})
+    assert refused.status_code >= 400
+    (tried,) = entries(audit_db, "path = '/grids/edits/merge'")
+    assert tried["detail"]["codes"] == [GRID, "370783001002001"] and tried["status"] == refused.status_code
+
+
+def test_ticket_moves_carry_the_move_and_workflow_role(server, audit_db):
+    auth = bearer(server.base)
+    ticket = httpx.post(f"{server.base}/tickets", headers=auth,
+                        json={"channel": "hotline", "category": "0102", "description": "路边垃圾堆积",
+                              "lon": city.X0 + 100, "lat": city.Y0 + 100, "crs": city.GK})
+    assert ticket.status_code == 201, ticket.text
+    tid = ticket.json()["id"]
+    moved = httpx.post(f"{server.base}/tickets/{tid}/dispatch", headers=auth,
+                       json={"actor": "王五", "role": "city", "payload": {"assignee": "370783001000"}})
+    assert moved.status_code == 200, moved.text
+    (entry,) = entries(audit_db, "path = %s", (f"/tickets/{tid}/dispatch",))
+    assert entry["detail"]["move"] == "dispatch" and entry["detail"]["workflow_role"] == "city"
+    assert "account_workflow_role" not in entry["detail"]
+
+
+def test_forwarded_for_is_ignored_without_a_trusted_proxy(server, audit_db):
+    spoofed = httpx.post(f"{server.base}/resolve", headers={**bearer(server.base), "X-Forwarded-For": "203.0.113.9"},
+                         json=[{"lon": 118.8, "lat": 36.9}])
+    assert spoofed.status_code < 500
+    (row,) = entries(audit_db, "path = '/resolve' AND detail->'query' IS NULL")
+    assert row["ip"] == "127.0.0.1" and row["detail"]["x-forwarded-for"] == "203.0.113.9"
 
 
 def test_forwarded_for_counts_only_from_a_trusted_proxy(audit_db):
