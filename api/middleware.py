@@ -16,6 +16,9 @@ streamed responses stay streamed:
 - **Audit**: every write (POST/PUT/PATCH/DELETE) and every GET under /export and /ogc is queued for
   the audit log after the response has been sent; the writer thread stores it in its own
   transaction (``layers.accounts.audit.AuditWriter``), so the log never slows or fails a request.
+  The address recorded is the socket peer unless it is a trusted proxy (``api/client_ip.py``). A
+  ticket move records the move and the workflow role it was made as; routes add their own facts in
+  ``request.state.audit`` (a grid edit: its edit id and the codes it opened and closed).
 """
 
 from __future__ import annotations
@@ -42,8 +45,11 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from api.auth import COOKIE, DEMO_BANNER
+from api.client_ip import client_ip
+from gis.settings import grid_settings
 from layers.accounts import audit
 from layers.accounts.settings import AuthSettings, auth_settings
+from layers.incidents.workflow import MOVES, Role
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -198,7 +204,7 @@ class Guard:
         state = scope.setdefault("state", {})
         record = _Record(scope, time.perf_counter())
         try:
-            await self.app(scope, self._counting(receive, limit), self._sending(scope, send, record))
+            await self.app(scope, self._counting(_keeping(receive, record), limit), self._sending(scope, send, record))
         except Exception:
             if record.audited:  # the error handler outside answers 500; the attempt is still recorded
                 record.status = record.status or 500
@@ -320,6 +326,49 @@ class _Record:
         self.audited = _should_audit(scope)
         self.first_body = b""
         self.body_seen = False
+        self.keep_request = _is_move(scope)
+        self.request_body = b""
+
+
+MOVE_PATH = re.compile(r"^/tickets/\d+/([a-z_]+)$")
+KEPT_REQUEST = 16384  # a move's body is a few hundred bytes; enough to read its role
+WORKFLOW_ROLES = frozenset(Role) - {Role.SYSTEM}
+
+
+def _is_move(scope: Scope) -> bool:
+    """``POST /tickets/{id}/{move}`` for one of the workflow's moves (not attachments, not place)."""
+    found = MOVE_PATH.match(scope["path"]) if scope["method"] == "POST" else None
+    return found is not None and found.group(1) in MOVES
+
+
+def _keeping(receive: Receive, record: _Record) -> Receive:
+    """Keep the start of a ticket move's request body for its audit entry (which role it asked for)."""
+    if not record.keep_request:
+        return receive
+
+    async def kept() -> Message:
+        message = await receive()
+        if message["type"] == "http.request" and len(record.request_body) < KEPT_REQUEST:
+            record.request_body += message.get("body", b"")[:KEPT_REQUEST - len(record.request_body)]
+        return message
+    return kept
+
+
+def _move_detail(scope: Scope, account: str | None, record: _Record, auth: AuthSettings) -> dict[str, Any]:
+    """A ticket move: the move and the workflow role it was made as (contract 1: the account's role when
+    signed in, where a body ``role`` must equal it; the body's role, default district, in the demo).
+    When the body asked for another role than the account's, both are recorded."""
+    move = scope["path"].rsplit("/", 1)[-1]
+    try:
+        body = json.loads(record.request_body) if record.request_body[:1] == b"{" else {}
+    except ValueError:
+        body = {}
+    asked = body.get("role") if isinstance(body, dict) and isinstance(body.get("role"), str) else None
+    derived = account if auth.enabled and account in WORKFLOW_ROLES else None
+    detail: dict[str, Any] = {"move": move, "workflow_role": asked or derived or (None if auth.enabled else "district")}
+    if asked and auth.enabled and asked != derived:
+        detail["account_workflow_role"] = derived
+    return detail
 
 
 def _should_audit(scope: Scope) -> bool:
@@ -395,9 +444,10 @@ def _entry(scope: Scope, state: dict[str, Any], record: _Record, auth: AuthSetti
         value = _header(scope, name)
         if value:
             detail[name.decode()] = value[:200]
+    if record.keep_request:
+        detail.update(_move_detail(scope, role, record, auth))
     detail.update({k: v for k, v in (state.get("audit") or {}).items() if k != "object"})
-    client = scope.get("client")
     return {"at": datetime.now(UTC), "username": user, "role": role, "method": scope["method"],
-            "path": scope["path"], "status": record.status, "ip": client[0] if client else None,
+            "path": scope["path"], "status": record.status, "ip": client_ip(scope),
             "action": getattr(endpoint, "__name__", None), "object": _object(scope, state, record),
             "detail": detail}

@@ -4,6 +4,13 @@
 are root the cluster is owned by and run as the unprivileged ``postgres`` system user that Debian's
 package creates. The cluster listens on 127.0.0.1 only, on a free port, with trust authentication:
 it is a developer's and CI's database, not a deployment (point ONEMAP_DATABASE_URL at a real one).
+
+Two roles, so the audit log cannot be rewritten by the application (审计日志防篡改): ``onemap`` (the
+bootstrap role, :data:`DB_USER`) owns the database, the schema and every table and runs the migrations;
+``onemap_app`` (:data:`APP_USER`) is what the server, the CLI and the tests connect as: no superuser,
+no CREATEROLE/CREATEDB, owner of nothing, with only the table privileges ``onemap db migrate`` grants
+(``scripts.migrate.grant_app_role``). Owning nothing, it cannot disable triggers, truncate or alter a
+table, so the append-only trigger on ``audit_log`` holds for it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from pathlib import Path
 
 import psycopg
 
-DB_USER = "onemap"
+DB_USER = "onemap"  # owner: the schema, the tables, the migrations
+APP_USER = "onemap_app"  # the application: table privileges only
 DB_NAME = "onemap"
 RUN_AS = "postgres"
 
@@ -31,12 +39,24 @@ class ClusterState:
     port: int
     user: str = DB_USER
     database: str = DB_NAME
+    app_user: str = APP_USER
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{self.database}"
+        """What the application connects as (the non-owner app role)."""
+        return self.url_for(self.database)
+
+    @property
+    def owner_url(self) -> str:
+        """What migrations connect as (the owner of the schema)."""
+        return self.url_for(self.database, owner=True)
+
+    def url_for(self, database: str, *, owner: bool = False) -> str:
+        user = self.user if owner else self.app_user
+        return f"postgresql+psycopg://{user}@127.0.0.1:{self.port}/{database}"
 
     def dsn(self, database: str | None = None) -> str:
+        """A libpq DSN as the owner (creating databases, administration)."""
         return f"host=127.0.0.1 port={self.port} user={self.user} dbname={database or self.database}"
 
 
@@ -129,8 +149,19 @@ def _start(bin_dir: Path, cluster: Path, port: int, options: dict[str, str]) -> 
         raise ClusterError(f"PostgreSQL did not start: {result.stderr.strip()}\n{tail}")
 
 
+APP_ROLE_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+
+
+def ensure_app_role(conn: psycopg.Connection, name: str = APP_USER) -> None:
+    """Create the application's role (or take back any power it was given): log in, nothing else."""
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    conn.execute(f'{verb} ROLE "{name}" {APP_ROLE_ATTRIBUTES}')
+
+
 def _ensure_database(state: ClusterState) -> None:
     with psycopg.connect(state.dsn("postgres"), autocommit=True) as conn:
+        ensure_app_role(conn, state.app_user)
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (state.database,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{state.database}"')
@@ -202,5 +233,5 @@ def status(data_dir: Path, *, bin_dir: Path | None = None) -> dict:
     state_file = data_dir / "db.json"
     if state_file.exists():
         state = ClusterState(**json.loads(state_file.read_text()))
-        info.update(port=state.port, url=state.url)
+        info.update(port=state.port, url=state.url, owner_url=state.owner_url)
     return info

@@ -13,11 +13,18 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class DatabaseSettings(BaseSettings):
-    """Where PostGIS is. Empty ``database_url`` means the project-local cluster in ``data_dir``."""
+    """Where PostGIS is. Empty ``database_url`` means the project-local cluster in ``data_dir``.
+
+    Two roles: the application connects as ``database_url`` (ONEMAP_DATABASE_URL), a role with table
+    privileges only; migrations connect as ``owner_database_url`` (ONEMAP_OWNER_DATABASE_URL), the
+    role that owns the schema. With only ONEMAP_DATABASE_URL set, both are that one role, which then
+    owns the audit log and could rewrite it (``single_role`` says so; the CLI warns).
+    """
 
     model_config = SettingsConfigDict(env_prefix="ONEMAP_", extra="ignore")
 
     database_url: str = ""
+    owner_database_url: str = ""
     data_dir: Path = Field(default=PROJECT_ROOT / ".onemap")
     pg_bin: Path | None = None  # folder with initdb/pg_ctl; found automatically when unset
     # Connections each server process keeps open. Few and kept: a connection made under a burst and
@@ -36,16 +43,53 @@ class DatabaseSettings(BaseSettings):
         return self.data_dir / "db.json"
 
     def url(self) -> str:
-        """The SQLAlchemy URL: the explicit one, or the local cluster's from its state file."""
+        """The application's SQLAlchemy URL: the explicit one, or the local cluster's app role."""
         if self.database_url:
             return self.database_url
+        state = self._local_state()
+        user = state.get("app_user", state["user"])  # a cluster from before the app role: its owner
+        return f"postgresql+psycopg://{user}@127.0.0.1:{state['port']}/{state['database']}"
+
+    def owner_url(self) -> str:
+        """The migrations' URL: ONEMAP_OWNER_DATABASE_URL, the local cluster's owner, or (one URL
+        given) ONEMAP_DATABASE_URL itself."""
+        if self.owner_database_url:
+            return self.owner_database_url
+        if self.database_url:
+            return self.database_url
+        state = self._local_state()
+        return f"postgresql+psycopg://{state['user']}@127.0.0.1:{state['port']}/{state['database']}"
+
+    def app_role(self) -> str | None:
+        """The role to grant the application's privileges to; None when the app connects as the owner."""
+        app, owner = _username(self.url()), _username(self.owner_url())
+        return app if app and app != owner else None
+
+    @property
+    def single_role(self) -> bool:
+        """Only ONEMAP_DATABASE_URL is set: the application runs as the schema's owner."""
+        return bool(self.database_url) and not self.owner_database_url
+
+    def _local_state(self) -> dict:
         if not self.state_file.exists():
             raise RuntimeError(
                 "no database: run `onemap db up` to start the project's PostGIS, "
                 "or set ONEMAP_DATABASE_URL to an existing one"
             )
-        state = json.loads(self.state_file.read_text())
-        return f"postgresql+psycopg://{state['user']}@127.0.0.1:{state['port']}/{state['database']}"
+        return json.loads(self.state_file.read_text())
+
+
+SINGLE_ROLE_WARNING = (
+    "only ONEMAP_DATABASE_URL is set, so the application connects as the role that owns the schema: "
+    "it could rewrite the audit log. Create a role with login only (CREATE ROLE onemap_app LOGIN PASSWORD ...), "
+    "set ONEMAP_DATABASE_URL to it and ONEMAP_OWNER_DATABASE_URL to the owner, then run `onemap db migrate`"
+)
+
+
+def _username(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).username
 
 
 class GridSettings(BaseSettings):

@@ -21,22 +21,37 @@ def peak_rss_mb() -> float:
 
 
 @contextmanager
-def scratch_database(name: str = "onemap_bench"):
-    """A fresh database beside the configured one, migrated, dropped afterwards."""
-    url = make_url(database_settings().url())
-    dsn = f"host={url.host} port={url.port} user={url.username} dbname=postgres"
-    if url.password:
-        dsn += f" password={url.password}"
+def scratch_database(name: str = "onemap_bench", *, owner: bool = False):
+    """A fresh database beside the configured one, migrated as the owner, dropped afterwards. Yields
+    the application role's URL (what the server would connect as), or the owner's with ``owner``."""
+    settings = database_settings()
+    admin = make_url(settings.owner_url())
+    dsn = f"host={admin.host} port={admin.port} user={admin.username} dbname=postgres"
+    if admin.password:
+        dsn += f" password={admin.password}"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-    scratch = url.set(database=name).render_as_string(hide_password=False)
+    scratch = make_url(settings.url()).set(database=name).render_as_string(hide_password=False)
+    scratch_owner = admin.set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(scratch)
-        yield scratch
+        upgrade(scratch_owner, app_role=settings.app_role())
+        yield scratch_owner if owner else scratch
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def analyze(url: str, *tables: str, vacuum: bool = False) -> None:
+    """(VACUUM) ANALYZE as the owner of ``url``'s database: the app role owns no table, and PostgreSQL
+    skips (with a warning) tables the caller does not own."""
+    from scripts.migrate import libpq
+
+    owner = make_url(database_settings().owner_url()).set(database=make_url(url).database)
+    with psycopg.connect(libpq(owner.render_as_string(hide_password=False)), autocommit=True) as conn:
+        verb = "VACUUM ANALYZE" if vacuum else "ANALYZE"
+        for table in tables or [""]:
+            conn.execute(f"{verb} {table}".strip())
 
 
 def bench_import(console: Console) -> dict:
@@ -47,7 +62,7 @@ def bench_import(console: Console) -> dict:
     t = time.perf_counter()
     areas, grids = read_demo()
     read_s = time.perf_counter() - t
-    with scratch_database() as url:
+    with scratch_database(owner=True) as url:  # the baseline creates its own table
         engine = create_engine(url)
         t = time.perf_counter()
         grids.rename_geometry("geom").to_postgis("baseline_grids", engine)

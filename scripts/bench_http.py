@@ -22,7 +22,7 @@ from gis.pg import free_port
 
 def start_server(port: int, workers: int = 1) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning", "--workers", str(workers)]
+           "--port", str(port), "--log-level", "warning", "--workers", str(workers), "--no-proxy-headers"]
     proc = subprocess.Popen(cmd, env=os.environ.copy())
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

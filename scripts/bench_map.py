@@ -31,10 +31,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import psycopg
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 # Debian's Chromium runs headless as a full browser: every new context opens a window whose address bar
@@ -85,7 +84,7 @@ class Server:
         self.log = open(ROOT / "artifacts" / f"server-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning"],
+             "--port", str(self.port), "--log-level", "warning", "--no-proxy-headers"],
             cwd=ROOT, env={**os.environ, "ONEMAP_DATABASE_URL": database_url, **env},
             stdout=self.log, stderr=subprocess.STDOUT)
         self._wait()
@@ -250,7 +249,7 @@ def run(console: Console | None = None, *, tickets: int = 100_000, workers: int 
     """Build the scratch city, start a server, measure both pages and the tiles; print and return figures."""
     from playwright.sync_api import sync_playwright
 
-    from scripts.bench import scratch_database
+    from scripts.bench import analyze, scratch_database
     from scripts.demo_load import load_into
 
     console = console or Console()
@@ -261,9 +260,7 @@ def run(console: Console | None = None, *, tickets: int = 100_000, workers: int 
             n_tickets = generate_tickets(session, tickets)
             n_workers = generate_workers(session, workers)
             session.commit()
-            with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
-                                 autocommit=True) as conn:
-                conn.execute("VACUUM ANALYZE")
+            analyze(url, vacuum=True)
             server = Server(url, ONEMAP_AUTH="off")  # the local demo mode: no sign-in
             try:
                 grids_json, tickets_json = naive_geojson(server.base, session)

@@ -118,7 +118,9 @@ def run_on(session: Session, console: Console, *, tickets: int = 10_000) -> dict
         lambda: simulate(session, days=days, per_day=tickets // days, seed=1, end=END)
     )
     session.commit()
-    session.execute(text("ANALYZE tickets; ANALYZE ticket_events"))
+    from scripts.bench import analyze
+
+    analyze(session.get_bind().engine.url.render_as_string(hide_password=False), "tickets", "ticket_events")
     cold_s, table = _timed(lambda: K.ranking(session, "town", month=MONTH, as_of=END))
     warm = [_timed(lambda: K.ranking(session, "town", month=MONTH, as_of=END))[0] for _ in range(5)]
     dept_s, _ = _timed(lambda: K.ranking(session, "department", month=MONTH, as_of=END))

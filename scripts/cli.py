@@ -70,18 +70,35 @@ def who_default() -> str:
 def db_up(migrate: bool = typer.Option(True, help="Apply Alembic migrations after start.")) -> None:
     """Create (once) and start the project-local PostGIS; idempotent."""
     from gis import pg
-    from scripts.migrate import describe, upgrade
 
     settings = database_settings()
     if settings.database_url:
         out.print("ONEMAP_DATABASE_URL is set; using it instead of a local cluster")
-        url = settings.database_url
-    else:
-        state = pg.up(settings.data_dir, bin_dir=settings.pg_bin)
-        url = state.url
-        out.print(f"PostGIS running on 127.0.0.1:{state.port} (data in {settings.data_dir})")
+        if migrate:
+            _migrate(settings.owner_url(), settings.app_role(), single_role=settings.single_role)
+        return
+    state = pg.up(settings.data_dir, bin_dir=settings.pg_bin)
+    out.print(f"PostGIS running on 127.0.0.1:{state.port} (data in {settings.data_dir})")
     if migrate:
-        out.print(describe(upgrade(url)))
+        _migrate(state.owner_url, state.app_user)
+
+
+def _migrate(owner_url: str, app_role: str | None, *, single_role: bool = False) -> None:
+    """Migrate as the owner, grant the app role; say plainly when the app could rewrite the audit log."""
+    from gis.settings import SINGLE_ROLE_WARNING
+    from scripts.migrate import RoleError, describe, upgrade
+
+    try:
+        done = upgrade(owner_url, app_role=app_role)
+    except RoleError as exc:
+        fail(str(exc))
+    warnings = done.warnings
+    out.print(describe(done.applied) + (f"; the application connects as {app_role}" if app_role else ""))
+    if single_role:
+        risks = _rewrite_risks(owner_url)
+        warnings = [SINGLE_ROLE_WARNING, *risks, *warnings] if risks else warnings
+    for warning in warnings:
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
 
 
 @db_app.command("down")
@@ -103,7 +120,7 @@ def db_status() -> None:
 
     settings = database_settings()
     if settings.database_url:
-        out.print("using ONEMAP_DATABASE_URL")
+        out.print("using ONEMAP_DATABASE_URL" + ("" if settings.single_role else " (migrations: ONEMAP_OWNER_DATABASE_URL)"))
         return
     out.print_json(json.dumps(pg.status(settings.data_dir, bin_dir=settings.pg_bin)))
 
@@ -111,10 +128,10 @@ def db_status() -> None:
 @db_app.command("migrate")
 @guarded
 def db_migrate() -> None:
-    """Apply Alembic migrations to the configured database."""
-    from scripts.migrate import describe, upgrade
-
-    out.print(describe(upgrade(database_settings().url())))
+    """Apply Alembic migrations as the schema's owner (ONEMAP_OWNER_DATABASE_URL, or the local cluster's
+    owner) and grant the application's role (ONEMAP_DATABASE_URL's user) its table privileges."""
+    settings = database_settings()
+    _migrate(settings.owner_url(), settings.app_role(), single_role=settings.single_role)
 
 
 # ----------------------------------------------------------------------------- grids and areas
@@ -291,7 +308,28 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
     import uvicorn
 
     out.print(f"OneMap at http://{host}:{port}" + (f" ({workers} processes)" if workers > 1 else ""))
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="info", workers=workers)
+    _warn_if_audit_rewritable()
+    # X-Forwarded-For is read by the app itself, only from ONEMAP_TRUSTED_PROXIES (api/client_ip.py)
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="info", workers=workers,
+                proxy_headers=False)
+
+
+def _rewrite_risks(url: str | None = None) -> list[str]:
+    """Why the role ``url`` (default: the app's) connects as could rewrite the audit log; [] if it cannot."""
+    from gis.db import session_scope
+    from layers.accounts.audit import rewrite_risks
+
+    try:
+        with session_scope(url) as session:
+            return rewrite_risks(session)
+    except Exception:  # noqa: BLE001 - the database may be away at start; the server says so per request
+        return []
+
+
+def _warn_if_audit_rewritable() -> None:
+    """One line per reason the role the server connects as could rewrite the audit log (superuser, owner)."""
+    for risk in _rewrite_risks():
+        console.print(f"[bold yellow]warning:[/] {risk}", highlight=False)
 
 
 # ----------------------------------------------------------------------------- benchmarks

@@ -3,6 +3,10 @@
 Each test gets a Session inside a transaction that is rolled back at the end (SQLAlchemy 2's
 "join an external transaction" recipe), so tests never see each other's writes. Two databases:
 ``onemap`` starts empty; ``demo`` holds the demo city, loaded once.
+
+As in `onemap db up`, migrations run as the owner role and everything else (the demo loader, the
+sessions, the apps, the CLI) connects as the non-owner app role (``onemap_app``): the URLs the
+fixtures hand out are the app role's; ``owner_url`` gives a database's owner URL.
 """
 
 from __future__ import annotations
@@ -43,9 +47,16 @@ def _database(state: pg.ClusterState, name: str) -> str:
             conn.execute(f'CREATE DATABASE "{name}"')
     with psycopg.connect(state.dsn(name), autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-    url = f"postgresql+psycopg://{state.user}@127.0.0.1:{state.port}/{name}"
-    upgrade(url)
-    return url
+    warnings = upgrade(state.url_for(name, owner=True), app_role=state.app_user).warnings
+    assert not warnings, warnings
+    return state.url_for(name)
+
+
+def owner_url(url: str) -> str:
+    """The same database as the owner role (migrations, downgrades)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(username=pg.DB_USER).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")

@@ -47,7 +47,7 @@ def own_cluster():
     folder = Path(tempfile.mkdtemp(prefix="onemap-faults-"))
     os.chmod(folder, 0o755)
     state = pg.up(folder, options={"fsync": "off", "full_page_writes": "off"})
-    upgrade(state.url)
+    upgrade(state.owner_url, app_role=state.app_user)
     engine = create_engine(state.url)
     with Session(engine) as session:
         registry.import_areas(session, city.areas(), who="t", why="t")
@@ -65,7 +65,7 @@ def server(own_cluster):
     env = {**os.environ, "ONEMAP_DATABASE_URL": state.url, "ONEMAP_AUTH": "off", "PYTHONPATH": str(ROOT)}
     log = open(folder / "uvicorn.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.test_faults:fault_app", "--factory",
-                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-proxy-headers"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import geopandas as gpd
 import pandas as pd
 import shapely
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from shapely.geometry.base import BaseGeometry
 
@@ -145,6 +145,26 @@ def _sees_village(scope: Scope, village: str) -> bool:
     return scope.sees({}, grid_code=f"{village}001", village_code=village)
 
 
+AUDITED_CODES = 2000  # an audit entry lists at most this many codes per side (and always the counts)
+
+
+def audit_codes(request: Request, **codes) -> None:
+    """Record in the request's audit entry (api/middleware.py) the grid codes an edit names, before it
+    runs, so a refused edit is on record with what it tried to touch."""
+    listed = {k: sorted({str(c) for c in v if c is not None and c == c})[:AUDITED_CODES] for k, v in codes.items()}
+    request.state.audit = {**getattr(request.state, "audit", {}), **listed}
+
+
+def audited_answer(request: Request, result: EditResult) -> dict[str, Any]:
+    """The edit's answer; its audit entry gets the edit id and the codes it opened and closed."""
+    audit_codes(request, opened=result.opened, closed=result.closed)
+    request.state.audit.update(edit_id=result.edit_id, dry_run=result.dry_run,
+                               counts={"opened": len(result.opened), "closed": len(result.closed)})
+    if result.edit_id is not None:
+        request.state.audit["object"] = f"edit={result.edit_id}"
+    return edit_answer(result)
+
+
 def edit_answer(result: EditResult) -> dict[str, Any]:
     report = result.report
     return {"edit_id": result.edit_id, "opened": result.opened, "closed": result.closed,
@@ -180,40 +200,44 @@ def validate(proposal: Proposal, session: SessionDep, scope: ScopeDep) -> dict[s
 
 
 @router.post("/edits/add")
-def add(body: AddEdit, session: SessionDep, scope: EditGridsScope) -> dict[str, Any]:
+def add(body: AddEdit, session: SessionDep, scope: EditGridsScope, request: Request) -> dict[str, Any]:
     """Register newly drawn grids (codes assigned in reading order when missing)."""
     frame = proposal_frame(body.grids)
+    audit_codes(request, codes=frame["code"], closes=body.grids.closes)
     in_scope(scope, [*frame["code"].dropna(), *body.grids.closes])
     if not scope.city_wide:  # a new grid's village decides its area
         in_scope(scope, [f"{v}001" for v in frame.get("village_code", pd.Series(dtype=object)).dropna()])
     who = who_of(scope, body.who)
-    return edit_answer(registry.import_grids(session, frame, who=who, why=body.why, dry_run=body.dry_run))
+    return audited_answer(request, registry.import_grids(session, frame, who=who, why=body.why, dry_run=body.dry_run))
 
 
 @router.post("/edits/reshape")
-def reshape(body: ReshapeEdit, session: SessionDep, scope: EditGridsScope) -> dict[str, Any]:
+def reshape(body: ReshapeEdit, session: SessionDep, scope: EditGridsScope, request: Request) -> dict[str, Any]:
     """New outlines for existing grids; each keeps its code as a new version."""
     frame = proposal_frame(body.grids)
+    audit_codes(request, codes=frame["code"])
     if frame["code"].isna().any():
         raise InvalidInput("every reshaped grid needs the code of the grid it redraws")
     in_scope(scope, frame["code"])
     changes = dict(zip(frame["code"], frame.geometry, strict=True))
     who = who_of(scope, body.who)
-    return edit_answer(edits.reshape(session, changes, who=who, why=body.why, dry_run=body.dry_run))
+    return audited_answer(request, edits.reshape(session, changes, who=who, why=body.why, dry_run=body.dry_run))
 
 
 @router.post("/edits/split")
-def split(body: SplitEdit, session: SessionDep, scope: EditGridsScope) -> dict[str, Any]:
+def split(body: SplitEdit, session: SessionDep, scope: EditGridsScope, request: Request) -> dict[str, Any]:
     """Cut one grid by a drawn line into grids with new codes."""
+    audit_codes(request, codes=[body.code])
     in_scope(scope, [body.code])
     line = to_wgs84_geometry(body.line, body.crs)
     who = who_of(scope, body.who)
-    return edit_answer(edits.split(session, body.code, line, who=who, why=body.why, dry_run=body.dry_run))
+    return audited_answer(request, edits.split(session, body.code, line, who=who, why=body.why, dry_run=body.dry_run))
 
 
 @router.post("/edits/merge")
-def merge(body: MergeEdit, session: SessionDep, scope: EditGridsScope) -> dict[str, Any]:
+def merge(body: MergeEdit, session: SessionDep, scope: EditGridsScope, request: Request) -> dict[str, Any]:
     """Join neighbouring grids of one village into one grid with a new code."""
+    audit_codes(request, codes=body.codes)
     in_scope(scope, body.codes)
-    return edit_answer(edits.merge(session, body.codes, who=who_of(scope, body.who), why=body.why, name=body.name,
-                                   dry_run=body.dry_run))
+    return audited_answer(request, edits.merge(session, body.codes, who=who_of(scope, body.who), why=body.why,
+                                               name=body.name, dry_run=body.dry_run))

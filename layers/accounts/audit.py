@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
@@ -82,6 +82,25 @@ def query(session: Session, *, username: str | None = None, method: str | None =
     total = session.scalar(select(func.count()).select_from(stmt.subquery()))
     rows = session.scalars(stmt.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit).offset(offset))
     return int(total or 0), [_as_dict(r) for r in rows]
+
+
+def rewrite_risks(session: Session) -> list[str]:
+    """Why the role this session connects as could rewrite the audit log; empty when it cannot.
+
+    The log is tamper-proof only against a role that is no superuser, does not own (or belong to the
+    owner of) ``audit_log`` — an owner may disable its append-only trigger — and holds no UPDATE,
+    DELETE or TRUNCATE on it (see scripts/migrate.py)."""
+    row = session.execute(text(
+        "SELECT current_user, r.rolsuper, pg_has_role(current_user, c.relowner, 'USAGE'), "
+        "has_table_privilege(c.oid, 'UPDATE') OR has_table_privilege(c.oid, 'DELETE') "
+        "OR has_table_privilege(c.oid, 'TRUNCATE') "
+        "FROM pg_roles r, pg_class c WHERE r.rolname = current_user AND c.oid = 'audit_log'::regclass")).one()
+    user, superuser, owner, writes = row
+    risks = [f"the database role {user!r} is a superuser" if superuser else "",
+             f"the database role {user!r} owns the audit log" if owner else "",
+             f"the database role {user!r} may update, delete or truncate audit rows" if writes else ""]
+    return [f"{r}: it could rewrite the audit log (run the server as a non-owner role: README, Audit log)"
+            for r in risks if r]
 
 
 def _as_dict(row: AuditEntry) -> dict[str, Any]:

@@ -488,9 +488,11 @@ def month_starts(stamps: pd.Series | np.ndarray) -> list[pd.Timestamp]:
 def ensure_month_partitions(session: Session, parent: str, stamps: pd.Series | np.ndarray) -> list[str]:
     """Create the monthly partitions of ``parent`` a batch needs (named ``parent_pYYYYMM``).
 
-    One query asks which are missing (``to_regclass``, no lock); those are created under an advisory
-    lock so two ingesters racing for a new month do not collide. Not cached in the process: a cache
-    would outlive a rolled-back transaction that created a partition, and the query is one round trip.
+    One query asks which are missing (``to_regclass``, no lock); those are made by
+    ``onemap_month_partition`` (migration 0013): the application's role owns no table and may not
+    create one, so the owner makes the partition (SECURITY DEFINER), under an advisory lock so two
+    ingesters racing for a new month do not collide. Not cached in the process: a cache would outlive
+    a rolled-back transaction that created a partition, and the query is one round trip.
     """
     starts = month_starts(stamps)
     if not starts:
@@ -501,13 +503,9 @@ def ensure_month_partitions(session: Session, parent: str, stamps: pd.Series | n
         cur.execute("SELECT n FROM unnest(CAST(%s AS text[])) AS n WHERE to_regclass(n) IS NULL", [names])
         absent = {r[0] for r in cur.fetchall()}
         for start, name in zip(starts, names, strict=True):
-            if name not in absent:
-                continue
-            end = start + pd.offsets.MonthBegin(1)
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])
-            cur.execute(f'CREATE TABLE IF NOT EXISTS "{name}" PARTITION OF "{parent}" '
-                        f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')")
-            created.append(name)
+            if name in absent:
+                cur.execute("SELECT onemap_month_partition(%s, %s)", [parent, start.to_pydatetime()])
+                created.append(name)
     return created
 
 

@@ -42,7 +42,7 @@ target_metadata = Base.metadata
 
 
 def run_migrations_online() -> None:
-    url = config.get_main_option("sqlalchemy.url") or database_settings().url()
+    url = config.get_main_option("sqlalchemy.url") or database_settings().owner_url()
     connectable = config.attributes.get("connection")
     if connectable is not None:
         context.configure(connection=connectable, target_metadata=target_metadata)

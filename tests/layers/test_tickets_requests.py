@@ -231,13 +231,14 @@ def test_the_department_payload_migration_goes_down_to_0008_and_up_again(scratch
     from alembic import command
 
     from scripts.migrate import alembic_config
+    from tests.conftest import owner_url
 
     def source() -> str:
         with psycopg.connect(libpq_dsn(scratch_url)) as conn:
             return conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'onemap_notify_ticket_events'").fetchone()[0]
 
     assert "'department', r.department" in source() and "'co_units', r.co_units" in source()
-    command.downgrade(alembic_config(scratch_url), "0009_ticket_event_department-1")
+    command.downgrade(alembic_config(owner_url(scratch_url)), "0009_ticket_event_department-1")
     assert "department" not in source() and "'town_code', r.town_code" in source()
-    command.upgrade(alembic_config(scratch_url), "heads")
+    command.upgrade(alembic_config(owner_url(scratch_url)), "heads")
     assert "'assignee', r.assignee" in source()
