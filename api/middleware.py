@@ -46,7 +46,6 @@ from starlette.middleware.cors import CORSMiddleware
 
 from api.auth import COOKIE, DEMO_BANNER
 from api.client_ip import client_ip
-from gis.settings import grid_settings
 from layers.accounts import audit
 from layers.accounts.settings import AuthSettings, auth_settings
 from layers.incidents.workflow import MOVES, Role

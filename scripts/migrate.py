@@ -23,8 +23,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
 from psycopg import sql
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 HERE = Path(__file__).resolve().parent

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from api.auth import COOKIE, AdminScope, CurrentUser, ScopeDep, settings_of
+from api.client_ip import client_ip
 from api.deps import SessionDep
 from layers.accounts import audit
 from layers.accounts.scope import ROLE_NAMES
@@ -66,7 +67,7 @@ def token(request: Request, session: SessionDep, username: Annotated[str, Form(m
     request.state.user = request.state.role = None  # who signs in is the object; a stale cookie is not who
     if not settings.enabled:
         raise HTTPException(400, detail="auth is off (demo mode): no sign-in needed")
-    throttle, ip = _throttle(request), request.client.host if request.client else "?"
+    throttle, ip = _throttle(request), client_ip(request.scope) or "?"
     refused = throttle.check(username, ip)
     if refused is not None:
         return JSONResponse({"error": "TooManyRequests", "detail": refused.reason}, status_code=429,

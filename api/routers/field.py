@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import ScopeDep, WriteScope
+from api.client_ip import client_ip
 from api.deps import SessionDep
 from api.routers.pages import templates
 from gis.errors import InvalidInput
@@ -105,7 +106,7 @@ def follow_page(request: Request, code: str) -> HTMLResponse:
 
 
 def _ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    return client_ip(request.scope) or "unknown"
 
 
 @router.post("/public/reports", status_code=201)
