@@ -203,3 +203,18 @@ def test_the_workflow_table_refuses_with_the_allowed_moves():
     assert err.value.detail["allowed"] == []
     assert W.allowed_moves("at_chief", "grid_chief") == ["approve", "reject", "withdraw"]  # own calls only
     assert W.move("at_town", "approve", level="town").to_state is W.State.AT_DEPARTMENT
+
+
+def test_the_demo_names_its_level_when_sign_in_is_off(demo_client, demo_session):
+    g = _grid(demo_session, offset=3)
+    raised = demo_client.post("/calls", json={"lon": g["lon"], "lat": g["lat"], "department": "gas",
+                                              "description": "燃气味道浓", "level": "worker", "actor": "演示网格员"})
+    assert raised.status_code == 201, raised.text
+    cid = raised.json()["id"]
+    assert raised.json()["raised_by"] == "演示网格员" and raised.json()["state"] == "at_chief"
+    assert demo_client.get(f"/calls/{cid}?level=grid_chief").json()["my_moves"] == ["approve", "reject", "withdraw"]
+    for level in ("grid_chief", "community", "town"):
+        assert demo_client.post(f"/calls/{cid}/approve", json={"level": level}).status_code == 200
+    body = demo_client.get(f"/calls/{cid}").json()
+    assert body["state"] == "at_department" and body["department_name"] == "燃气公司"
+    assert demo_client.post(f"/calls/{cid}/sign", json={"level": "town"}).status_code == 403
