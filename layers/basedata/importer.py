@@ -160,14 +160,14 @@ def import_csv(session: Session, scope: Scope, kind_name: str, data: bytes, *,
         first = "; ".join(f"row {e['row']} {e['column'] or ''}: {e['reason']}" for e in errors[:3])
         raise RowErrors(f"nothing imported: {len(errors)} problem(s) in {len({e['row'] for e in errors})} row(s) — "
                         f"{first}", detail={"errors": errors[:MAX_LISTED], "total": len(errors)})
-    values = [{**record, **dict(zip(PLACE, (p.grid_code, p.village_code, p.town_code, p.district_code),
+    rows_in = [{**record, **dict(zip(PLACE, (p.grid_code, p.village_code, p.town_code, p.district_code),
                                     strict=True)),
                "geom": None if p.lon is None else f"SRID=4326;POINT({p.lon} {p.lat})",
                "captured_by": scope.user, "captured_at": now, "updated_by": scope.user, "updated_at": now}
               for _, record, p in records]
-    columns = sorted({k for v in values for k in v})
-    session.execute(insert(kind.table), [{c: v.get(c) for c in columns} for v in values])
-    return {"kind": kind.name, "imported": len(values)}
+    columns = sorted({k for v in rows_in for k in v})
+    session.execute(insert(kind.table), [{c: v.get(c) for c in columns} for v in rows_in])
+    return {"kind": kind.name, "imported": len(rows_in)}
 
 
 def template(kind_name: str) -> bytes:

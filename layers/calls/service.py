@@ -33,11 +33,11 @@ from gis.errors import IllegalMove, InvalidInput, NotFound, OneMapError
 from layers.accounts.scope import Scope
 from layers.calls import workflow as W
 from layers.calls.models import Call, CallEvent, CallLimit
+from layers.calls.workflow import Level, State
 from layers.incidents import sla
 from layers.incidents.categories import get_category, get_department
 from layers.incidents.service import get_ticket, resolve_place
 
-State, Level = W.State, W.Level
 ACCOUNT_LEVEL = {"village": Level.COMMUNITY, "town": Level.TOWN, "department": Level.DEPARTMENT}
 
 
@@ -395,7 +395,7 @@ def detail(session: Session, call_id: int, scope: Scope, *, now: datetime | None
     except NotYourTurn:
         level = None
     out["my_level"] = None if level is None else level.value
-    moves = [] if level is None else [m for m in W.allowed_moves(call.state, level) if m not in ("escalate", "flag")]
+    moves: list[str] = [] if level is None else [m for m in W.allowed_moves(call.state, level) if m not in ("escalate", "flag")]
     if "withdraw" in moves and scope.user != call.raised_by and scope.user != Scope.demo().user:
         moves.remove("withdraw")
     out["my_moves"] = moves

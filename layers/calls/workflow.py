@@ -19,7 +19,7 @@ Levels are who acts, derived from the signed-in account by the service: ``worker
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -80,7 +80,7 @@ class Rule:
 _S, _L = State, Level
 
 
-def _rules(move: str, title: str, pairs: list[tuple[State, State | None, Level]], **kw: Any) -> list[Rule]:
+def _rules(move: str, title: str, pairs: Sequence[tuple[State, State | None, Level]], **kw: Any) -> list[Rule]:
     return [Rule(move, source, target, frozenset({level}), title, **kw) for source, target, level in pairs]
 
 
