@@ -24,6 +24,8 @@ ROUTERS = [
     "api.routers.resolve",
     "api.routers.geocode",
     "api.routers.tickets",
+    "api.routers.calls",
+    "api.routers.basedata",
     "api.routers.open311",
     "api.routers.sensors",
     "api.routers.workers",

@@ -350,6 +350,7 @@ COMMAND_MODULES = [
     "scripts.cli_tickets",
     "scripts.cli_sensors",
     "scripts.cli_workers",
+    "scripts.cli_calls",
     "scripts.cli_vision",
     "scripts.cli_export",
     "scripts.cli_users",

@@ -1,6 +1,7 @@
 """Load the committed demo city (data/grid_boundaries/) into the registry, once, with a week of
-tickets, sensors with a few hours of readings, today's worker patrols and street cameras playing
-synthetic video (scripts/demo_cameras.py), so every layer has data."""
+tickets, sensors with a few hours of readings, today's worker patrols, street cameras playing
+synthetic video (scripts/demo_cameras.py) and the base data of people and places
+(scripts/demo_basedata.py), so every layer has data."""
 
 from __future__ import annotations
 
@@ -78,6 +79,9 @@ def load_activity(session, *, now: datetime | None = None) -> list[str]:
     cameras = load_cameras(session)  # only when no camera exists
     if cameras:
         lines.append(cameras)
+    from scripts.demo_basedata import load_basedata
+
+    lines.append(load_basedata(session))  # after the cameras and sensors: key sites list theirs
     return lines
 
 

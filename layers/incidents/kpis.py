@@ -17,6 +17,12 @@ children; events up to ``as_of``, default now; units are the codes frozen on the
   unsatisfied first call stays visible after the rework).
 - closure rate (办结率) = closed or signed off (销号) / accepted.
 A rate with an empty denominator is None. The ranking score is the mean of the available rates.
+
+Grid calls (网格呼叫、部门报到, ``calls``; cohort: calls raised in the period, up to ``as_of``), per the
+call's town, called department or grid, in extra columns (not in the ranking score):
+- on-site on-time rate (到场及时率) = calls whose department arrived by the on-site deadline (water,
+  power, heating, gas 1 hour; simple matters 2 hours) / calls arrived, plus those not arrived, not
+  rejected or withdrawn, whose on-site deadline has passed.
 """
 
 from __future__ import annotations
@@ -114,6 +120,22 @@ FROM per GROUP BY code ORDER BY code
 """
 )
 
+CALL_COLUMNS = ["calls", "calls_onsite", "calls_onsite_on_time", "onsite_on_time_rate"]
+
+_CALLS = """
+SELECT c.{key} AS code,
+    count(*) AS calls,
+    count(*) FILTER (WHERE c.arrived_at IS NOT NULL AND c.arrived_at <= :as_of) AS calls_onsite,
+    count(*) FILTER (WHERE c.arrived_at <= :as_of AND c.onsite_on_time) AS calls_onsite_on_time,
+    count(*) FILTER (WHERE (c.arrived_at IS NOT NULL AND c.arrived_at <= :as_of AND c.onsite_on_time IS NOT NULL)
+                     OR ((c.arrived_at IS NULL OR c.arrived_at > :as_of) AND c.onsite_due < :as_of
+                         AND c.state NOT IN ('rejected', 'withdrawn'))) AS onsite_base
+FROM calls c
+WHERE c.created_at >= :start AND c.created_at < :end AND c.created_at <= :as_of AND c.{key} IS NOT NULL
+  {code_filter}
+GROUP BY 1 ORDER BY 1
+"""
+
 _BY_CATEGORY = """
 SELECT t.{key} AS code, t.category, count(*) AS n
 FROM tickets t
@@ -199,8 +221,10 @@ def kpis(
     key, p = _level(level), period(month, start, end)
     sql = _GROUPED.format(key=key, code_filter=f"AND t.{key} = :code" if code else "")
     frame = pd.DataFrame(session.execute(text(sql), _params(p, as_of, code)).mappings().all())
-    if frame.empty:
-        return pd.DataFrame(columns=["code", "name", *COUNTS, *RATES])
+    calls = _calls_onsite(session, key, p, as_of, code)
+    if frame.empty and calls.empty:
+        return pd.DataFrame(columns=["code", "name", *COUNTS, *RATES, *CALL_COLUMNS])
+    frame = _with_calls(frame, calls)
     frame["timely_sign_rate"] = _rate(frame.sign_ok, frame.sign_base)
     frame["on_time_completion_rate"] = _rate(frame.complete_ok, frame.complete_base)
     frame["first_time_fix_rate"] = _rate(frame.fixed_first, frame.closed)
@@ -208,7 +232,29 @@ def kpis(
     frame["closure_rate"] = _rate(frame.closed + frame.signed_off, frame.accepted)
     frame["name"] = frame.code.map(_names(session, level, frame.code.tolist()))
     frame[COUNTS] = frame[COUNTS].astype(int)
-    return frame[["code", "name", *COUNTS, *RATES]]
+    frame["onsite_on_time_rate"] = _rate(frame.calls_onsite_on_time, frame.onsite_base)
+    frame[CALL_COLUMNS[:3]] = frame[CALL_COLUMNS[:3]].astype(int)
+    return frame[["code", "name", *COUNTS, *RATES, *CALL_COLUMNS]]
+
+
+def _calls_onsite(session: Session, key: str, p: Period, as_of: datetime | None, code: str | None) -> pd.DataFrame:
+    """Per unit: grid calls raised, arrived on site, on time, and the on-site rate's denominator."""
+    sql = _CALLS.format(key=key, code_filter=f"AND c.{key} = :code" if code else "")
+    rows = session.execute(text(sql), _params(p, as_of, code)).mappings().all()
+    return pd.DataFrame(rows, columns=["code", "calls", "calls_onsite", "calls_onsite_on_time", "onsite_base"])
+
+
+_TICKET_SUMS = [*COUNTS, "sign_ok", "sign_base", "complete_ok", "complete_base", "fixed_first"]
+
+
+def _with_calls(frame: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
+    """Tickets' counts and the calls' side by side; a unit with only one of them gets zeros for the other."""
+    if frame.empty:
+        frame = pd.DataFrame(columns=["code", *_TICKET_SUMS])
+    out = frame.merge(calls, on="code", how="outer").sort_values("code").reset_index(drop=True)
+    numeric = [c for c in (*_TICKET_SUMS, "calls", "calls_onsite", "calls_onsite_on_time", "onsite_base")]
+    out[numeric] = out[numeric].fillna(0).astype(int)
+    return out
 
 
 def counts_by_category(

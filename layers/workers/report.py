@@ -18,6 +18,7 @@ from gis import codes as C
 from gis import csvsafe
 from gis.errors import NotFound
 from layers.accounts.scope import Scope
+from layers.basedata.service import captured_counts
 from layers.workers.models import ROLES
 from layers.workers.registry import scoped_ids
 from layers.workers.tracks import day_bounds, day_tracks
@@ -26,7 +27,8 @@ COLUMNS = {
     "worker_id": "工号 worker_id", "name": "姓名 name", "role_name": "角色 role", "grids": "网格 grids",
     "fixes": "定位点 fixes", "flagged": "异常点 flagged", "distance_km": "里程(km) distance_km",
     "coverage_pct": "覆盖率(%) coverage_pct", "inside_min": "格内(分) inside_min",
-    "outside_min": "格外(分) outside_min", "tickets_reported": "上报事件 tickets", "first_at": "首次定位 first_at",
+    "outside_min": "格外(分) outside_min", "tickets_reported": "上报事件 tickets",
+    "objects_captured": "采集对象 objects_captured", "first_at": "首次定位 first_at",
     "last_at": "末次定位 last_at",
 }
 
@@ -63,6 +65,7 @@ def patrol_report(session: Session, town: str, day: date, *, scope: Scope | None
         return pd.DataFrame(columns=list(COLUMNS))
     tracks = {t.worker_id: t for t in day_tracks(session, list(workers["worker_id"]), day)}
     counts = _ticket_counts(session, workers, day)
+    captured = captured_counts(session, list(workers["worker_id"]), *day_bounds(day))
     rows = []
     for w in workers.itertuples(index=False):
         t = tracks[w.worker_id]
@@ -70,6 +73,7 @@ def patrol_report(session: Session, town: str, day: date, *, scope: Scope | None
                      "fixes": t.fixes, "flagged": t.flagged, "distance_km": round(t.distance_m / 1000, 2),
                      "coverage_pct": round(100 * t.coverage, 1), "inside_min": round(t.inside_s / 60),
                      "outside_min": round(t.outside_s / 60), "tickets_reported": counts.get(w.worker_id, 0),
+                     "objects_captured": captured.get(w.worker_id, 0),
                      "first_at": _local(t.first_at), "last_at": _local(t.last_at)})
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     return frame.sort_values(["coverage_pct", "worker_id"]).reset_index(drop=True)
