@@ -7,8 +7,10 @@ reading order, never reusing a retired code. A revert reopens what an edit close
 code: that code is the same grid again, not a reissue.
 
 A reshape arrives from a browser, rounded and perhaps shifted to GCJ-02 and back, so every vertex
-within ``SNAP_DEG`` (about half a metre) of a stored vertex of the grid or its neighbours is put
-back on that vertex first: an untouched edge stays identical and leaves no sliver. Then a vertex the
+within ``SNAP_DEG`` (about half a metre) of one of the grid's own stored vertices is put back on
+that vertex first (neighbours share those vertices exactly): an untouched edge stays identical and
+leaves no sliver. Snapping to the neighbours' other vertices too would pull newly drawn points
+that pass close by onto them, one side only, and open slivers of its own. Then a vertex the
 planner moved, inserted on or removed from an edge is carried into every neighbour that shares it
 (``follow_shared``), and those neighbours are saved in the same edit: the grids stay seamless.
 """
@@ -61,8 +63,7 @@ def reshape(session: Session, changes: Mapping[str, BaseGeometry], *, who: str, 
     frame = _current(session, list(changes))
     old = dict(zip(frame["code"], frame.geometry, strict=True))
     near = _near(session, [*old.values(), *changes.values()])
-    reference = shapely.get_coordinates(np.asarray(near.geometry.values, dtype=object))
-    new = {code: _multi(snap(changes[code], reference)) for code in changes}
+    new = {code: _multi(snap(changes[code], shapely.get_coordinates(old[code]))) for code in changes}
     if follow_shared:
         new.update(carry_shared(old, new, dict(zip(near["code"], near.geometry, strict=True))))
     opened = near[near["code"].isin(list(new))].reset_index(drop=True)
@@ -106,6 +107,9 @@ def ring_changes(old: BaseGeometry, new: BaseGeometry) -> tuple[dict[XY, XY], li
     inserted: list[tuple[XY, XY, list[XY]]] = []
     removed: set[XY] = set()
     for a, b in zip(_rings(old), _rings(new), strict=False):
+        if a and a[0] in b:  # the same ring drawn from another start
+            k = b.index(a[0])
+            b = b[k:] + b[:k]
         ops = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
         for tag, i1, i2, j1, j2 in ops:
             if tag == "replace" and i2 - i1 == j2 - j1:
@@ -126,6 +130,8 @@ def _apply(ring: list[XY], moved: dict[XY, XY], inserted, removed: set[XY]) -> l
             out.append(moved.get(p, p))
         q = ring[(i + 1) % n]
         for a, b, points in inserted:
+            if any(x in ring for x in points):
+                continue
             if (p, q) == (a, b):
                 out.extend(points)
             elif (p, q) == (b, a):
@@ -146,18 +152,47 @@ def _rebuild(geom: BaseGeometry, rings: list[list[XY]]) -> BaseGeometry:
 def carry_shared(old: Mapping[str, BaseGeometry], new: Mapping[str, BaseGeometry],
                  near: Mapping[str, BaseGeometry]) -> dict[str, BaseGeometry]:
     """The grids (neighbours, or other reshaped grids) that share a vertex the planner moved,
-    inserted on a shared edge or removed, redrawn to follow; untouched grids are left out."""
-    changes = {code: ring_changes(old[code], new[code]) for code in new}
+    inserted on a shared edge or removed, redrawn to follow; untouched grids are left out.
+
+    Only a vertex that left every proposed outline is carried, and only new drawn points are
+    inserted: when the proposal itself redraws a shared edge on both sides (a whole new pair of
+    outlines), nothing is second-guessed. A removed vertex is not removed from the neighbours
+    (that would reshape them beyond the drawn change); if it leaves a gap, validation says so. A
+    neighbour takes the carried outline only when it fits the redrawn grids better than before
+    (less overlap plus gap)."""
+    kept = {p for g in new.values() for ring in _rings(g) for p in ring}
+    stored = {p for g in near.values() for ring in _rings(g) for p in ring}
+    changes = {}
+    for code in new:
+        moved, inserted, removed = ring_changes(old[code], new[code])
+        drawn = [(a, b, pts) for a, b, pts in inserted if not stored.intersection(pts)]
+        changes[code] = ({p: q for p, q in moved.items() if p not in kept}, drawn, set())
     out: dict[str, BaseGeometry] = {}
     for code, geom in near.items():
         base = new.get(code, geom)
+        if code in new and not shapely.equals_exact(base, _multi(geom), tolerance=0):
+            continue  # redrawn by the planner: taken as drawn
         rings = _rings(base)
         for source, (moved, inserted, removed) in changes.items():
             if source != code:
                 rings = [_apply(r, moved, inserted, removed) for r in rings]
-        if rings != _rings(base):
-            out[code] = _multi(_rebuild(base, rings))
+        if rings == _rings(base):
+            continue
+        moved = _multi(_rebuild(base, rings))
+        sources = [(old[c], new[c]) for c in changes if c != code]
+        if moved.is_valid and _misfit(moved, geom, sources) < _misfit(base, geom, sources):
+            out[code] = moved
     return out
+
+
+def _misfit(candidate: BaseGeometry, was: BaseGeometry, sources) -> float:
+    """How badly a neighbour's candidate outline fits the redrawn grids: overlap plus gap (in
+    square degrees, for comparing candidates only)."""
+    total = 0.0
+    for before, after in sources:
+        total += candidate.intersection(after).area
+        total += shapely.difference(shapely.union_all([before, was]), shapely.union_all([after, candidate])).area
+    return total
 
 
 def split(session: Session, code: str, line: BaseGeometry, *, who: str, why: str,
