@@ -202,9 +202,7 @@ def split(session: Session, code: str, line: BaseGeometry, *, who: str, why: str
     old = frame.iloc[0]
     if not isinstance(line, shapely.LineString | shapely.MultiLineString):
         raise InvalidGeometry(f"a split needs a line, got {line.geom_type}")
-    pieces = [p for p in split_geometry(old.geometry, line).geoms if p.area > 0]
-    if len(pieces) < 2:
-        raise InvalidGeometry(f"the line does not cut grid {code} in two: draw it across the grid")
+    pieces = split_pieces(old.geometry, line, code)
     points = [p.representative_point() for p in pieces]
     new_codes = C.assign_grid_codes(old.village_code, [p.x for p in points], [p.y for p in points],
                                     [old.kind] * len(pieces), used_codes(session, [old.village_code]))
@@ -217,6 +215,14 @@ def split(session: Session, code: str, line: BaseGeometry, *, who: str, why: str
                      "geometry": _multi(piece)})
     opened = gpd.GeoDataFrame(rows, geometry="geometry", crs=4326)
     return _commit_edit(session, kind="split", who=who, why=why, close=[code], opened=opened, dry_run=dry_run)
+
+
+def split_pieces(geom: BaseGeometry, line: BaseGeometry, code: str) -> list[BaseGeometry]:
+    """The pieces a line cuts a grid into (two or more, else InvalidGeometry)."""
+    pieces = [p for p in split_geometry(geom, line).geoms if p.area > 0]
+    if len(pieces) < 2:
+        raise InvalidGeometry(f"the line does not cut grid {code} in two: draw it across the grid")
+    return pieces
 
 
 def _share(value, share: float) -> int | None:

@@ -210,7 +210,14 @@ def split(body: SplitEdit, session: SessionDep, scope: EditGridsScope) -> dict[s
     in_scope(scope, [body.code])
     line = to_wgs84_geometry(body.line, body.crs)
     who = who_of(scope, body.who)
-    return edit_answer(edits.split(session, body.code, line, who=who, why=body.why, dry_run=body.dry_run))
+    answer = edit_answer(edits.split(session, body.code, line, who=who, why=body.why, dry_run=body.dry_run))
+    if body.dry_run:  # the editor previews the pieces before saving
+        geom = registry.load_grids(session, codes=[body.code]).geometry.iloc[0]
+        answer["pieces"] = {"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {"index": i, "code": code}, "geometry": shapely.geometry.mapping(piece)}
+            for i, (piece, code) in enumerate(zip(edits.split_pieces(geom, line, body.code), answer["opened"],
+                                                  strict=False))]}
+    return answer
 
 
 @router.post("/edits/merge")
