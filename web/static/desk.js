@@ -82,7 +82,7 @@ async function openTicket(id) {
 // System actors are machine names ("system:sla", "system:camera"); say who they are in Chinese.
 const SYSTEM_ACTORS = { sla: "时限督办", camera: "视频告警", sensor: "传感器告警", intake: "自动受理", dedupe: "重复件合并", api: "接口" };
 function actorText(actor) {
-  const m = /^system(?::(.*))?$/.exec(actor || "");
+  const m = /^(?:system|onemap)(?::(.*))?$/.exec(actor || "");
   return m ? "系统" + (m[1] ? "·" + (SYSTEM_ACTORS[m[1]] || m[1]) : "") : actor;
 }
 
@@ -95,7 +95,7 @@ function renderDetail(t) {
   document.getElementById("detail").innerHTML = `<h2>工单 #${t.id} <small>${esc(t.category_major)} / ${esc(t.category_name)}</small></h2>
     <dl class="facts"><dt>状态</dt><dd>${esc(STATE_NAMES[t.state] || t.state)}</dd><dt>督办</dt><dd class="card-${t.card}">${esc(CARD_NAMES[t.card])}${t.live_card !== t.card ? ` <span class="muted">（按当前时间将为${esc(CARD_NAMES[t.live_card])}）</span>` : ""}</dd>
     <dt>属地</dt><dd>${esc(state.names[t.town_code] || t.town_code)} · 网格 ${esc(t.grid_code)}</dd><dt>地址</dt><dd>${esc(t.address)}</dd>
-    <dt>承办</dt><dd>${esc(t.assignee || t.department)}</dd><dt>时限</dt><dd>${t.running_due ? `${esc(CLOCKS[t.running_clock] || "")} ${timeText(t.running_due)}${overdueText(t.running_due) ? ` <b class="card-red">已超时 ${esc(overdueText(t.running_due))}</b>` : ""}` : "—"}</dd>
+    <dt>承办</dt><dd>${esc(state.names[t.assignee] || t.assignee || t.department)}</dd><dt>时限</dt><dd>${t.running_due ? `${esc(CLOCKS[t.running_clock] || "")} ${timeText(t.running_due)}${overdueText(t.running_due) ? ` <b class="card-red">已超时 ${esc(overdueText(t.running_due))}</b>` : ""}` : "—"}</dd>
     <dt>描述</dt><dd>${esc(t.description)}</dd></dl>
     <h3>办理流程</h3><ol class="timeline" data-events="${t.timeline.length}">${timeline}</ol>
     <h3>可执行操作 ${state.demo ? `<label class="muted">演示角色 <select id="role">${Object.entries(ROLES).map(([k, v]) => `<option value="${k}" ${k === state.role ? "selected" : ""}>${v}</option>`).join("")}</select></label>`
