@@ -17,7 +17,8 @@ from typing import Annotated, Any
 import geopandas as gpd
 import pandas as pd
 import shapely
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 from shapely.geometry.base import BaseGeometry
 
@@ -58,6 +59,7 @@ class ReshapeEdit(BaseModel):
     why: Why
     grids: Proposal  # every feature carries the code of the grid it redraws
     dry_run: bool = False
+    follow_shared: bool = Field(True, description="neighbours sharing a moved vertex move with it, same edit")
 
 
 class SplitEdit(BaseModel):
@@ -66,6 +68,12 @@ class SplitEdit(BaseModel):
     code: str
     line: dict[str, Any]
     crs: Crs = "EPSG:4326"
+    dry_run: bool = False
+
+
+class RevertEdit(BaseModel):
+    who: Who = None
+    why: Why
     dry_run: bool = False
 
 
@@ -155,19 +163,22 @@ def audit_codes(request: Request, **codes) -> None:
     request.state.audit = {**getattr(request.state, "audit", {}), **listed}
 
 
-def audited_answer(request: Request, result: EditResult) -> dict[str, Any]:
+def audited_answer(request: Request, result: EditResult, asked: list[str] | None = None) -> dict[str, Any]:
     """The edit's answer; its audit entry gets the edit id and the codes it opened and closed."""
     audit_codes(request, opened=result.opened, closed=result.closed)
     request.state.audit.update(edit_id=result.edit_id, dry_run=result.dry_run,
                                counts={"opened": len(result.opened), "closed": len(result.closed)})
     if result.edit_id is not None:
         request.state.audit["object"] = f"edit={result.edit_id}"
-    return edit_answer(result)
+    return edit_answer(result, asked)
 
 
-def edit_answer(result: EditResult) -> dict[str, Any]:
+def edit_answer(result: EditResult, asked: list[str] | None = None) -> dict[str, Any]:
+    """The edit as the editor shows it; ``neighbours``: grids the edit redrew beyond those ``asked``
+    (a reshape carries shared vertices into them)."""
     report = result.report
-    return {"edit_id": result.edit_id, "opened": result.opened, "closed": result.closed,
+    neighbours = [c for c in result.opened if asked is not None and c not in asked]
+    return {"edit_id": result.edit_id, "opened": result.opened, "closed": result.closed, "neighbours": neighbours,
             "dry_run": result.dry_run, "report": report.summary() if report else None,
             "followed": result.followed,  # what moved with the grids (layers/follow.py); {} on a dry run
             "problems": report.to_geojson() if report else {"type": "FeatureCollection", "features": []}}
@@ -221,7 +232,10 @@ def reshape(body: ReshapeEdit, session: SessionDep, scope: EditGridsScope, reque
     in_scope(scope, frame["code"])
     changes = dict(zip(frame["code"], frame.geometry, strict=True))
     who = who_of(scope, body.who)
-    return audited_answer(request, edits.reshape(session, changes, who=who, why=body.why, dry_run=body.dry_run))
+    result = edits.reshape(session, changes, who=who, why=body.why, dry_run=body.dry_run,
+                           follow_shared=body.follow_shared)
+    in_scope(scope, result.opened)
+    return audited_answer(request, result, asked=list(changes))
 
 
 @router.post("/edits/split")
@@ -231,7 +245,14 @@ def split(body: SplitEdit, session: SessionDep, scope: EditGridsScope, request: 
     in_scope(scope, [body.code])
     line = to_wgs84_geometry(body.line, body.crs)
     who = who_of(scope, body.who)
-    return audited_answer(request, edits.split(session, body.code, line, who=who, why=body.why, dry_run=body.dry_run))
+    answer = audited_answer(request, edits.split(session, body.code, line, who=who, why=body.why, dry_run=body.dry_run))
+    if body.dry_run:  # the editor previews the pieces before saving
+        geom = registry.load_grids(session, codes=[body.code]).geometry.iloc[0]
+        answer["pieces"] = {"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {"index": i, "code": code}, "geometry": shapely.geometry.mapping(piece)}
+            for i, (piece, code) in enumerate(zip(edits.split_pieces(geom, line, body.code), answer["opened"],
+                                                  strict=False))]}
+    return answer
 
 
 @router.post("/edits/merge")
@@ -241,3 +262,30 @@ def merge(body: MergeEdit, session: SessionDep, scope: EditGridsScope, request: 
     in_scope(scope, body.codes)
     return audited_answer(request, edits.merge(session, body.codes, who=who_of(scope, body.who), why=body.why,
                                                name=body.name, dry_run=body.dry_run))
+
+
+@router.get("/edits/recent")
+def recent(session: SessionDep, scope: ScopeDep, limit: Annotated[int, Query(ge=1, le=100)] = 10,
+           code: str | None = None) -> list[dict[str, Any]]:
+    """The newest registry edits (those touching grid ``code`` when given), newest first."""
+    rows = edits.recent_edits(session, limit=limit, codes=[code] if code else None)
+    return [r for r in rows if scope.city_wide or all(scope.sees({}, grid_code=c) for c in r["opened_codes"])]
+
+
+@router.post("/edits/{edit_id}/revert")
+def revert(edit_id: Annotated[int, PathParam(ge=1, le=2**63 - 1)], body: RevertEdit, session: SessionDep,
+           scope: EditGridsScope, request: Request) -> dict[str, Any]:
+    """Undo an edit as a new version (old outlines and codes back) when no later edit changed its grids."""
+    for row in edits.recent_edits(session, limit=1, ids=[edit_id]):
+        in_scope(scope, [*row["opened_codes"], *row["closed_codes"]])
+    result = edits.revert(session, edit_id, who=who_of(scope, body.who), why=body.why, dry_run=body.dry_run)
+    return audited_answer(request, result)
+
+
+@router.get("/edits/find")
+def find(session: SessionDep, scope: ScopeDep, q: Annotated[str, Query(min_length=1, max_length=50)],
+         limit: Annotated[int, Query(ge=1, le=50)] = 20) -> list[dict[str, Any]]:
+    """Current grids whose name, code, village or town name contains ``q`` (the editor's search box)."""
+    frame = edits.find_grids(session, q, limit=limit * 4)
+    frame = frame[scope.mask(frame, grid_code="code")] if len(frame) else frame
+    return frame.head(limit).to_dict(orient="records")

@@ -97,6 +97,22 @@ def export_layer(
                         background=BackgroundTask(path.unlink, missing_ok=True))
 
 
+@router.get("/export/{layer}/count")
+def export_count(
+    layer: str,
+    session: SessionDep,
+    scope: ExportScope,
+    area: Annotated[str | None, Query(description="12-digit district, town or village code")] = None,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+) -> dict:
+    """How many features ``GET /export/{layer}`` would write with the same filters (the export page
+    shows it before the download)."""
+    catalog.get(layer)
+    chunks = catalog.select_chunks(session, layer, area=area, start=start, end=end, scope=scope)
+    return {"layer": layer, "count": sum(len(c) for c in chunks)}
+
+
 @router.get("/export")
 def export_catalog(scope: ExportScope) -> dict:
     """The exportable layers, formats, encodings and coordinate systems."""

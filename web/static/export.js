@@ -5,6 +5,11 @@ import { shiftGeoJSON } from "/static/gcj02.js";
 const body = document.body;
 const crs = body.dataset.tileCrs === "gcj02" ? "gcj02" : "wgs84";
 const $ = (id) => document.getElementById(id);
+// What each layer holds, for analysts (the catalogue's own descriptions are English).
+const ABOUT = { grids: "网格：15 位统一编码，所属村/社区、镇街、户数和人口。", areas: "行政区划：区县、镇街、村/社区（12 位统计用区划代码）。",
+  towns: "镇街道边界及区划代码。", villages: "村/社区边界及区划代码。", tickets: "事件工单：按受理时间筛选；不含报告人姓名和电话。",
+  sensors: "监测点：环境与物联网传感器的位置、类型和状态。", tracks: "网格员巡查轨迹：每人每天一条线，按日期筛选。",
+  detections: "视频识别结果：摄像头识别到的人、车、物及其地面位置。", alarms: "告警：视频与传感器告警，按发生时间筛选。" };
 const FORMATS = { shp: "Shapefile（zip，含 .prj/.cpg）", gpkg: "GeoPackage", geojson: "GeoJSON", csv: "CSV（Excel）" };
 const map = L.map("map", { attributionControl: false }).setView([36.88, 118.8], 9);
 if (body.dataset.tileUrl) L.tileLayer(body.dataset.tileUrl, { maxZoom: 19 }).addTo(map);
@@ -28,10 +33,29 @@ function update() {
   const layer = catalog.layers.find((l) => l.name === $("layer").value);
   document.querySelectorAll(".time-only").forEach((el) => (el.hidden = !layer.time_filter));
   document.querySelectorAll(".shp-only").forEach((el) => (el.hidden = $("format").value !== "shp"));
-  $("layer-about").textContent = layer.description || "";
+  $("layer-about").textContent = ABOUT[layer.name] || layer.description || "";
   const url = link();
   $("download").href = url;
   $("link").textContent = url;
+  count(url);
+}
+
+let counting = 0;
+async function count(url) {
+  const mine = ++counting;
+  $("count").textContent = "正在统计要素数…";
+  body.dataset.count = "";
+  const params = new URLSearchParams(url.split("?")[1]);
+  const keep = new URLSearchParams();
+  for (const k of ["area", "from", "to"]) if (params.get(k)) keep.set(k, params.get(k));
+  try {
+    const res = await getJSON(`/export/${$("layer").value}/count?${keep}`);
+    if (mine !== counting) return;
+    $("count").textContent = `共 ${res.count.toLocaleString("zh-CN")} 个要素`;
+    body.dataset.count = res.count;
+  } catch (err) {
+    if (mine === counting) $("count").textContent = "无法统计：" + esc(err.message);
+  }
 }
 
 async function showArea() {
