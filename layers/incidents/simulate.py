@@ -196,7 +196,7 @@ def live(t: SimTicket, rng: np.random.Generator, end: datetime) -> None:
     row = t.row
     try:
         if life.chance(0.03):
-            life.do("reject", "district", life.u(0.2, 2), "指挥中心", note="经核查不属实")
+            life.do("reject", "district", life.u(0.2, 2), "指挥中心", note="经核实不属实")
             return
         if t.channel in CITIZEN_CHANNELS and life.chance(0.4):
             life.do("check", "grid_worker", life.u(0.2, 2), "网格员", verified=True)

@@ -22,9 +22,9 @@ Loops and exits:
   not a real problem) is closed at intake with a note.
 
 Verification is recorded, not enforced, here (keeping the table simple; the service and KPIs read it):
-- ``check`` 核查 (received → received): someone confirmed on site that the problem exists; payload
+- ``check`` 核实 (received → received): someone confirmed on site that the problem exists; payload
   ``verified`` (bool). A report found false is then rejected.
-- ``verify_fix`` 核实 (completed → completed): someone confirmed on site that it was fixed; payload
+- ``verify_fix`` 核查 (completed → completed): someone confirmed on site that it was fixed; payload
   ``fixed`` (bool). The reviewer then passes or fails the completion.
 - ``close`` is allowed from reviewed as well as revisited: camera, sensor and patrol tickets have no
   citizen to call back. Citizen channels must be revisited (100% 回访); the service enforces that,
@@ -111,7 +111,7 @@ def _rule(
 # The table reads best one move per line, so the formatter leaves it alone.
 # fmt: off
 MOVES: Mapping[str, Rule] = MappingProxyType({r.name: r for r in [
-    _rule("check", {_S.RECEIVED}, None, _ON_SITE | {_R.SYSTEM}, "核查", requires=("verified",)),
+    _rule("check", {_S.RECEIVED}, None, _ON_SITE | {_R.SYSTEM}, "核实", requires=("verified",)),
     _rule("reject", {_S.RECEIVED}, _S.CLOSED, _CENTRE, "不予立案", needs_note=True),
     _rule("grab", {_S.RECEIVED}, _S.DISPATCHED, {_R.TOWN}, "抢单", requires=("assignee",)),
     _rule("dispatch", {_S.RECEIVED, _S.RETURNED}, _S.DISPATCHED, _CENTRE | {_R.SYSTEM}, "派单",
@@ -123,7 +123,7 @@ MOVES: Mapping[str, Rule] = MappingProxyType({r.name: r for r in [
     _rule("sign", {_S.DISPATCHED}, _S.SIGNED, _FIELD_HANDLERS, "签收"),
     _rule("start", {_S.SIGNED}, _S.HANDLING, _FIELD_HANDLERS, "开始处置"),
     _rule("complete", {_S.HANDLING}, _S.COMPLETED, _FIELD_HANDLERS, "办结", needs_note=True),
-    _rule("verify_fix", {_S.COMPLETED}, None, _ON_SITE, "核实", requires=("fixed",)),
+    _rule("verify_fix", {_S.COMPLETED}, None, _ON_SITE, "核查", requires=("fixed",)),
     _rule("review_pass", {_S.COMPLETED}, _S.REVIEWED, _REVIEWERS, "审核通过"),
     _rule("review_fail", {_S.COMPLETED}, _S.HANDLING, _REVIEWERS, "审核退回", needs_note=True,
           rework=True),
