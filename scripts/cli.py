@@ -93,7 +93,8 @@ def _migrate(owner_url: str, app_role: str | None, *, single_role: bool = False)
     except RoleError as exc:
         fail(str(exc))
     warnings = done.warnings
-    out.print(describe(done.applied) + (f"; the application connects as {app_role}" if app_role else ""))
+    out.print(describe(done.applied) + (f"; the application connects as {app_role}" if app_role else ""),
+              soft_wrap=True)
     if single_role:
         risks = _rewrite_risks(owner_url)
         warnings = [SINGLE_ROLE_WARNING, *risks, *warnings] if risks else warnings

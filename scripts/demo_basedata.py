@@ -12,7 +12,7 @@ grid, a few per village grid), the grid's organisations (party branch, residents
 committee, some associations) and a handful of key sites (hazardous-chemical plants in the coastal
 towns, farm parks) with the cameras and sensors in their grids complete it.
 
-Run inside the demo load (``scripts/demo_load.load_activity``) or alone: ``python -m scripts.demo_basedata``.
+Run by the demo load as the schema owner (``scripts/demo_load.load_demo``) or alone: ``python -m scripts.demo_basedata``.
 """
 
 from __future__ import annotations
@@ -124,8 +124,11 @@ def _bulk(session: Session, table: str, fresh: bool) -> Iterator[None]:
     """Into an empty table, load the way the PostgreSQL manual advises ("Populating a Database"): drop
     the table's foreign keys and secondary indexes, COPY, then create them again from their saved
     definitions — one validating join and one sort each instead of a check and an index insert per row
-    (in this transaction; the table is locked until commit). Into a table with rows, COPY as it is."""
-    if not fresh:
+    (in this transaction; the table is locked until commit). Into a table with rows, or as a role that
+    does not own the table (the application's role), COPY as it is."""
+    owns = session.scalar(text("SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class "
+                               "WHERE oid = CAST(:t AS regclass)"), {"t": table})
+    if not fresh or not owns:
         yield
         return
     keys = session.execute(text("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
@@ -144,13 +147,11 @@ def _bulk(session: Session, table: str, fresh: bool) -> Iterator[None]:
         session.execute(text(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'))
 
 
-def _next_id(session: Session, table: str) -> int:
-    return int(session.scalar(text(f"SELECT coalesce(max(id), 0) + 1 FROM {table}")))
-
-
-def _fix_sequence(session: Session, table: str) -> None:
-    session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                         f"(SELECT coalesce(max(id), 1) FROM {table}))"))
+def _take_ids(session: Session, table: str, n: int) -> np.ndarray:
+    """``n`` ids from the table's own sequence (nextval needs only USAGE, which the app role has)."""
+    rows = session.execute(text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
+                                "FROM generate_series(1, :n)"), {"n": n}).scalars().all()
+    return np.asarray(rows, dtype=np.int64)
 
 
 def _ewkt(xy: np.ndarray) -> pd.Series:
@@ -317,10 +318,12 @@ def load_basedata(session: Session, *, grid_codes: Iterable[str] | None = None, 
     if session.scalar(text("SELECT count(*) FROM households WHERE grid_code = ANY(:g)"), {"g": grids.code.tolist()}):
         return "base data: already loaded"
     session.flush()
-    buildings, owner = _buildings(rng, grids, _next_id(session, "buildings"))
+    buildings, owner = _buildings(rng, grids, 0)
+    buildings["id"] = _take_ids(session, "buildings", len(buildings))
     buildings["address_id"] = _nearest_addresses(session, buildings[["x", "y"]].to_numpy(),
                                                  buildings.grid_code.to_numpy())
-    households = _households(rng, grids, buildings, owner, _next_id(session, "households"))
+    households = _households(rng, grids, buildings, owner, 0)
+    households["id"] = _take_ids(session, "households", len(households))
     residents = _residents(rng, households)
     units = _units(rng, grids)
     sites = _key_sites(session, rng, grids)
@@ -333,8 +336,6 @@ def load_basedata(session: Session, *, grid_codes: Iterable[str] | None = None, 
             with _bulk(session, table, fresh=not session.scalar(text(f"SELECT EXISTS (SELECT FROM {table})"))):
                 _copy(session, table, frame)
             log.info("COPY %s: %d rows in %.1f s", table, len(frame), time.perf_counter() - t)
-    for table in ("buildings", "households"):
-        _fix_sequence(session, table)
     return (f"base data: {len(households):,} households ({int(households.members.sum()):,} people), "
             f"{len(buildings):,} buildings, {int((units.unit_type == 'business').sum()):,} businesses, "
             f"{int((units.unit_type == 'organisation').sum()):,} organisations, {len(sites)} key sites "

@@ -79,16 +79,20 @@ def load_activity(session, *, now: datetime | None = None) -> list[str]:
     cameras = load_cameras(session)  # only when no camera exists
     if cameras:
         lines.append(cameras)
-    from scripts.demo_basedata import load_basedata
-
-    lines.append(load_basedata(session))  # after the cameras and sensors: key sites list theirs
     return lines
 
 
 def load_demo() -> str:
+    from gis.settings import database_settings
+    from scripts.demo_basedata import load_basedata
+
     with session_scope() as session:
         message = load_into(session)
     with session_scope() as session:
         for line in load_activity(session):
             message += "\n" + line
+    # After the cameras and sensors (key sites list theirs). A set-up step like the migrations: run as
+    # the schema's owner, who may drop and rebuild the new tables' indexes around the bulk COPY.
+    with session_scope(database_settings().owner_url()) as session:
+        message += "\n" + load_basedata(session)
     return message

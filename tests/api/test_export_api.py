@@ -40,6 +40,12 @@ def add_tickets(session, *, description: str = "井盖缺失") -> list[Ticket]:
     return tickets
 
 
+def in_force_since_january(session) -> None:
+    """Selections ending on 2026-12-01 take the grids in force then: the demo city's, as if registered
+    at the start of 2026 rather than when this test run loaded it (rolled back with the test)."""
+    session.execute(text("UPDATE grids SET valid_from = '2026-01-01T00:00+08:00' WHERE valid_to IS NULL"))
+
+
 def test_grids_as_gbk_shapefile_with_chinese_filename(demo_client, demo_session):
     res = demo_client.get("/export/grids", params={"format": "shp", "area": TOWN, "encoding": "gbk",
                                                    "crs": "EPSG:4528"})
@@ -63,9 +69,7 @@ def test_grids_as_gbk_shapefile_with_chinese_filename(demo_client, demo_session)
 
 def test_selection_of_grids_and_tickets_in_one_geopackage_with_chinese_names(demo_client, demo_session, tmp_path):
     add_tickets(demo_session)
-    # The selection ends on 2026-12-01 and takes the grids in force then: the demo city's, as if
-    # registered at the start of the year rather than when this test run loaded it.
-    demo_session.execute(text("UPDATE grids SET valid_from = '2026-01-01T00:00+08:00' WHERE valid_to IS NULL"))
+    in_force_since_january(demo_session)
     res = demo_client.get("/export/grids,tickets", params={
         "format": "gpkg", "area": "370783001001", "from": "2026-11-01", "to": "2026-12-01", "names": "zh"})
     assert res.status_code == 200, res.text

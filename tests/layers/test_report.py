@@ -11,13 +11,14 @@ from gis import registry
 from gis.errors import InvalidInput, NotFound
 from gis.metric import area_m2
 from layers.report import build_report, write_report
-from tests.api.test_export_api import TOWN, UTC8, add_tickets
+from tests.api.test_export_api import TOWN, UTC8, add_tickets, in_force_since_january
 
 START, END = datetime(2026, 11, 1, tzinfo=UTC8), datetime(2026, 12, 1, tzinfo=UTC8)
 
 
 def test_report_figures_and_no_cdn(demo_session, tmp_path):
     add_tickets(demo_session)
+    in_force_since_january(demo_session)
     out = tmp_path / "report.html"
     report = write_report(demo_session, out, area=TOWN, start=START, end=END)
     grids = registry.load_grids(demo_session, town=TOWN)
