@@ -58,16 +58,16 @@ const styles = {
     const fill = state.tickets && state.showTickets ? gridFill(p.code) : null;
     const selected = state.town && townOf(p.code) === state.town;
     return { fill: fill ? hexA(fill, z >= 13 ? 0.35 : 0.55) : (selected ? "rgba(90,170,255,0.28)" : "rgba(36,110,180,0.16)"),
-      stroke: z >= 12 ? "rgba(120,190,255,0.75)" : "rgba(90,160,230,0.45)", width: z >= 13 ? 1.2 : 0.6 };
+      stroke: z >= 12 ? "rgba(120,190,255,0.75)" : "rgba(90,160,230,0.45)", width: (z >= 13 ? 1.2 : 0.6) * UI };
   },
-  villages(p, z) { return z < 10 ? null : { stroke: "rgba(150,210,255,0.7)", width: z >= 12 ? 1.4 : 0.9, dash: [4, 3] }; },
+  villages(p, z) { return uiZoom(z) < 10 ? null : { stroke: "rgba(150,210,255,0.7)", width: (z >= 12 ? 1.4 : 0.9) * UI, dash: [4 * UI, 3 * UI] }; },
   towns(p) {
     const selected = state.town && p.code === state.town;
-    return { stroke: selected ? "#fff3b0" : "#ffc94d", width: selected ? 4 : 2.4 };
+    return { stroke: selected ? "#fff3b0" : "#ffc94d", width: (selected ? 4 : 2.4) * UI };
   },
-  districts() { return DISTRICT_STYLE; },
+  districts() { return { ...DISTRICT_STYLE, width: DISTRICT_STYLE.width * UI, halo: DISTRICT_STYLE.halo.map(([w, c]) => [w * UI, c]) }; },
   tickets(p) { // single tickets (tiles from POINT_TILE_ZOOM)
-    return { radius: 6, fill: CARD_BY_RANK[p.card_rank] || "#4cc9f0", stroke: "#0b1420", width: 1.5 };
+    return { radius: 6 * UI, fill: CARD_BY_RANK[p.card_rank] || "#4cc9f0", stroke: "#0b1420", width: 1.5 * UI };
   },
 };
 const DISTRICT_STYLE = { stroke: "#8fdcff", width: 2.4, halo: [[14, "rgba(57,160,255,0.10)"], [7, "rgba(57,160,255,0.25)"]] };
@@ -104,7 +104,7 @@ const labels = new LabelSet((mapZ) => {
     for (const l of base.labels("towns")) {
       const n = open.get(l.props.code);
       if (!n) continue;
-      const pt = map.latLngToContainerPoint(l.latlng).add([0, 21 * UI]);
+      const pt = map.latLngToContainerPoint(l.latlng).add([0, 24 * UI]);
       out.push({ latlng: map.containerPointToLatLng(pt), text: `在办 ${fmt(n)}`, size: Math.round(15 * UI), color: "#ffe7ad", bold: false });
     }
   }
