@@ -56,9 +56,9 @@ class Pace:
     tick_s: float = 1.0
     gps_s: float = 5.0
     fix_period_s: float = 15.0  # each phone reports about this often (its fixes spread over the ticks)
-    readings_s: float = 10.0
+    readings_s: float = 5.0
     sensor_period_s: float = 60.0  # each sensor reports about this often
-    ticket_s: float = 20.0
+    ticket_s: float = 15.0
     move_s: float = 5.0
     camera_s: float = 45.0
     episode_s: float = 240.0
@@ -147,10 +147,13 @@ class LiveDemo:
             self._walkers(session)
             self.sensors = pd.DataFrame(session.execute(text(
                 "SELECT id, kind FROM sensors WHERE status = 'active' ORDER BY id")).all(), columns=["id", "kind"])
+        self.last_gps = time.monotonic()
+        with self.sessions() as session:  # a first fix for everyone; warms the resolver (a few seconds, once)
+            self.gps(session, share=1.0)
+            session.commit()
         now = time.monotonic()
-        self.last_gps = now
         # the first camera alarm and the first pollution episode come early: a fresh screen sees them
-        self.due = {"gps": now, "readings": now, "episode": now, "camera": now + 3, "ticket": now + 2,
+        self.due = {"gps": now + self.pace.gps_s, "readings": now, "episode": now, "camera": now + 3, "ticket": now + 2,
                     "move": now + 1, "cards": now + 30}
 
     def _walkers(self, session: Session) -> None:
@@ -185,8 +188,8 @@ class LiveDemo:
     def step(self) -> None:
         """Run every task that is due now."""
         now = time.monotonic()
-        tasks = {"gps": (self.gps, self.pace.gps_s), "readings": (self.readings, self.pace.readings_s),
-                 "episode": (self.episode, self.pace.episode_s), "ticket": (self.ticket, self.pace.ticket_s),
+        tasks = {"gps": (self.gps, self.pace.gps_s), "episode": (self.episode, self.pace.episode_s),
+                 "readings": (self.readings, self.pace.readings_s), "ticket": (self.ticket, self.pace.ticket_s),
                  "move": (self.move, self.pace.move_s), "cards": (self.cards, self.pace.cards_s)}
         if self.cameras:
             tasks["camera"] = (self.camera_alarm, self.pace.camera_s)
@@ -221,7 +224,7 @@ class LiveDemo:
         return self.counts
 
     # ------------------------------------------------------------------ workers
-    def gps(self, session: Session) -> None:
+    def gps(self, session: Session, share: float | None = None) -> None:
         """Everyone moves on by speed × elapsed time towards the next waypoint; one fix each."""
         from layers.workers.ingest import ingest_positions
 
@@ -239,7 +242,7 @@ class LiveDemo:
                     w.to = tuple(_points_in(w.area, 1, self.rng)[0])
                 else:
                     w.x, w.y, left = w.x + dx / dist * left, w.y + dy / dist * left, 0.0
-        share = min(1.0, self.pace.gps_s / self.pace.fix_period_s)
+        share = min(1.0, self.pace.gps_s / self.pace.fix_period_s) if share is None else share
         reporting = [w for w in self.walkers if self.rng.random() < share]
         if not reporting:
             return
@@ -367,13 +370,13 @@ class LiveDemo:
         from layers.incidents.service import apply_move
 
         newest = self.rng.random() < 0.5
-        row = session.execute(text(
+        rows = session.execute(text(
             "SELECT id, state, channel, town_code, department, assignee, needs_town FROM tickets "
             "WHERE state NOT IN ('closed', 'signed_off') AND duplicate_of IS NULL AND unplaced IS NOT TRUE "
-            + ("ORDER BY created_at DESC LIMIT 1 OFFSET :k" if newest else "ORDER BY random() LIMIT 1")),
-            {"k": int(self.rng.integers(0, 12))}).first()
-        if row is None:
+            + ("ORDER BY created_at DESC LIMIT 12" if newest else "ORDER BY random() LIMIT 1"))).all()
+        if not rows:
             return
+        row = rows[int(self.rng.integers(len(rows)))]
         step = self._next_step(row)
         if step is None:
             return

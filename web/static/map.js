@@ -980,6 +980,6 @@ addEventListener("resize", () => {
   UI = next; body.style.setProperty("--ui", String(UI)); restyleThings();
 });
 
-window.onemap = { map, state, labels, bubbles, things, overlay, workerSet, get base() { return base; }, get tickets() { return ticketTiles; },
+window.onemap = { map, state, labels, minorLabels, bubbles, things, overlay, workerSet, get base() { return base; }, get tickets() { return ticketTiles; },
   get workers() { return workerTiles; } };
 start().catch((err) => { console.error(err); document.getElementById("info").innerHTML = `<h2>加载失败</h2><p>${esc(err.message)}</p>`; });
