@@ -27,12 +27,14 @@ CODE = re.compile(r"\d{12,15}")
 
 @pytest.fixture(scope="module")
 def wall_url(cluster, tmp_path_factory) -> str:
-    """The demo city with its cameras (no videos needed) and the live stream's first ~20 s."""
+    """The demo city with two days of tickets and its cameras (the live stream registers workers and sensors)."""
+    from layers.incidents.simulate import simulate
     from scripts.demo_cameras import load_cameras
 
     url = demo_copy(cluster, "wall")
     engine = create_engine(url)
     with Session(engine) as session:
+        simulate(session, days=2, per_day=150)  # two days of tickets: the feed, KPIs and ranking have rows
         load_cameras(session, video_root=tmp_path_factory.mktemp("videos"))
         session.commit()
     engine.dispose()

@@ -820,8 +820,9 @@ const MOVE_NAMES = { receive: "受理", dispatch: "派遣", grab: "抢单", spli
 function ticketText(t) {
   const unit = t.assignee ? unitName(t.assignee) : null;
   const step = t.move && t.move !== "receive" ? MOVE_NAMES[t.move] || t.move : null;
-  return [step ? `${step} → ${STATE_NAMES[t.state] || t.state}` : STATE_NAMES[t.state] || t.state,
-    unit && unit !== t.assignee ? unit : null, placeText(t.grid_code, t.town_code)].filter(Boolean).join(" · ");
+  const place = placeText(t.grid_code, t.town_code);
+  const named = unit && unit !== t.assignee && !(place || "").startsWith(unit) ? unit : null; // a town handling its own ticket: once
+  return [step ? `${step} → ${STATE_NAMES[t.state] || t.state}` : STATE_NAMES[t.state] || t.state, named, place].filter(Boolean).join(" · ");
 }
 
 function ticketFeed(t, time, fresh = false) {
@@ -846,7 +847,7 @@ function alarmTitle(d) {
     const p = (POLLUTANTS.find(([k]) => k === d.pollutant) || [0, d.pollutant || ""])[1];
     return `感知告警 · ${p} 超标`;
   }
-  return `视频告警 · ${d.title || "告警"}`;
+  return `视频告警 · ${ALARM_KINDS[d.rule] ? ALARM_KINDS[d.rule] + (d.event === "end" ? "解除" : "") : d.title || "告警"}`;
 }
 
 function alarmFeed(d, fresh = true) {
@@ -901,7 +902,8 @@ function connectLive() {
   es.addEventListener("tickets", (e) => {
     seen("Tickets");
     const d = JSON.parse(e.data);
-    if (d.move !== "card" || d.card === "red") ticketFeed(d, when(d.at || new Date().toISOString()), true);
+    // a card change shows when it is red; an alarm's own updates show as the alarm's line
+    if ((d.move !== "card" || d.card === "red") && d.move !== "alarm") ticketFeed(d, when(d.at || new Date().toISOString()), true);
     state.live++;
     reloadStats(); // the colours and bubbles: a few kB, not the tiles
     clearTimeout(ticketTimer);
