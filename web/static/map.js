@@ -315,7 +315,10 @@ function setStrip() {
 
 // Names the tiles carry (grids, villages, towns on their label points): the feed and cards print these.
 let namesTimer = null;
-function scheduleNames() { clearTimeout(namesTimer); namesTimer = setTimeout(learnNames, 200); }
+function scheduleNames() { // after the first render: nothing the map's first paint needs
+  if (body.dataset.ready !== "true") return;
+  clearTimeout(namesTimer); namesTimer = setTimeout(learnNames, 200);
+}
 function learnNames() {
   if (!base) return;
   for (const l of base.labels("grids")) learn("grids", l.props.code, l.props.name);
@@ -965,8 +968,9 @@ async function start() {
   window.onemapRenderMs = performance.now();
   body.dataset.renderMs = Math.round(performance.now() - t0);
   body.dataset.ready = "true";
-  // After the map: panels, the town list, the live stream.
+  // After the map: panels, the town list, the names the tiles carry, the live stream.
   fillTownSelect();
+  learnNames();
   document.getElementById("area-select").addEventListener("change", (e) => { flyToTown(e.target.value); loadKpis(); });
   connectLive();
   await Promise.all([loadKpis(), loadRanking(), loadFeed()]);
