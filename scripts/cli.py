@@ -278,12 +278,21 @@ def grids_validate(
 
 # ----------------------------------------------------------------------------- demo and serve
 
-@app.command("demo")
+demo_app = typer.Typer(help="The demo city: load, serve, and keep it live.", invoke_without_command=True)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.callback()
 @guarded
-def demo(serve_after: bool = typer.Option(True, "--serve/--no-serve"),
+def demo(ctx: typer.Context, serve_after: bool = typer.Option(True, "--serve/--no-serve"),
          port: int = typer.Option(8000), host: str = typer.Option("127.0.0.1"),
-         workers: int = typer.Option(1, min=1, max=64, envvar="ONEMAP_WORKERS", help="server processes")) -> None:
-    """Start PostGIS, load the demo city (once) and serve the map at http://HOST:PORT."""
+         workers: int = typer.Option(1, min=1, max=64, envvar="ONEMAP_WORKERS", help="server processes"),
+         live: bool = typer.Option(True, "--live/--no-live", envvar="ONEMAP_DEMO_LIVE",
+                                   help="keep the demo live while serving: workers walk, sensors report, "
+                                        "alarms and tickets arrive (`onemap demo live` runs it alone)")) -> None:
+    """Start PostGIS, load the demo city (once) and serve the map at http://HOST:PORT, live."""
+    if ctx.invoked_subcommand:
+        return
     import os
 
     from scripts.demo_load import load_demo
@@ -293,10 +302,30 @@ def demo(serve_after: bool = typer.Option(True, "--serve/--no-serve"),
     summary = load_demo()
     out.print(summary)
     if serve_after:
-        from scripts.cli_vision import demo_analysis
+        from contextlib import nullcontext
 
-        with demo_analysis(console):  # YOLO on the demo cameras while the map is served
-            serve.__wrapped__(host=host, port=port, workers=workers)  # type: ignore[attr-defined]
+        from scripts.cli_vision import demo_analysis
+        from scripts.demo_live import background
+
+        with demo_analysis(console) as vision:  # YOLO on the demo cameras while the map is served
+            # the live stream raises camera alarms itself only when YOLO is not watching the cameras
+            with background(console, cameras=vision is None) if live else nullcontext():
+                serve.__wrapped__(host=host, port=port, workers=workers)  # type: ignore[attr-defined]
+
+
+@demo_app.command("live")
+@guarded
+def demo_live(seconds: float | None = typer.Option(None, help="stop after this many seconds (default: run until Ctrl-C)"),
+              cameras: bool = typer.Option(True, "--cameras/--no-cameras",
+                                           help="simulated camera alarms (off when YOLO analyses the cameras)"),
+              stop_with_parent: bool = typer.Option(False, hidden=True)) -> None:
+    """The live demo stream alone: workers on patrol (GPS ingest), sensor readings and pollution
+    episodes (sensor ingest), camera alarms, tickets reported and moving through the workflow."""
+    from scripts.demo_live import run_live
+
+    counts = run_live(seconds=seconds, cameras=cameras, stop_with_parent=stop_with_parent,
+                      echo=lambda line: out.print(line, highlight=False))
+    out.print("live demo: " + counts.text(), highlight=False)
 
 
 @app.command("serve")

@@ -484,6 +484,25 @@ def grid_stats(request: Request, session: SessionDep, scope: ScopeDep,
     return Response(body, media_type="application/json", headers=headers)
 
 
+def _code_list(value: str | None) -> list[str]:
+    return [c for c in (value or "").split(",") if c.strip()]
+
+
+@router.get("/map/duty")
+def map_duty(session: SessionDep, scope: ScopeDep,
+             grids: Annotated[str | None, Query(description="comma-separated 15-digit grid codes")] = None,
+             areas: Annotated[str | None, Query(description="comma-separated 12-digit area codes")] = None,
+             departments: Annotated[str | None, Query(description="comma-separated department codes")] = None,
+             ) -> dict:
+    """Who answers for these places (责任人): each grid's name, village, town and assigned workers (grid
+    chief first, phones as the caller may see them), and the names of areas and departments — what the
+    big screen's cards and feed print instead of codes. Unknown codes are left out of the answer."""
+    from layers.duty import duty
+
+    return duty(session, grids=_code_list(grids), areas=_code_list(areas), departments=_code_list(departments),
+                scope=scope)
+
+
 @router.get("/tiles/{layer}/{z}/{x}/{y}.pbf", response_class=Response,
             responses={200: {"content": {MVT: {}}, "description": "a Mapbox Vector Tile"}})
 def tile(request: Request, session: SessionDep, scope: ScopeDep, layer: str,

@@ -175,6 +175,14 @@ def rules_of(session: Session, camera_id: str) -> list[CameraRule]:
     return list(session.scalars(select(CameraRule).where(CameraRule.camera_id == camera_id).order_by(CameraRule.id)))
 
 
+def rule_of(row: CameraRule) -> Rule:
+    """The rule engine's :class:`Rule` for a stored rule row (the runner and the demo's simulated alarms)."""
+    return make_rule(row.kind, classes=tuple(row.classes), roi=row.roi, min_count=row.min_count,
+                     min_dwell_s=row.min_dwell_s, cooldown_s=row.cooldown_s, clear_s=row.clear_s,
+                     stationary_s=row.stationary_s, stationary_px=row.stationary_px, category=row.category,
+                     severity=row.severity, name=row.name, id=row.id)
+
+
 def camera_dict(cam: Camera) -> dict[str, Any]:
     pt = to_shape(cam.geom) if cam.geom is not None else None
     out = {c: getattr(cam, c) for c in ("id", "name", "source", "source_kind", "heading_deg", "fov_deg", "range_m",

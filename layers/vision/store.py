@@ -24,7 +24,7 @@ from gis.locate import locate_many
 from layers.cameras import alarms, frames
 from layers.cameras.calibration import Calibration
 from layers.cameras.models import Camera, CameraRule, Detection, KeyFrame
-from layers.cameras.rules import Rule, make_rule
+from layers.cameras.service import rule_of
 from layers.vision import vision_settings
 from layers.vision.runner import (
     Feed,
@@ -35,13 +35,6 @@ from layers.vision.runner import (
     open_source,
     write_key_frame,
 )
-
-
-def rule_of(row: CameraRule) -> Rule:
-    return make_rule(row.kind, classes=tuple(row.classes), roi=row.roi, min_count=row.min_count,
-                     min_dwell_s=row.min_dwell_s, cooldown_s=row.cooldown_s, clear_s=row.clear_s,
-                     stationary_s=row.stationary_s, stationary_px=row.stationary_px, category=row.category,
-                     severity=row.severity, name=row.name, id=row.id)
 
 
 def feed_for(session: Session, camera_id: str, *, source: str | None = None, start: float | None = None,

@@ -56,8 +56,8 @@ def test_clicking_a_grid_shows_it_and_the_ranking_flies_to_a_town(server, page):
     page.wait_for_selector("body[data-ready=true]", timeout=30_000)
     page.wait_for_selector("body[data-complete=true]", timeout=30_000)
     page.mouse.click(960, 560)  # the middle of the city
-    page.wait_for_function("document.querySelector('#info h2').textContent !== '详情'", timeout=60_000)
-    assert "编码" in page.text_content("#info")
+    page.wait_for_selector("#info dl.duty[data-grid]", timeout=60_000)  # the grid's card: names, who answers
+    assert "网格员" in page.text_content("#info")
     page.wait_for_function("document.querySelectorAll('#area-select option').length === 16")  # 全市 + 15 towns
     page.select_option("#area-select", index=3)
     page.wait_for_function("window.onemap.map.getZoom() > 11", timeout=60_000)

@@ -10,6 +10,8 @@
 import { MVTLayer, Overlay, LabelSet, PointSet } from "/static/mvt.js";
 import { getJSON, hasPath, esc, pct, shanghaiDate, timeText, STATE_NAMES, CARD_COLOURS } from "/static/common.js";
 import { shifter, shiftGeoJSON } from "/static/gcj02.js";
+import { duty, learn, gridOf, nameOf, unitName, unitCodes, placeText, ticketHtml, peopleHtml, deadlineHtml, deskLink,
+  cardBadge, urgent, dueOfSummary, baseSummary, baseHtml, timeLeft, CLOCK_NAMES } from "/static/duty.js";
 
 performance.mark("onemap:modules");
 const body = document.body;
@@ -17,8 +19,16 @@ const crs = body.dataset.tileCrs === "gcj02" ? "gcj02" : "wgs84";
 const shift = shifter(crs);
 const POINT_TILE_ZOOM = 14; // tile zoom (round(map zoom)) from which single tickets come as tiles
 const BUBBLE_ZOOM = 13; // per-grid ticket bubbles from this tile zoom; below, the grid colours (and towns' counts) say it
+// The wall's scale: the layout is drawn for 1920×1080; a 3840×2160 wall shows it twice as large, a laptop
+// smaller (the CSS zooms the panels by --ui; canvas labels and symbols scale here by the same factor).
+function uiScale() { return Math.max(0.7, Math.min(2.5, Math.min(innerWidth / 1920, innerHeight / 1080))); }
+let UI = uiScale();
+body.style.setProperty("--ui", String(UI));
+// A zoom as it would be on the 1920 px layout: a 4K wall one zoom closer shows what 1920 shows, so
+// labels thin out by this zoom, not the map's.
+function uiZoom(z) { return z - Math.log2(UI); }
 const state = { colour: "open", town: "", tickets: false, liveEvents: 0, counts: {}, stats: new Map(), totals: null,
-  live: 0, registry: 0, showTickets: true };
+  live: 0, registry: 0, showTickets: true, feedCount: 0 };
 
 // Started before anything else (the page preloads both URLs, so these reuse those requests).
 const infoP = getJSON("/tiles");
@@ -48,16 +58,16 @@ const styles = {
     const fill = state.tickets && state.showTickets ? gridFill(p.code) : null;
     const selected = state.town && townOf(p.code) === state.town;
     return { fill: fill ? hexA(fill, z >= 13 ? 0.35 : 0.55) : (selected ? "rgba(90,170,255,0.28)" : "rgba(36,110,180,0.16)"),
-      stroke: z >= 12 ? "rgba(120,190,255,0.75)" : "rgba(90,160,230,0.45)", width: z >= 13 ? 1.2 : 0.6 };
+      stroke: z >= 12 ? "rgba(120,190,255,0.75)" : "rgba(90,160,230,0.45)", width: (z >= 13 ? 1.2 : 0.6) * UI };
   },
-  villages(p, z) { return z < 10 ? null : { stroke: "rgba(150,210,255,0.7)", width: z >= 12 ? 1.4 : 0.9, dash: [4, 3] }; },
+  villages(p, z) { return uiZoom(z) < 10 ? null : { stroke: "rgba(150,210,255,0.7)", width: (z >= 12 ? 1.4 : 0.9) * UI, dash: [4 * UI, 3 * UI] }; },
   towns(p) {
     const selected = state.town && p.code === state.town;
-    return { stroke: selected ? "#fff3b0" : "#ffc94d", width: selected ? 4 : 2.4 };
+    return { stroke: selected ? "#fff3b0" : "#ffc94d", width: (selected ? 4 : 2.4) * UI };
   },
-  districts() { return DISTRICT_STYLE; },
+  districts() { return { ...DISTRICT_STYLE, width: DISTRICT_STYLE.width * UI, halo: DISTRICT_STYLE.halo.map(([w, c]) => [w * UI, c]) }; },
   tickets(p) { // single tickets (tiles from POINT_TILE_ZOOM)
-    return { radius: 6, fill: CARD_BY_RANK[p.card_rank] || "#4cc9f0", stroke: "#0b1420", width: 1.5 };
+    return { radius: 6 * UI, fill: CARD_BY_RANK[p.card_rank] || "#4cc9f0", stroke: "#0b1420", width: 1.5 * UI };
   },
 };
 const DISTRICT_STYLE = { stroke: "#8fdcff", width: 2.4, halo: [[14, "rgba(57,160,255,0.10)"], [7, "rgba(57,160,255,0.25)"]] };
@@ -81,20 +91,21 @@ const TITLES = { grids: "网格", villages: "村/社区", towns: "镇/街道", t
 // Labels in two sets: town names (and their open tickets) over everything; village and grid names
 // under the symbols, so a worker or camera standing on a grid's label point stays visible.
 function labelsOf(name, min, size, color, bold, text) {
-  return (z) => (!base || z < min ? [] : base.labels(name).map((l) => ({ latlng: l.latlng, text: text(l.props), size, color, bold })));
+  return (z) => (!base || z < min ? [] : base.labels(name).map((l) => ({ latlng: l.latlng, text: text(l.props), size: Math.round(size * UI), color, bold })));
 }
-const minorLabels = new LabelSet((z) => [
+const minorLabels = new LabelSet((mapZ) => { const z = uiZoom(mapZ); return [
   ...labelsOf("villages", 11.5, z >= 14 ? 16 : 14, "#bfe3ff", false, (p) => p.name)(z),
-  ...labelsOf("grids", 13.5, z >= 15 ? 15 : 13, "#e4f2ff", false, (p) => p.name + (openOf(p.code)[0] ? " · " + openOf(p.code)[0] : ""))(z)]);
-const labels = new LabelSet((z) => {
+  ...labelsOf("grids", 13.5, z >= 15 ? 15 : 13, "#e4f2ff", false, (p) => p.name + (openOf(p.code)[0] ? " · " + openOf(p.code)[0] : ""))(z)]; });
+const labels = new LabelSet((mapZ) => {
+  const z = uiZoom(mapZ);
   const out = labelsOf("towns", 0, z >= 12 ? 22 : 19, "#ffd166", true, (p) => p.name)(z);
   if (base && state.tickets && state.showTickets && z < BUBBLE_ZOOM - 0.5) { // the open tickets of each town, under its name
     const open = townTotals();
     for (const l of base.labels("towns")) {
       const n = open.get(l.props.code);
       if (!n) continue;
-      const pt = map.latLngToContainerPoint(l.latlng).add([0, 21]);
-      out.push({ latlng: map.containerPointToLatLng(pt), text: `在办 ${fmt(n)}`, size: 14, color: "#ffe7ad", bold: false });
+      const pt = map.latLngToContainerPoint(l.latlng).add([0, 24 * UI]);
+      out.push({ latlng: map.containerPointToLatLng(pt), text: `在办 ${fmt(n)}`, size: Math.round(15 * UI), color: "#ffe7ad", bold: false });
     }
   }
   return out;
@@ -123,7 +134,7 @@ function setupTiles(info) {
   base = new MVTLayer("base", { pane: "grids", crs, bounds, order: ["grids", "villages", "towns", "districts"], clickable: ["grids"],
     query: () => ({ r: state.registry }), style: (p, z, name) => styles[name] && styles[name](p, z) });
   base.loaded = new Promise((ok) => base.once("load", ok));
-  base.on("tiledata", () => { overlay.redraw(); scheduleCounts(); scheduleBubbles(); });
+  base.on("tiledata", () => { overlay.redraw(); scheduleCounts(); scheduleBubbles(); scheduleNames(); });
   base.addTo(map);
   state.tickets = names.includes("tickets");
   body.classList.toggle("has-tickets", state.tickets);
@@ -158,11 +169,11 @@ function reloadStats() {
 // Per-grid bubbles at the grids' label points (radius by count, colour by the worst card).
 const bubbleStyles = new Map();
 function bubbleStyle(count, card) {
-  const k = count + "/" + card;
+  const k = count + "/" + card + "@" + UI;
   if (!bubbleStyles.has(k)) {
     const r = Math.min(22, 7 + 3 * Math.log2(count));
-    bubbleStyles.set(k, { r, fill: hexA(CARD_BY_RANK[card] || "#4cc9f0", 0.85), stroke: "rgba(255,255,255,0.9)", width: 1.5,
-      text: String(count), textColor: "#07121f", fontSize: r >= 14 ? 13 : 11 });
+    bubbleStyles.set(k, { r: r * UI, fill: hexA(CARD_BY_RANK[card] || "#4cc9f0", 0.85), stroke: "rgba(255,255,255,0.9)", width: 1.5 * UI,
+      text: String(count), textColor: "#07121f", fontSize: Math.round((r >= 14 ? 13 : 11) * UI) });
   }
   return bubbleStyles.get(k);
 }
@@ -202,25 +213,30 @@ function buildWorkers() {
   workerSet.setItems(workerTiles.points("workers", "id").map((w) => ({ latlng: w.latlng, style: workerStyle(w.props, z), data: w.props, thing: WORKERS })));
 }
 const symbols = new Map();
-function symbol(key, make) { if (!symbols.has(key)) symbols.set(key, make()); return symbols.get(key); }
+// Symbols are drawn at the wall's scale (UI): the same size to the eye on a laptop and on a 4K wall.
+function symbol(key, make) {
+  const k = key + "@" + UI;
+  if (!symbols.has(k)) { const s = make(); s.r *= UI; if (s.width) s.width *= UI; if (s.halo) s.halo = [s.halo[0] * UI, s.halo[1]]; symbols.set(k, s); }
+  return symbols.get(k);
+}
 // Workers by zoom: specks over a whole city (2,000 of them must not hide it), dots closer in.
 const WORKER_SIZES = [[13, 6, 1.5], [12, 4, 1], [10.5, 3, 0.8], [0, 1.6, 0]];
-function workerStyle(p, z) {
-  const [, r, width] = WORKER_SIZES.find(([min]) => z >= min);
+function workerStyle(p, mapZ) {
+  const [, r, width] = WORKER_SIZES.find(([min]) => uiZoom(mapZ) >= min);
   const on = p.on_duty !== false;
   return symbol(`w${r}${on}`, () => ({ r, fill: on ? "#f15bb5" : "#8d7d96", stroke: width ? "#1a0716" : null, width }));
 }
 const ROLE_NAMES = { grid_chief: "网格长", full_time: "专职网格员", specialist: "专业网格员", helper: "网格协管员" };
 const SENSOR_COLOURS = { ok: "#b388ff", over: "#ff9f1c", alarm: "#ff4d5e", stale: "#7f8c9a", no_data: "#7f8c9a", offline: "#55606c" };
-function sensorStyle(p, z) {
-  const s = p.state || "ok";
-  return symbol(`s${z >= 13}${s}`, () => ({ r: z >= 13 ? 6 : 4.5, shape: "diamond", fill: SENSOR_COLOURS[s] || "#b388ff",
+function sensorStyle(p, mapZ) {
+  const s = p.state || "ok", near = uiZoom(mapZ) >= 13;
+  return symbol(`s${near}${s}`, () => ({ r: near ? 6 : 4.5, shape: "diamond", fill: SENSOR_COLOURS[s] || "#b388ff",
     stroke: "#0b1420", width: 1.2, halo: s === "alarm" ? [11, "rgba(255,77,94,0.35)"] : null }));
 }
-function cameraStyle(p, z) {
-  const alarm = p.alarm_state === "alarm";
+function cameraStyle(p, mapZ) {
+  const alarm = p.alarm_state === "alarm", near = uiZoom(mapZ) >= 13;
   const off = p.status && !["online", "ok"].includes(p.status);
-  return symbol(`c${z >= 13}${alarm}${off}`, () => ({ r: z >= 13 ? 6.5 : 5, shape: "square",
+  return symbol(`c${near}${alarm}${off}`, () => ({ r: near ? 6.5 : 5, shape: "square",
     fill: alarm ? "#ff4d5e" : off ? "#58707f" : "#4cc9f0", stroke: "#061018", width: 1.5,
     halo: alarm ? [13, "rgba(255,77,94,0.4)"] : null }));
 }
@@ -297,6 +313,18 @@ function setStrip() {
   for (const name of [...TILE_LAYERS, "workers"]) setText("n-" + name, state.counts[name]);
 }
 
+// Names the tiles carry (grids, villages, towns on their label points): the feed and cards print these.
+let namesTimer = null;
+function scheduleNames() { // after the first render: nothing the map's first paint needs
+  if (body.dataset.ready !== "true") return;
+  clearTimeout(namesTimer); namesTimer = setTimeout(learnNames, 200);
+}
+function learnNames() {
+  if (!base) return;
+  for (const l of base.labels("grids")) learn("grids", l.props.code, l.props.name);
+  for (const kind of ["villages", "towns"]) for (const l of base.labels(kind)) learn("areas", l.props.code, l.props.name);
+}
+
 let countsTimer = null;
 function scheduleCounts() { clearTimeout(countsTimer); countsTimer = setTimeout(updateCounts, 120); }
 
@@ -322,15 +350,6 @@ function updateCounts() {
 }
 
 // ------------------------------------------------------------------ clicks and info
-const NAMES = { code: "编码", name: "名称", kind: "类型", village_code: "村/社区", town_code: "镇/街道", households: "户数",
-  population: "人口", open: "在办工单", red: "红牌", yellow: "黄牌", card: "督办", state: "状态", category: "类别",
-  severity: "紧急程度", channel: "来源", grid_code: "网格", count: "工单数", created: "受理时间", role_name: "岗位",
-  phone: "电话", on_duty: "在岗", role: "岗位", fix_at: "定位时间", grids: "责任网格", status: "状态", alarm_state: "告警",
-  last_frame_at: "最新画面", source_kind: "视频源", calibrated: "已标定", active_alarms: "活动告警",
-  kind_name: "类型", reading: "读数", latest_at: "读数时间", pollutant: "污染物", town_name: "镇/街道", village_name: "村/社区",
-  frame_age_s: "画面时延" };
-const SKIP = new Set(["id", "aggregate", "card_rank", "wedge", "status_note", "heading_deg", "fov_deg", "range_m",
-  "sample_fps", "district_code", "match", "calibration_rms_m", "alarm_kind", "alarm_ticket"]);
 function value(k, v) {
   if (k === "kind") return v === "dedicated" ? "专属网格" : v === "basic" ? "基础网格" : v;
   if (k === "state") return STATE_NAMES[v] || { ok: "正常", over: "超标", alarm: "告警", stale: "数据滞后", no_data: "无数据", offline: "离线" }[v] || v;
@@ -350,13 +369,6 @@ function when(v) {
   const d = typeof v === "number" ? new Date(v * 1000) : new Date(v);
   return Number.isNaN(d.getTime()) ? v : timeText(d.toISOString());
 }
-function showInfo(title, props) {
-  document.getElementById("info").dataset.code = props.code || "";
-  const rows = Object.entries(props).filter(([k, v]) => !SKIP.has(k) && v !== null && typeof v !== "object")
-    .map(([k, v]) => `<dt>${esc(NAMES[k] || k)}</dt><dd>${esc(value(k, v))}</dd>`).join("");
-  document.getElementById("info").innerHTML = `<h2>${esc(title)}</h2><dl>${rows}</dl>`;
-}
-
 function pointHit(containerPoint) {
   for (const name of ["cameras", "sensors"]) {
     const t = things[name];
@@ -373,27 +385,60 @@ function pointHit(containerPoint) {
 map.on("click", (e) => {
   const it = pointHit(e.containerPoint);
   if (it && it.bubble) {
-    map.flyTo(it.latlng, POINT_TILE_ZOOM); showInfo("网格工单汇总 · " + it.data.name, it.data); return;
+    map.flyTo(it.latlng, POINT_TILE_ZOOM); showGrid(it.data.code); return;
   }
   if (it) { openThing(it); return; }
   const hit = (ticketTiles && state.showTickets && ticketTiles.hit(e.latlng)) || (base && base.hit(e.latlng));
   if (!hit) return;
-  if (hit.layer === "tickets") showTicket(hit.props);
+  if (hit.layer === "tickets") showTicket(hit.props.id);
   else showGrid(hit.props.code);
 });
 
-// A grid: its name and open tickets at once (from the tiles and the counts), the registry's record after.
+// The details panel shows one card at a time; a late answer for an earlier click is dropped.
+let cardSeq = 0;
+function card(kind, id) { cardSeq++; const info = document.getElementById("info"); info.dataset.kind = kind; info.dataset.code = id || ""; return cardSeq; }
+function stillCard(seq) { return seq === cardSeq; }
+function setCard(html) {
+  const info = document.getElementById("info");
+  info.innerHTML = `<button class="close" aria-label="关闭" title="关闭">×</button>` + html;
+  info.scrollTop = 0;
+  info.querySelector(".close").addEventListener("click", () => {
+    card("none"); info.innerHTML = `<h2>详情</h2><p class="muted">点击地图上的网格、工单、网格员、摄像头或监测点查看详情</p>`;
+  });
+}
+
+// A grid: names, who answers for it, its open tickets (the most urgent with its deadline), the base data.
 async function showGrid(code) {
-  const [open, card, red, yellow] = openOf(code);
-  const label = base.labels("grids").find((l) => l.props.code === code);
-  const counts = state.tickets ? { open, red, yellow } : {};
-  showInfo(label ? label.props.name : code, { code, ...counts });
-  try {
-    const p = (await getJSON("/grids/" + code)).properties;
-    if (document.getElementById("info").dataset.code !== code) return; // another click since
-    showInfo(p.name, { code, name: p.name, kind: p.kind, town_name: p.town_name, village_name: p.village_name,
-      households: p.households, population: p.population, ...counts });
-  } catch (err) { console.warn(err); }
+  const seq = card("grid", code);
+  const [open, worst, red, yellow] = openOf(code);
+  const label = base && base.labels("grids").find((l) => l.props.code === code);
+  setCard(`<h2>${esc(label ? label.props.name : "网格")}</h2><p class="muted">正在载入…</p>`);
+  const ticketsP = state.tickets ? getJSON("/tickets?" + new URLSearchParams({ grid: code, limit: 100 })).catch(() => null) : null;
+  const [, rec, list, baseData] = await Promise.all([duty({ grids: [code] }, { fresh: true }),
+    getJSON("/grids/" + code).then((f) => f.properties).catch(() => ({})), ticketsP, baseSummary(code)]);
+  if (!stillCard(seq)) return;
+  const g = gridOf(code) || {};
+  const todo = list ? urgent(list.items || []) : [];
+  const first = todo[0];
+  const [kind, due] = first ? dueOfSummary(first) : [null, null];
+  const cardName = ["ok", "yellow", "red"][worst] || "ok";
+  setCard(`<div class="card-head"><h2>${esc(g.name || rec.name || code)}</h2>${state.tickets && open ? cardBadge(cardName) : ""}</div>
+    <dl class="duty" data-grid="${esc(code)}">
+      <dt>所属</dt><dd>${esc([g.town_name || rec.town_name, g.village_name || rec.village_name].filter(Boolean).join(" · ") || "—")}</dd>
+      <dt>类型</dt><dd>${esc(value("kind", rec.kind) || "—")} · ${esc(rec.households ?? "—")} 户 / ${esc(rec.population ?? "—")} 人</dd>
+      <dt>网格员</dt>${peopleHtml(g, { limit: 4 })}
+      ${state.tickets ? `<dt>在办工单</dt><dd><b class="big">${open}</b> 件${red ? ` · <span class="card-red">红牌 ${red}</span>` : ""}${yellow ? ` · <span class="card-yellow">黄牌 ${yellow}</span>` : ""}</dd>` : ""}
+      ${first ? `<dt>最紧急</dt><dd><a href="#" data-open-ticket="${esc(first.id)}">#${esc(first.id)} ${esc(first.category_name)}</a> · ${esc(STATE_NAMES[first.state] || first.state)}</dd>${deadlineHtml(kind, due)}` : ""}
+    </dl>${baseHtml(baseData)}
+    ${state.tickets ? deskLink(first ? `/desk?ticket=${encodeURIComponent(first.id)}` : `/desk?grid=${encodeURIComponent(code)}`, first ? "处理最紧急工单" : "在受理台查看") : ""}`);
+  wireCard();
+}
+
+// Links inside a card that open another card (a ticket from a grid, a camera, an alarm).
+function wireCard() {
+  document.querySelectorAll("#info [data-open-ticket]").forEach((a) => a.addEventListener("click", (e) => {
+    e.preventDefault(); showTicket(a.dataset.openTicket);
+  }));
 }
 let hoverFrame = 0;
 map.on("mousemove", (e) => {
@@ -405,29 +450,78 @@ function openThing(it) {
   const p = it.data;
   if (it.thing.name === "workers") openWorker(it);
   else if (it.thing.name === "cameras") openCamera(it);
-  else { showInfo(`${it.thing.title} · ${p.name || p.id}`, p); L.popup(popupOptions()).setLatLng(it.latlng).setContent(sensorHtml(p)).openOn(map); }
+  else openSensor(it);
 }
 
 function popupOptions(extra = {}) {
-  return { className: "onemap-popup", maxWidth: 460, minWidth: 300, autoPanPaddingTopLeft: L.point(360, 170), // clear of the header and the counts bar
-    autoPanPaddingBottomRight: L.point(440, 30), ...extra };
+  return { className: "onemap-popup", maxWidth: 460, minWidth: 300, autoPanPaddingTopLeft: L.point(360 * UI, 170 * UI), // clear of the header and the counts bar
+    autoPanPaddingBottomRight: L.point(460 * UI, 30 * UI), ...extra };
 }
 
-function sensorHtml(p) {
-  return `<h3>${esc(p.name || p.id)}</h3><dl class="facts">${Object.entries(p).filter(([k, v]) => !SKIP.has(k) && v !== null && typeof v !== "object" && k !== "name")
-    .slice(0, 10).map(([k, v]) => `<dt>${esc(NAMES[k] || k)}</dt><dd>${esc(value(k, v))}</dd>`).join("")}</dl>`;
+// A sensor: every pollutant in Chinese with its unit and limit (over the limit in red), its alarm and
+// the alarm's ticket, who answers for its grid. Limits from GET /sensors/thresholds (editable there).
+const POLLUTANTS = [["pm25", "PM2.5", "细颗粒物"], ["pm10", "PM10", "可吸入颗粒物"], ["no2", "NO₂", "二氧化氮"],
+  ["so2", "SO₂", "二氧化硫"], ["o3", "O₃", "臭氧"], ["co", "CO", "一氧化碳"]];
+const unitOf = (k) => (k === "co" ? "mg/m³" : "µg/m³");
+const SENSOR_KINDS = { air: "空气质量监测站", enterprise: "排污企业在线监测", smoke: "烟感", water: "水质监测" };
+const SENSOR_STATES = { ok: "正常", over: "超标", alarm: "告警中", stale: "数据滞后", no_data: "无数据", offline: "离线", retired: "已停用" };
+let limitsP = null;
+function limits() {
+  if (!limitsP) limitsP = getJSON("/sensors/thresholds").then((rows) => Object.fromEntries(rows.map((r) => [r.pollutant, r]))).catch(() => ({}));
+  return limitsP;
 }
 
-async function showTicket(props) {
-  showInfo("工单 #" + props.id, props);
-  try {
-    const t = await getJSON("/tickets/" + props.id);
-    document.getElementById("info").innerHTML = `<h2>工单 #${t.id} · ${esc(t.category_name)}</h2><dl>
-      <dt>状态</dt><dd>${esc(STATE_NAMES[t.state] || t.state)}</dd><dt>督办</dt><dd class="card-${t.card}">${esc({ ok: "正常", yellow: "黄牌", red: "红牌" }[t.card])}</dd>
-      <dt>网格</dt><dd>${esc(t.grid_code)}</dd><dt>地址</dt><dd>${esc(t.address)}</dd><dt>受理</dt><dd>${when(t.created_at)}</dd>
-      <dt>描述</dt><dd>${esc(t.description)}</dd></dl><a class="button" href="/desk#${t.id}">在受理台打开</a>`;
-  } catch (err) { console.warn(err); }
+function sensorHtml(p, lim, alarm, ticket) {
+  const rows = POLLUTANTS.filter(([k]) => p[k] !== null && p[k] !== undefined).map(([k, label, cn]) => {
+    const v = Number(p[k]), l = lim[k] ? lim[k].limit_value : null, over = l !== null && v > l;
+    return `<tr class="${over ? "over" : ""}"><th>${cn} <small>${label}</small></th><td><b>${v.toFixed(k === "co" ? 2 : 1)}</b> ${unitOf(k)}</td>
+      <td class="limit">${l === null ? "—" : `限值 ${l} ${unitOf(k)}`}</td></tr>`;
+  }).join("");
+  const a = alarm ? `<div class="alarm-box"><b>告警中 · ${esc((POLLUTANTS.find(([k]) => k === alarm.pollutant) || [0, alarm.pollutant])[1])} 超标</b>
+      <span>峰值 ${esc(alarm.peak)} ${unitOf(alarm.pollutant)} / 限值 ${esc(alarm.limit_value)} ${unitOf(alarm.pollutant)} · 自 ${esc(when(alarm.run_start || alarm.breach_at))}</span>
+      ${ticket ? `<span>工单 #${esc(ticket.id)} ${esc(STATE_NAMES[ticket.state] || ticket.state)} ${cardBadge(ticket.live_card || ticket.card)}</span>` : ""}</div>` : "";
+  return `<div class="sensor-popup" data-sensor="${esc(p.id)}"><h3>${esc(p.name || p.id)} <small>${esc(SENSOR_KINDS[p.kind] || p.kind || "")}</small>
+      ${p.state === "alarm" ? ' <em class="alarm">告警中</em>' : ""}</h3>${a}
+    <p class="muted">${esc(SENSOR_STATES[p.state] || p.state || "")} · 读数时间 ${esc(when(p.latest_at))}${p.owner ? ` · ${esc(p.owner)}` : ""}</p>
+    ${rows ? `<table class="readings">${rows}</table>` : `<p class="muted">暂无读数</p>`}</div>`;
 }
+
+async function openSensor(it) {
+  const p = it.data;
+  const seq = card("sensor", p.id);
+  const popup = L.popup(popupOptions()).setLatLng(it.latlng).setContent(sensorHtml(p, {}, null, null)).openOn(map);
+  const alarmsP = p.alarm_id ? getJSON("/sensors/alarms?" + new URLSearchParams({ sensor: p.id, state: "open" })).catch(() => []) : Promise.resolve([]);
+  const [lim, alarms] = await Promise.all([limits(), alarmsP, duty({ grids: [p.grid_code], areas: [p.town_code] }, { fresh: true })]);
+  const alarm = alarms[0] || null;
+  const ticket = alarm && alarm.ticket_id ? await getJSON("/tickets/" + alarm.ticket_id).catch(() => null) : null;
+  if (map.hasLayer(popup)) popup.setContent(sensorHtml(p, lim, alarm, ticket));
+  if (!stillCard(seq)) return;
+  const [kind, due] = ticket ? [ticket.running_clock, ticket.running_due] : [null, null];
+  setCard(`<div class="card-head"><h2>${esc(p.name || p.id)}</h2>${ticket ? cardBadge(ticket.live_card || ticket.card) : ""}</div>
+    <dl class="duty" data-sensor="${esc(p.id)}">
+      <dt>状态</dt><dd><b class="state ${p.state === "alarm" ? "card-red" : ""}">${esc(SENSOR_STATES[p.state] || p.state)}</b> · ${esc(SENSOR_KINDS[p.kind] || p.kind || "")}</dd>
+      ${p.owner ? `<dt>排污单位</dt><dd>${esc(p.owner)}</dd>` : ""}
+      ${ticket ? `<dt>告警工单</dt><dd><a href="#" data-open-ticket="${esc(ticket.id)}">#${esc(ticket.id)}</a> · ${esc(STATE_NAMES[ticket.state] || ticket.state)} · ${esc(unitName(ticket.assignee) || "待派遣")}</dd>${deadlineHtml(kind, due)}` : ""}
+      <dt>网格员</dt>${peopleHtml(gridOf(p.grid_code))}
+      <dt>位置</dt><dd>${esc(placeText(p.grid_code, p.town_code) || "—")}</dd>
+    </dl>${ticket ? deskLink(`/desk?ticket=${encodeURIComponent(ticket.id)}`) : ""}`);
+  wireCard();
+}
+
+async function showTicket(id) {
+  if (id === undefined || id === null || id === "") return; // never GET /tickets/undefined
+  const seq = card("ticket", String(id));
+  setCard(`<h2>工单 #${esc(id)}</h2><p class="muted">正在载入…</p>`);
+  let t;
+  try { t = await getJSON("/tickets/" + encodeURIComponent(id)); } catch (err) {
+    if (stillCard(seq)) setCard(`<h2>工单 #${esc(id)}</h2><p class="muted">${esc(err.message)}</p>`);
+    return;
+  }
+  await duty({ grids: [t.grid_code], ...mergeCodes(unitCodes([t.assignee, t.department, ...(t.co_units || [])]), [t.town_code]) });
+  if (!stillCard(seq)) return;
+  setCard(ticketHtml(t));
+}
+function mergeCodes(u, areas) { return { areas: [...u.areas, ...areas.filter(Boolean)], departments: u.departments }; }
 
 // ------------------------------------------------------------------ a worker: today's track and reports
 const trackLayer = L.layerGroup().addTo(map);
@@ -435,7 +529,7 @@ const TICKET_MARK = { radius: 7, color: "#0b1420", weight: 2, fillOpacity: 1, pa
 
 async function openWorker(it) {
   const p = it.data, day = shanghaiDate();
-  showInfo(`网格员 · ${p.name}`, p);
+  showWorkerCard(p);
   const popup = L.popup(popupOptions()).setLatLng(it.latlng).setContent(`<div class="worker-popup" data-worker="${esc(p.id)}">
     <h3>${esc(p.name)} <small>${esc(ROLE_NAMES[p.role] || p.role_name || "")} · ${esc(p.id)}</small></h3>
     <p class="muted">正在载入今日轨迹…</p></div>`).openOn(map);
@@ -460,7 +554,7 @@ async function openWorker(it) {
     const [lon, lat] = t.geometry.coordinates;
     marks.set(String(t.properties.id), L.circleMarker([lat, lon], { ...TICKET_MARK, fillColor: CARD_COLOURS[t.properties.card] || "#ffd166" })
       .bindTooltip(`#${t.properties.id} ${esc(STATE_NAMES[t.properties.state] || t.properties.state)}`, { className: "onemap-tip" })
-      .on("click", () => showTicket(t.properties)).addTo(trackLayer));
+      .on("click", () => showTicket(t.properties.id)).addTo(trackLayer));
   }
   const s = fc.summary || {};
   const rows = tickets.map((t) => { const q = t.properties; return `<li data-ticket="${q.id}"><time>${when(q.created_at)}</time>
@@ -473,11 +567,35 @@ async function openWorker(it) {
     <p class="muted">${s.first_at ? `${when(s.first_at)} – ${when(s.last_at)}` : "今日暂无轨迹"} · 责任网格 ${esc((s.grids || []).length)} 个</p>
     <h4>今日上报的事件</h4>${rows ? `<ol class="reported">${rows}</ol>` : `<p class="muted">今日暂无上报</p>`}</div>`);
   popup.getElement().querySelectorAll("li[data-ticket]").forEach((li) => li.addEventListener("click", () => {
-    showTicket(tickets.find((f) => String(f.properties.id) === li.dataset.ticket).properties);
+    showTicket(li.dataset.ticket);
     marks.forEach((m, id) => (id === li.dataset.ticket ? m.openTooltip() : m.closeTooltip())); // where it was reported
   }));
-  if (track) map.fitBounds(L.geoJSON(track).getBounds().extend(it.latlng), { paddingTopLeft: [380, 440], paddingBottomRight: [460, 60], maxZoom: 17 });
+  if (track) map.fitBounds(L.geoJSON(track).getBounds().extend(it.latlng), { paddingTopLeft: [380 * UI, 440 * UI], paddingBottomRight: [460 * UI, 60 * UI], maxZoom: 17 });
   body.dataset.track = JSON.stringify({ worker: p.id, fixes: s.fixes || 0, tickets: tickets.length });
+}
+
+// A worker's card: phone, grids (names), their open tickets and the worst card, the desk for them.
+async function showWorkerCard(p) {
+  const seq = card("worker", p.id);
+  setCard(`<h2>网格员 · ${esc(p.name)}</h2><p class="muted">正在载入…</p>`);
+  let w;
+  try { w = await getJSON("/workers/" + encodeURIComponent(p.id)); } catch (err) {
+    if (stillCard(seq)) setCard(`<h2>网格员 · ${esc(p.name)}</h2><p class="muted">${esc(err.message)}</p>`);
+    return;
+  }
+  await duty({ grids: w.grids || [], areas: [w.town_code] });
+  if (!stillCard(seq)) return;
+  let open = 0, red = 0, yellow = 0, worst = 0;
+  for (const code of w.grids || []) { const [o, c, r, y] = openOf(code); open += o; red += r; yellow += y; worst = Math.max(worst, c); }
+  const names = (w.grids || []).map((c) => (gridOf(c) || {}).name || c);
+  setCard(`<div class="card-head"><h2>${esc(w.name)} <small>${esc(w.role_name || ROLE_NAMES[w.role] || "")}</small></h2>${open ? cardBadge(["ok", "yellow", "red"][worst]) : ""}</div>
+    <dl class="duty" data-worker="${esc(w.id)}">
+      <dt>电话</dt><dd>${w.phone ? `<a href="tel:${esc(w.phone)}">${esc(w.phone)}</a>` : "—"}</dd>
+      <dt>状态</dt><dd>${w.on_duty === false ? "离岗" : "在岗"} · 定位 ${esc(when(p.fix_at))}</dd>
+      <dt>责任网格</dt><dd>${esc(names.join("、") || "—")}</dd>
+      <dt>所属</dt><dd>${esc(nameOf("areas", w.town_code) || placeText((w.grids || [])[0]) || "—")}</dd>
+      ${state.tickets ? `<dt>在办工单</dt><dd><b class="big">${open}</b> 件${red ? ` · <span class="card-red">红牌 ${red}</span>` : ""}${yellow ? ` · <span class="card-yellow">黄牌 ${yellow}</span>` : ""}</dd>` : ""}
+    </dl>${state.tickets && (w.grids || []).length ? deskLink(`/desk?grid=${encodeURIComponent(w.grids[0])}`, "在受理台查看责任网格") : ""}`);
 }
 
 // ------------------------------------------------------------------ a camera: latest frame and detections
@@ -493,7 +611,7 @@ const CLASS_NAMES = { person: "行人", car: "车辆", truck: "货车", bus: "�
 
 function openCamera(it) {
   const p = it.data;
-  showInfo(`视频监控 · ${p.name}`, p);
+  showCameraCard(p);
   const el = L.DomUtil.create("div", "camera-popup"); // an element, not text: update() keeps what is filled in
   el.dataset.camera = p.id;
   el.innerHTML = `<h3>${esc(p.name)} <small>${esc(p.id)}</small>${p.alarm_state === "alarm" ? ' <em class="alarm">告警中</em>' : ""}</h3>
@@ -568,6 +686,45 @@ function openCamera(it) {
   refresh();
 }
 
+const CAMERA_STATUS = { online: "在线", offline: "离线", unknown: "未接入", error: "故障" };
+const ALARM_KINDS = { crowd: "人群聚集", parking: "违章停车", present: "区域闯入" };
+// A camera's card: status, its alarm and the alarm's ticket (deadline, card, handler), who answers for its grid.
+async function showCameraCard(p) {
+  const seq = card("camera", p.id);
+  const ticket = p.alarm_ticket ? await getJSON("/tickets/" + p.alarm_ticket).catch(() => null) : null;
+  await duty({ grids: [p.grid_code], ...mergeCodes(unitCodes(ticket ? [ticket.assignee] : []), [p.town_code]) });
+  if (!stillCard(seq)) return;
+  const alarm = p.alarm_state === "alarm";
+  setCard(`<div class="card-head"><h2>${esc(p.name)}</h2>${alarm ? '<em class="badge card-red">告警中</em>' : ""}</div>
+    <dl class="duty" data-camera="${esc(p.id)}">
+      <dt>状态</dt><dd>${esc(CAMERA_STATUS[p.status] || p.status || "—")}${p.frame_age_s != null ? ` · 画面 ${esc(value("frame_age_s", p.frame_age_s))}前` : ""}</dd>
+      <dt>告警</dt><dd>${alarm ? `<b class="card-red">${esc(ALARM_KINDS[p.alarm_kind] || p.alarm_kind || "告警")}</b>` : "无"}</dd>
+      ${ticket ? `<dt>告警工单</dt><dd><a href="#" data-open-ticket="${esc(ticket.id)}">#${esc(ticket.id)}</a> · ${esc(STATE_NAMES[ticket.state] || ticket.state)} · ${esc(unitName(ticket.assignee) || "待派遣")} ${cardBadge(ticket.live_card || ticket.card)}</dd>${deadlineHtml(ticket.running_clock, ticket.running_due)}` : ""}
+      <dt>网格员</dt>${peopleHtml(gridOf(p.grid_code))}
+      <dt>位置</dt><dd>${esc(placeText(p.grid_code, p.town_code) || "—")}</dd>
+    </dl>${ticket ? deskLink(`/desk?ticket=${encodeURIComponent(ticket.id)}`) : ""}`);
+  wireCard();
+}
+
+// An alarm from the feed (camera or sensor): what, when, where, who answers, its ticket.
+async function showAlarm(d) {
+  const seq = card("alarm", String(d.alarm_id || ""));
+  const ticket = d.ticket_id ? await getJSON("/tickets/" + d.ticket_id).catch(() => null) : null;
+  await duty({ grids: [d.grid_code], ...mergeCodes(unitCodes(ticket ? [ticket.assignee] : []), [d.town_code]) });
+  if (!stillCard(seq)) return;
+  const what = d.kind === "sensor_alarm" ? `${esc(d.name || d.sensor_id)} · ${esc(d.pollutant_label || d.pollutant || "")} 峰值 ${esc(d.peak)} / 限值 ${esc(d.limit)} ${unitOf(d.pollutant)}`
+    : `${esc(d.camera_name || d.camera_id || "")} · ${esc(d.text || "")}`;
+  setCard(`<div class="card-head"><h2>${esc(alarmTitle(d))}</h2>${ticket ? cardBadge(ticket.live_card || ticket.card) : '<em class="badge card-red">告警</em>'}</div>
+    <dl class="duty" data-alarm="${esc(d.alarm_id || "")}">
+      <dt>告警</dt><dd>${what}</dd>
+      <dt>时间</dt><dd>${esc(when(d.at || d.breach_at))}</dd>
+      ${ticket ? `<dt>工单</dt><dd><a href="#" data-open-ticket="${esc(ticket.id)}">#${esc(ticket.id)}</a> · ${esc(STATE_NAMES[ticket.state] || ticket.state)} · ${esc(unitName(ticket.assignee) || "待派遣")}</dd>${deadlineHtml(ticket.running_clock, ticket.running_due)}` : ""}
+      <dt>网格员</dt>${peopleHtml(gridOf(d.grid_code))}
+      <dt>位置</dt><dd>${esc(placeText(d.grid_code, d.town_code) || "—")}</dd>
+    </dl>${ticket ? deskLink(`/desk?ticket=${encodeURIComponent(ticket.id)}`) : ""}`);
+  wireCard();
+}
+
 // ------------------------------------------------------------------ panels: KPIs, ranking, feed
 function rowsOf(data) { return Array.isArray(data) ? data : data.rows || data.items || data.kpis || data.ranking || []; }
 
@@ -636,78 +793,148 @@ async function loadRanking() {
 }
 
 // The feed: newest on top; an item with a key (a ticket) replaces its earlier line, so a ticket that
-// moves on shows once, in its latest state.
+// moves on shows once, in its latest state. Red items (a red card, an alarm) flash as they arrive.
+// Places and units are names (grid, town, department), never codes.
+const FEED_MAX = 20;
 function feed(item) {
   const list = document.getElementById("alarms");
   const li = document.createElement("li");
-  li.className = "feed-" + item.kind + (item.card ? " card-" + item.card : "");
+  li.className = "feed-" + item.kind + (item.card ? " card-" + item.card : "") + (item.fresh ? " fresh" : "");
   li.innerHTML = `<time>${esc(item.time)}</time><b>${esc(item.title)}</b><span>${esc(item.text)}</span>`;
-  if (item.lat != null && item.lon != null) li.addEventListener("click", () => map.flyTo(shift([item.lat, item.lon]), 15));
+  li.addEventListener("click", () => {
+    if (item.lat != null && item.lon != null) map.flyTo(shift([item.lat, item.lon]), 15);
+    if (item.open) item.open();
+  });
   if (item.key) {
     li.dataset.key = item.key;
     for (const old of list.querySelectorAll("li[data-key]")) if (old.dataset.key === item.key) old.remove();
   }
   list.prepend(li);
-  while (list.children.length > 12) list.lastChild.remove();
+  if (item.fresh) setTimeout(() => li.classList.remove("fresh"), 6000);
+  while (list.children.length > FEED_MAX) list.lastChild.remove();
+  body.dataset.feedItems = String(++state.feedCount);
   return li;
 }
 
-function ticketFeed(t, time) {
-  const li = feed({ kind: "ticket", key: t.id ? "ticket-" + t.id : null, card: t.card, time,
-    title: t.id ? `#${t.id} ${t.category_name || t.category || "工单"}` : "工单更新",
-    text: [STATE_NAMES[t.state] || t.state, t.address || t.grid_code].filter(Boolean).join(" · "), lon: t.lon, lat: t.lat });
-  if (t.id && !t.category_name) { // an event without the category's name: the ticket has it
-    getJSON("/tickets/" + t.id).then((full) => { li.querySelector("b").textContent = `#${t.id} ${full.category_name}`; }).catch(() => {});
+const MOVE_NAMES = { receive: "受理", dispatch: "派遣", grab: "抢单", split: "分单", join: "联单", return: "返单", sign: "签收",
+  start: "开始处置", complete: "办结", review_pass: "审核通过", review_fail: "审核退回", revisit: "回访", close: "结案",
+  sign_off: "销号", reject: "不予立案", check: "核实", verify_fix: "核查", extend: "延期", card: "督办", alarm: "告警更新" };
+
+function ticketText(t) {
+  const unit = t.assignee ? unitName(t.assignee) : null;
+  const step = t.move && t.move !== "receive" ? MOVE_NAMES[t.move] || t.move : null;
+  const place = placeText(t.grid_code, t.town_code);
+  const named = unit && unit !== t.assignee && !(place || "").startsWith(unit) ? unit : null; // a town handling its own ticket: once
+  return [step ? `${step} → ${STATE_NAMES[t.state] || t.state}` : STATE_NAMES[t.state] || t.state, named, place].filter(Boolean).join(" · ");
+}
+
+function ticketFeed(t, time, fresh = false) {
+  const red = t.card === "red";
+  const li = feed({ kind: "ticket", key: t.id ? "ticket-" + t.id : null, card: t.card, time, fresh: fresh && red,
+    title: t.id ? `#${t.id} ${t.category_name || "工单"}` : "工单更新", text: ticketText(t), lon: t.lon, lat: t.lat,
+    open: t.id ? () => showTicket(t.id) : null });
+  if (!t.id) return;
+  li.dataset.ticket = t.id;
+  // the event carries codes: the ticket's category name, and the names of its place and unit
+  const full = t.category_name ? Promise.resolve(t) : getJSON("/tickets/" + t.id).catch(() => null);
+  full.then(async (f) => {
+    const merged = { ...t, ...(f ? { category_name: f.category_name, assignee: t.assignee ?? f.assignee, town_code: t.town_code ?? f.town_code } : {}) };
+    await duty({ grids: [merged.grid_code], ...mergeCodes(unitCodes([merged.assignee]), [merged.town_code]) });
+    li.querySelector("b").textContent = `#${t.id} ${merged.category_name || "工单"}`;
+    li.querySelector("span").textContent = ticketText(merged);
+  });
+}
+
+function alarmTitle(d) {
+  if (d.kind === "sensor_alarm" || d.sensor_id) {
+    const p = (POLLUTANTS.find(([k]) => k === d.pollutant) || [0, d.pollutant || ""])[1];
+    return `感知告警 · ${p} 超标`;
   }
+  return `视频告警 · ${ALARM_KINDS[d.rule] ? ALARM_KINDS[d.rule] + (d.event === "end" ? "解除" : "") : d.title || "告警"}`;
+}
+
+function alarmFeed(d, fresh = true) {
+  const [lon, lat] = d.lonlat || [d.lon, d.lat];
+  const ended = d.event === "end";
+  const li = feed({ kind: "alarm", key: d.alarm_id ? `alarm-${d.kind}-${d.alarm_id}` : null, card: ended ? null : "red", fresh: fresh && !ended,
+    time: when(d.at || d.breach_at || new Date().toISOString()), title: alarmTitle(d), lon, lat, open: () => showAlarm(d),
+    text: [d.kind === "sensor_alarm" ? `${d.name || d.sensor_id} ${d.peak}/${d.limit} ${unitOf(d.pollutant)}` : d.text, placeText(d.grid_code, d.town_code)].filter(Boolean).join(" · ") });
+  duty({ grids: [d.grid_code], areas: [d.town_code] }).then(() => {
+    const where = placeText(d.grid_code, d.town_code);
+    if (where) li.querySelector("span").textContent = [d.kind === "sensor_alarm" ? `${d.name || d.sensor_id} ${d.peak}/${d.limit} ${unitOf(d.pollutant)}` : d.text, where].filter(Boolean).join(" · ");
+  });
 }
 
 async function loadFeed() {
   if (!state.tickets) return;
   try {
-    const rows = rowsOf(await getJSON("/tickets?limit=8")).slice().reverse();
+    const rows = rowsOf(await getJSON("/tickets?limit=12")).slice().reverse();
+    await duty({ grids: rows.map((t) => t.grid_code), ...mergeCodes(unitCodes(rows.map((t) => t.assignee)), rows.map((t) => t.town_code)) });
     for (const t of rows) ticketFeed(t, when(t.created_at));
   } catch (err) { console.warn(err); }
+}
+
+// Sensors' latest readings and states again (a batch of readings or an alarm), at most every 10 s.
+let sensorsAt = 0, sensorsTimer = null;
+function reloadSensors() {
+  const t = THINGS.find((x) => x.name === "sensors");
+  if (!things.sensors) return;
+  clearTimeout(sensorsTimer);
+  sensorsTimer = setTimeout(() => {
+    sensorsAt = Date.now();
+    fetchThing(t).then((data) => {
+      if (!data) return;
+      const z = map.getZoom(), byId = things.sensors.byId;
+      for (const f of data.features) {
+        const it = byId.get(f.properties.id);
+        if (it) { it.data = f.properties; it.style = t.style(f.properties, z); }
+      }
+      overlay.redraw();
+    }).catch((err) => console.warn(err));
+  }, Math.max(0, 10000 - (Date.now() - sensorsAt)));
 }
 
 // ------------------------------------------------------------------ live
 function connectLive() {
   const el = document.getElementById("live-state");
   const es = new EventSource("/live");
-  const seen = () => { state.liveEvents++; body.dataset.liveEvents = state.liveEvents; };
+  const seen = (name) => { state.liveEvents++; body.dataset.liveEvents = state.liveEvents; body.dataset["live" + name] = String(Date.now()); };
   es.addEventListener("hello", () => { el.textContent = "● 实时"; el.className = "live on"; body.dataset.live = "on"; });
   es.onerror = () => { el.textContent = "● 重连中"; el.className = "live off"; body.dataset.live = "off"; };
   let ticketTimer = null;
   es.addEventListener("tickets", (e) => {
-    seen();
+    seen("Tickets");
     const d = JSON.parse(e.data);
-    ticketFeed(d, when(d.at || new Date().toISOString()));
+    // a card change shows when it is red; an alarm's own updates show as the alarm's line
+    if ((d.move !== "card" || d.card === "red") && d.move !== "alarm") ticketFeed(d, when(d.at || new Date().toISOString()), true);
     state.live++;
     reloadStats(); // the colours and bubbles: a few kB, not the tiles
     clearTimeout(ticketTimer);
     ticketTimer = setTimeout(() => { if (ticketTiles && state.showTickets) ticketTiles.refresh(); loadKpis(); }, 400);
   });
   es.addEventListener("alarms", (e) => {
-    seen();
+    seen("Alarms");
     const d = JSON.parse(e.data);
-    const [lon, lat] = d.lonlat || [d.lon, d.lat];
     const cam = d.camera_id && things.cameras && things.cameras.byId.get(d.camera_id);
     if (cam) {
       cam.data.alarm_state = d.state === "active" ? "alarm" : "ok";
+      if (d.state === "active") { cam.data.alarm_ticket = d.ticket_id; cam.data.alarm_kind = d.rule; }
       cam.style = cameraStyle(cam.data, map.getZoom()); overlay.redraw();
+      if (!d.camera_name) d.camera_name = cam.data.name;
     }
-    const title = d.title || (d.camera_id ? `视频告警 · ${cam ? cam.data.name : d.camera_id}` : d.sensor_id ? `感知告警 · ${d.name || d.sensor_id}` : "告警");
-    const text = d.text || [d.kind, d.pollutant, d.peak != null ? `${d.peak} / ${d.limit}` : null, d.grid_code].filter(Boolean).join(" · ");
-    feed({ kind: "alarm", card: "red", time: when(d.at || d.breach_at || new Date().toISOString()), title, text, lon, lat });
+    if (d.sensor_id) reloadSensors();
+    if (d.event !== "update") alarmFeed(d);
   });
+  es.addEventListener("sensors", () => { seen("Sensors"); reloadSensors(); });
   es.addEventListener("registry", (e) => {
-    seen();
+    seen("Registry");
     feed({ kind: "registry", time: when(new Date().toISOString()), title: "网格调整", text: "版本 " + (JSON.parse(e.data).payload || e.data) });
     getJSON("/tiles").then((info) => { state.info = info; state.registry = info.registry_version; base.refresh(); setStrip(); })
       .catch((err) => console.warn(err));
   });
   let workersAt = 0, workersRefresh = null;
   es.addEventListener("workers", () => { // new positions: the worker tiles again, at most every 2 s
-    seen();
+    seen("Workers");
     if (!workerTiles) return;
     clearTimeout(workersRefresh);
     workersRefresh = setTimeout(() => { workersAt = Date.now(); workerTiles.refresh(); },
@@ -724,7 +951,7 @@ async function start() {
   const b = info.bounds;
   if (b) {
     state.cityBounds = L.latLngBounds(shift([b[1], b[0]]), shift([b[3], b[2]]));
-    map.fitBounds(state.cityBounds, { paddingTopLeft: [360, 70], paddingBottomRight: [440, 20] });
+    map.fitBounds(state.cityBounds, { paddingTopLeft: [360 * UI, 80 * UI], paddingBottomRight: [460 * UI, 20 * UI] });
   } else map.setView([36.88, 118.8], 10);
   setupTiles(info);
   const thingsP = Promise.all(THINGS.map((t) => fetchThing(t).catch((err) => { console.warn(t.name, err); return null; })));
@@ -741,8 +968,9 @@ async function start() {
   window.onemapRenderMs = performance.now();
   body.dataset.renderMs = Math.round(performance.now() - t0);
   body.dataset.ready = "true";
-  // After the map: panels, the town list, the live stream.
+  // After the map: panels, the town list, the names the tiles carry, the live stream.
   fillTownSelect();
+  learnNames();
   document.getElementById("area-select").addEventListener("change", (e) => { flyToTown(e.target.value); loadKpis(); });
   connectLive();
   await Promise.all([loadKpis(), loadRanking(), loadFeed()]);
@@ -752,6 +980,12 @@ async function start() {
   body.dataset.complete = "true";
 }
 
-window.onemap = { map, state, labels, bubbles, things, overlay, workerSet, get base() { return base; }, get tickets() { return ticketTiles; },
+addEventListener("resize", () => {
+  const next = uiScale();
+  if (next === UI) return;
+  UI = next; body.style.setProperty("--ui", String(UI)); restyleThings();
+});
+
+window.onemap = { map, state, labels, minorLabels, bubbles, things, overlay, workerSet, get base() { return base; }, get tickets() { return ticketTiles; },
   get workers() { return workerTiles; } };
 start().catch((err) => { console.error(err); document.getElementById("info").innerHTML = `<h2>加载失败</h2><p>${esc(err.message)}</p>`; });

@@ -92,6 +92,9 @@ function readGeometry(pbf, end) {
   return rings;
 }
 
+// A feature's properties with its MVT id as ``id`` (ST_AsMVT moves the id column out of the properties).
+function withId(f) { return f.props.id === undefined && f.id !== undefined ? { ...f.props, id: f.id } : f.props; }
+
 function insideRings(rings, x, y) {
   let inside = false; // even-odd over every ring: holes cancel out
   for (const r of rings) {
@@ -311,13 +314,14 @@ export const MVTLayer = L.GridLayer.extend({
     for (const name of names) {
       if (this.options.clickable && !this.options.clickable.includes(name)) continue;
       for (const f of data[name]) {
-        if (f.type === 3 && insideRings(f.rings, px / f.sc, py / f.sc)) return { layer: name, props: f.props };
+        // the MVT feature id (ST_AsMVT's id column, e.g. a ticket's number) rides in props.id
+        if (f.type === 3 && insideRings(f.rings, px / f.sc, py / f.sc)) return { layer: name, props: withId(f) };
         if (f.type === 1) {
           const s = this.options.style(f.props, map.getZoom(), name, f) || {};
           const r = (s.radius || 4) + 3;
           const q = f.rings[0], fx = q[0] * f.sc, fy = q[1] * f.sc;
           if ((fx - px) ** 2 + (fy - py) ** 2 <= r * r) {
-            return { layer: name, props: f.props, latlng: map.unproject([x * S + fx, y * S + fy], z) };
+            return { layer: name, props: withId(f), latlng: map.unproject([x * S + fx, y * S + fy], z) };
           }
         }
       }
