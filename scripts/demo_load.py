@@ -66,14 +66,17 @@ def load_activity(session, *, now: datetime | None = None) -> list[str]:
     if not session.scalar(select(func.count()).select_from(Ticket)):
         t = time.perf_counter()
         summary = simulate_tickets(session, days=7, end=now)
-        lines.append(f"tickets: a simulated week ({summary}) in {time.perf_counter() - t:.0f} s")
+        lines.append(f"tickets: a simulated week: {summary.text()} ({time.perf_counter() - t:.0f} s)")
     from layers.sensors.models import Sensor
 
     if not session.scalar(select(func.count()).select_from(Sensor)):
-        lines.append(f"sensors: {simulate_sensors(session, hours=6, end=now)}")
+        got = simulate_sensors(session, hours=6, end=now)
+        lines.append(f"sensors: {got['sensors']} registered, {got['readings']:,} readings over 6 hours, "
+                     f"{got['alarms']} alarms from {len(got.get('episodes') or [])} pollution episodes")
     if not session.scalar(select(func.count()).select_from(Worker)):
         result = simulate_day(session, now.astimezone(SHANGHAI).date(), now=now)
-        lines.append(f"workers: {result}")
+        lines.append(f"workers: {result.workers} on patrol today, {result.fixes:,} GPS fixes ({result.inserted:,} stored, "
+                     f"{result.flagged} flagged, {result.rejected} refused), {result.tickets} tickets reported")
     from scripts.demo_cameras import load_cameras
 
     cameras = load_cameras(session)  # only when no camera exists
