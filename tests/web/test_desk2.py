@@ -149,6 +149,8 @@ def test_unplaced_queue_is_placed_by_a_click_on_the_map_by_the_centre_only(serve
     assert rows and all("未定位" in r for r in rows)
     page.click(f"#tickets tr[data-id='{lost['id']}']")
     page.wait_for_selector("#place-hint")
+    assert "地址未能匹配到标准地址" in page.text_content("#place-hint")
+    assert not re.search(r"[A-Za-z]{4,}", page.text_content("#place-hint") + page.text_content("#nearest"))  # no English
     assert page.is_visible("#map-hint") and "定位" in page.text_content("#map-hint")
     page.select_option("#role", "town")  # the demo's role switch: a town may not place
     click_map_centre(page)
@@ -211,4 +213,6 @@ def test_export_page_offers_tracks_detections_and_alarms(server, sized, size, ar
         res = httpx.get(server.base + href.replace("format=shp", "format=geojson"), timeout=120)
         assert res.status_code == 200 and len(res.json()["features"]) == count
     page.select_option("#layer", "worker_tracks")
+    page.wait_for_function("document.body.dataset.count !== ''")
+    assert "个要素" in page.text_content("#count")
     page.screenshot(path=str(artifacts / f"export-tracks-{size[0]}x{size[1]}.png"))

@@ -113,6 +113,7 @@ async function openTicket(id) {
 // System actors are machine names ("system:sla", "system:camera"); say who they are in Chinese.
 const SYSTEM_ACTORS = { sla: "时限督办", camera: "视频告警", sensor: "传感器告警", intake: "自动受理", dedupe: "重复件合并", api: "接口" };
 function actorText(actor) {
+  if (actor === "api") return "接口";
   const m = /^(?:system|onemap)(?::(.*))?$/.exec(actor || "");
   return m ? "系统" + (m[1] ? "·" + (SYSTEM_ACTORS[m[1]] || m[1]) : "") : actor;
 }
@@ -128,7 +129,7 @@ function renderDetail(t) {
     <dt>属地</dt><dd>${t.unplaced ? '<b class="card-yellow">未定位</b>' : `${esc(nameOf(t.town_code))} · ${esc(nameOf(t.village_code))} · 网格 ${esc(t.grid_code)}`}</dd><dt>地址</dt><dd>${esc(t.address)}</dd>
     <dt>承办</dt><dd class="unit">${esc(nameOf(t.assignee || t.department))}${t.assignee && t.department && t.assignee !== t.department ? ` <span class="muted">（主管部门：${esc(nameOf(t.department))}）</span>` : ""}</dd><dt>时限</dt><dd>${t.running_due ? `${esc(CLOCKS[t.running_clock] || "")} ${timeText(t.running_due)}${overdueText(t.running_due) ? ` <b class="card-red">已超时 ${esc(overdueText(t.running_due))}</b>` : ""}` : "—"}</dd>
     <dt>描述</dt><dd>${esc(t.description)}</dd>${t.reporter_name || t.reporter_phone ? `<dt>来电人</dt><dd>${esc(t.reporter_name)} ${esc(t.reporter_phone || "")}</dd>` : ""}</dl>
-    ${t.unplaced ? `<div class="message bad place-hint" id="place-hint">此工单未定位${t.unplaced_reason ? "（" + esc(t.unplaced_reason) + "）" : ""}：请在右侧地图上点击事件位置进行定位。</div>` : ""}
+    ${t.unplaced ? `<div class="message bad place-hint" id="place-hint">此工单未定位（${esc(unplacedText(t.unplaced_reason))}）：请在右侧地图上点击事件位置进行定位。</div>` : ""}
     <h3>现场照片 <small class="muted">${t.attachments.length} 张</small></h3>
     <div class="photos">${t.attachments.map((a) => `<a href="/tickets/${t.id}/attachments/${a.id}" target="_blank" title="${esc(a.filename)}"><img src="/tickets/${t.id}/attachments/${a.id}" alt="${esc(a.filename)}" loading="lazy"></a>`).join("") || "<span class='muted'>暂无照片</span>"}</div>
     <form id="upload" class="form-row"><label for="photo">上传照片</label><input id="photo" name="file" type="file" accept="image/jpeg,image/png,image/webp"><button type="submit">上传</button></form>
@@ -148,6 +149,15 @@ function renderDetail(t) {
   document.querySelectorAll("[data-move]").forEach((b) => b.addEventListener("click", () => move(b.dataset.move)));
   if (document.getElementById("nearest")) nearest(t);
   document.getElementById("upload").addEventListener("submit", (e) => { e.preventDefault(); upload(t); });
+}
+
+// Why a report has no place, in Chinese (the resolver's reasons are English).
+function unplacedText(reason) {
+  if (!reason) return "未给出位置";
+  if (/^address unmatched/.test(reason)) return "地址未能匹配到标准地址";
+  if (/outside every grid|outside/.test(reason)) return "位置不在任何网格内";
+  if (/geocod/.test(reason)) return "地址解析不可用";
+  return "无法自动定位";
 }
 
 // Towns/streets first (the usual 派遣), then departments and utilities; the ticket's own town (or,
@@ -188,6 +198,7 @@ async function upload(t) {
 
 async function nearest(t) {
   const box = document.getElementById("nearest");
+  if (t.unplaced) { box.textContent = "附近网格员：工单定位后可查"; return; }
   try {
     const rows = await getJSON(`/tickets/${t.id}/nearest-workers?k=5`);
     box.innerHTML = rows.length ? "附近在岗网格员：" + rows.map((w) => `<a href="#" data-worker="${esc(w.worker_id)}" data-grid="${esc(w.grid_code)}">${esc(w.name)}
@@ -198,7 +209,7 @@ async function nearest(t) {
       if (state.towns[town]) document.getElementById("assignee").value = town;
       document.getElementById("note").value = `请网格员 ${a.textContent.trim()} 就近处置`;
     }));
-  } catch (err) { box.textContent = "附近网格员：" + (err.status === 404 ? "无" : esc(err.message)); }
+  } catch (err) { box.textContent = "附近网格员：" + (err.status === 404 ? "无" : zhError(err)); }
 }
 
 function payloadFor(name) {
@@ -314,6 +325,7 @@ function renderIntake() {
   });
   document.getElementById("in-clear").addEventListener("click", () => renderIntake());
   form.addEventListener("submit", (e) => { e.preventDefault(); submitIntake(); });
+  form.addEventListener("input", () => { document.getElementById("intake-result").innerHTML = ""; });
 }
 
 async function submitIntake() {
