@@ -30,6 +30,7 @@ from layers.incidents import authz as A
 from layers.incidents import kpis as K
 from layers.incidents import layer as L
 from layers.incidents import service as S
+from layers.incidents.categories import load_categories, load_departments
 
 router = APIRouter(tags=["tickets"])
 
@@ -144,8 +145,10 @@ def list_(
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
+    sort: Literal["newest", "urgency"] = "newest",
 ) -> dict[str, Any]:
-    """Tickets newest first; reporter phones masked."""
+    """Tickets newest first, or ``sort=urgency`` (red, then yellow, then the running deadline: the
+    longest overdue first, then the nearest) across all pages; reporter phones masked."""
     total, rows = S.list_tickets(
         session,
         state=state,
@@ -162,8 +165,27 @@ def list_(
         limit=limit,
         offset=offset,
         scope=scope,
+        sort=sort,
     )
     return {"total": total, "limit": limit, "offset": offset, "items": rows}
+
+
+@router.get("/tickets/departments")
+def departments(scope: ScopeDep) -> list[dict[str, str]]:
+    """The departments and utilities a ticket can be routed or dispatched to: code, Chinese name and
+    kind (``department`` 职能部门 or ``utility`` 公用企业), for the desk's names and pickers."""
+    return [{"code": d.code, "name": d.name, "kind": d.kind.value} for d in load_departments().values()]
+
+
+@router.get("/tickets/categories")
+def categories(scope: ScopeDep) -> list[dict[str, Any]]:
+    """Every event category (小类) with its major class (大类), its department and its completion
+    limits: the intake form's grouped picker."""
+    return [{"code": c.code, "name": c.name, "major_code": c.major_code, "major_name": c.major_name,
+             "department": c.department, "needs_town": c.needs_town,
+             "acceptance_condition": c.acceptance_condition, "limit_type": c.limit_type.value,
+             "limits": {"general": c.limit_general, "important": c.limit_important, "urgent": c.limit_urgent}}
+            for c in load_categories().values()]
 
 
 @router.get("/tickets/layer/grids")

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from geoalchemy2.shape import from_shape, to_shape
 from shapely.geometry import Point
-from sqlalchemy import bindparam, func, insert, inspect, select, text, update
+from sqlalchemy import bindparam, case, func, insert, inspect, select, text, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
@@ -1417,12 +1417,17 @@ def list_tickets(
     offset: int = 0,
     now: datetime | None = None,
     scope: Scope | None = None,
+    sort: str = "newest",
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Filtered, newest first, paginated; returns (total matching, rows). With ``scope``, only the
+    """Filtered, newest first (``sort="urgency"``: red cards first, then yellow, then by the deadline
+    running in the ticket's state, the longest overdue first and then the nearest; tickets with no
+    running deadline last), paginated over the whole selection; returns (total matching, rows). With ``scope``, only the
     caller's area counts (the total too). List rows always carry the masked phone: a list is a bulk
     view, the full number is for the one ticket being called back (``detail``)."""
     if not 1 <= limit <= 1000 or offset < 0:
         raise InvalidInput("limit must be 1-1000 and offset >= 0")
+    if sort not in SORTS:
+        raise InvalidInput(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
     stmt = select(Ticket) if scope is None else scope.filter(select(Ticket), Ticket)
     if state:
         if state not in {s.value for s in State}:
@@ -1450,10 +1455,24 @@ def list_tickets(
         sql = _OVERDUE if overdue else f"NOT {_OVERDUE}"
         stmt = stmt.where(text(sql).bindparams(now=_aware(now, "now")))
     total = session.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = session.scalars(
-        stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(limit).offset(offset)
-    )
+    order = (*_URGENCY, Ticket.created_at.desc(), Ticket.id.desc()) if sort == "urgency" \
+        else (Ticket.created_at.desc(), Ticket.id.desc())
+    rows = session.scalars(stmt.order_by(*order).limit(limit).offset(offset))
     return int(total or 0), [summary(t) for t in rows]
+
+
+SORTS = ("newest", "urgency")
+# The deadline that runs in each state (the same as _OVERDUE's), and the card's rank.
+RUNNING_DUE = case(
+    (Ticket.state.in_(("received", "returned")), Ticket.dispatch_due),
+    (Ticket.state == "dispatched", Ticket.sign_due),
+    (Ticket.state.in_(("signed", "handling")), Ticket.complete_due),
+    else_=None,
+)
+_URGENCY = (
+    case((Ticket.card == "red", 0), (Ticket.card == "yellow", 1), else_=2),
+    RUNNING_DUE.asc().nulls_last(),
+)
 
 
 def _bad_state(value: str) -> None:

@@ -121,7 +121,7 @@ def test_gbk_cannot_hold_an_emoji_names_the_ticket(demo_client, demo_session):
 
 
 @pytest.mark.parametrize("path,params,status,needle", [
-    ("/export/roads", {"format": "shp"}, 404, "known layers: areas, grids"),
+    ("/export/roads", {"format": "shp"}, 404, "known layers: alarms, areas, detections, grids"),
     ("/export/grids", {"format": "kml"}, 400, "known formats: shp, gpkg, geojson, csv"),
     ("/export/grids", {"area": "370783199000"}, 404, "no area with code 370783199000"),
     ("/export/grids", {"area": "3707"}, 400, "12 digits"),

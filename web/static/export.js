@@ -8,8 +8,9 @@ const $ = (id) => document.getElementById(id);
 // What each layer holds, for analysts (the catalogue's own descriptions are English).
 const ABOUT = { grids: "网格：15 位统一编码，所属村/社区、镇街、户数和人口。", areas: "行政区划：区县、镇街、村/社区（12 位统计用区划代码）。",
   towns: "镇街道边界及区划代码。", villages: "村/社区边界及区划代码。", tickets: "事件工单：按受理时间筛选；不含报告人姓名和电话。",
-  sensors: "监测点：环境与物联网传感器的位置、类型和状态。", tracks: "网格员巡查轨迹：每人每天一条线，按日期筛选。",
-  detections: "视频识别结果：摄像头识别到的人、车、物及其地面位置。", alarms: "告警：视频与传感器告警，按发生时间筛选。" };
+  sensors: "监测点：环境与物联网传感器的位置、类型和状态。", worker_tracks: "网格员巡查轨迹：每人每天一条线（剔除异常定位点），含点数、起止时间和长度；按定位时间筛选，不含手机号。",
+  detections: "视频识别结果：摄像头识别到的行人、车辆等目标及其地面位置、置信度，按识别时间筛选。",
+  alarms: "视频告警：人员聚集、违章停车等告警的起止时间、最大数量和关联工单，按告警开始时间筛选。" };
 const FORMATS = { shp: "Shapefile（zip，含 .prj/.cpg）", gpkg: "GeoPackage", geojson: "GeoJSON", csv: "CSV（Excel）" };
 const map = L.map("map", { attributionControl: false }).setView([36.88, 118.8], 9);
 if (body.dataset.tileUrl) L.tileLayer(body.dataset.tileUrl, { maxZoom: 19 }).addTo(map);
