@@ -216,3 +216,19 @@ def test_export_page_offers_tracks_detections_and_alarms(server, sized, size, ar
     page.wait_for_function("document.body.dataset.count !== ''")
     assert "个要素" in page.text_content("#count")
     page.screenshot(path=str(artifacts / f"export-tracks-{size[0]}x{size[1]}.png"))
+
+
+def test_big_screen_links_open_the_ticket_or_the_grid(server, page):
+    """The wall's cards link to /desk?ticket=ID and /desk?grid=CODE: the desk opens that ticket, or lists
+    only that grid's tickets."""
+    t = report(server)
+    other = next(o for o in (report(server) for _ in range(30)) if o["grid_code"] != t["grid_code"])
+    page.goto(f"{server.base}/desk?ticket={t['id']}")
+    page.wait_for_selector("body[data-ready=true]")
+    assert f"#{t['id']}" in page.text_content("#detail")
+    page.goto(f"{server.base}/desk?grid={t['grid_code']}")
+    page.wait_for_selector("body[data-ready=true]")
+    assert "网格" in page.text_content("#grid-chip")
+    ids = {int(x) for x in page.eval_on_selector_all("#tickets tbody tr[data-id]", "els => els.map(e => e.dataset.id)")}
+    want = httpx.get(server.base + "/tickets", params={"grid": t["grid_code"], "limit": 20}, timeout=60).json()
+    assert t["id"] in ids and other["id"] not in ids and ids == {w["id"] for w in want["items"]}

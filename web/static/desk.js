@@ -378,8 +378,16 @@ async function start() {
   document.getElementById("next").addEventListener("click", () => { state.offset += PAGE; loadList(); });
   document.querySelectorAll("[data-view]").forEach((b) => b.addEventListener("click", () => showView(b.dataset.view)));
   map.on("click", mapClick);
+  // the big screen's cards link here: /desk?ticket=ID opens that ticket, /desk?grid=CODE lists that grid's
+  const params = new URLSearchParams(location.search);
+  const grid = params.get("grid");
+  if (grid && /^\d{15}$/.test(grid)) {
+    const form = document.getElementById("filters");
+    form.insertAdjacentHTML("beforeend", `<input type="hidden" name="grid" value="${grid}">
+      <span class="chip" id="grid-chip">网格 ${esc(state.names[grid] || grid)} <a href="/desk" title="清除">×</a></span>`);
+  }
   await loadList();
-  const id = Number(location.hash.slice(1));
+  const id = Number(params.get("ticket") || location.hash.slice(1));
   if (id) await openTicket(id);
   body.dataset.ready = "true";
 }
