@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import geopandas as gpd
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis import registry
 from gis.errors import Conflict, InvalidInput, NotFound
 from gis.errors import RateLimited as TooMany
 from layers.field.phone import STATE_NAMES
@@ -210,3 +212,13 @@ def rate(session: Session, code: str, satisfaction: int) -> dict[str, Any]:
     S.apply_move(session, ticket_id, "revisit", actor=f"{PUBLIC_ACTOR}:{code.strip().upper()}", role="district",
                  note="市民在随手拍查询页评价", payload={"satisfaction": satisfaction, "by": "citizen"})
     return follow(session, code)
+
+
+def town_outlines(session: Session, *, tolerance_deg: float = 0.0002) -> gpd.GeoDataFrame:
+    """The public page's base map: the towns/streets (镇/街道) as simplified outlines with their names.
+
+    Town names and boundaries are public; grids (their names, workers) and tickets are not, so nothing
+    below the town level is drawn, and only ``name`` and the outline leave the server."""
+    frame = registry.load_areas(session, level="town")[["name", "geometry"]].copy()
+    frame["geometry"] = frame.geometry.simplify(tolerance_deg, preserve_topology=True)
+    return frame

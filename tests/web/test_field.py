@@ -11,6 +11,7 @@ satisfaction captured.
 from __future__ import annotations
 
 import time
+from io import BytesIO
 from pathlib import Path
 
 import httpx
@@ -210,6 +211,85 @@ def test_the_grid_workers_phone(browser, city, tmp_path):
     page.tap("#patrol")  # stop
     page.screenshot(path=str(ART / "field-done.png"))
     assert page.text_content("#queue-count") == "0"
+    assert not errors, errors
+    ctx.close()
+
+
+SHELL = {"/mobile", "/static/mobile.js", "/static/mobile.css", "/static/mobile.webmanifest",
+         "/static/icons/field-192.png", "/static/icons/field-512.png"}
+
+
+def test_the_phone_installs_and_opens_offline(browser, city, tmp_path):
+    """Installable PWA: the service worker controls /mobile, the manifest is what Chromium accepts, and a
+    reload without network opens the cached app with the offline badge and the reports still queued."""
+    base, wid = city["server"].base, city["worker"]
+    ctx = browser.new_context(**PHONE, service_workers="allow", permissions=["geolocation"],
+                              geolocation={"longitude": city["lon"], "latitude": city["lat"], "accuracy": 8})
+    page = ctx.new_page()
+    page.set_default_timeout(30000)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(base + "/mobile")
+    page.fill("input[name=username]", wid)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#signin-form button")
+    page.wait_for_selector("#app:not([hidden])")
+
+    # the worker installed (the shell cached), activated and claimed this very page
+    page.wait_for_function("navigator.serviceWorker.controller && navigator.serviceWorker.controller.state === 'activated'")
+    reg = page.evaluate("navigator.serviceWorker.getRegistration().then(r => [r.scope, r.active.scriptURL])")
+    assert reg == [base + "/mobile", base + "/mobile-sw.js"]
+    assert page.evaluate("window.swError") is None
+    cached = page.evaluate("caches.keys().then(ks => Promise.all(ks.map(k => caches.open(k).then(c => c.keys()))))"
+                           ".then(rs => rs.flat().map(r => new URL(r.url).pathname))")
+    assert set(cached) == SHELL
+
+    # the manifest: Chromium parses it without errors and finds nothing that stops installing
+    href = page.evaluate("document.querySelector('link[rel=manifest]').href")
+    answer = httpx.get(href)
+    assert answer.headers["content-type"].startswith("application/manifest+json")
+    manifest = answer.json()
+    assert manifest["name"] == "OneMap 网格员" and manifest["display"] == "standalone"
+    assert manifest["start_url"] == "/mobile" and manifest["start_url"].startswith(manifest["scope"])
+    sizes = set()
+    for icon in manifest["icons"]:
+        r = httpx.get(base + icon["src"])
+        assert r.status_code == 200 and r.headers["content-type"] == icon["type"] == "image/png"
+        width, height = Image.open(BytesIO(r.content)).size
+        assert f"{width}x{height}" == icon["sizes"]
+        sizes.add(icon["sizes"])
+    assert {"192x192", "512x512"} <= sizes
+    cdp = ctx.new_cdp_session(page)
+    parsed = cdp.send("Page.getAppManifest")
+    assert parsed["url"] == href and parsed["errors"] == [], parsed["errors"]
+    # a test context is an incognito profile, where Chromium never installs; the app itself must add nothing
+    blockers = {e["errorId"] for e in cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]}
+    assert blockers <= {"in-incognito"}, blockers
+
+    # offline: a report waits in IndexedDB; a reload is answered by the worker from its cache
+    ctx.set_offline(True)
+    page.wait_for_function("document.getElementById('net').textContent === '离线'")
+    report_on_phone(page, "离线保存后重新打开应用", photo(tmp_path, "sw.jpg", (150, 40, 40)))
+    page.wait_for_function("document.getElementById('pending').textContent.includes('离线保存后重新打开应用')")
+    response = page.reload()
+    assert response is not None and response.from_service_worker and response.status == 200
+    page.wait_for_selector("#app:not([hidden])")
+    assert page.text_content("#net") == "离线" and page.get_attribute("#net", "class") == "offline"
+    assert wid in page.text_content("#who")  # the last known worker, no network needed
+    page.click("#tabs button[data-tab=report]")
+    page.wait_for_function("document.getElementById('pending').textContent.includes('离线保存后重新打开应用')")
+    assert int(page.text_content("#queue-count")) >= 1
+    assert page.evaluate("document.querySelectorAll('#category option').length") > 10  # the picker, from the phone
+    page.screenshot(path=str(ART / "field-offline-reload.png"))
+    assert tickets_with(city, "离线保存后重新打开应用") == []
+
+    # back online: the queued report goes out, once, with its photo
+    ctx.set_offline(False)
+    page.wait_for_function("document.getElementById('delivered').textContent.includes('离线保存后重新打开应用')")
+    page.wait_for_function("document.getElementById('pending').children.length === 0")
+    ((_, channel, _, photos),) = tickets_with(city, "离线保存后重新打开应用")
+    assert (channel, photos) == ("patrol", 1)
+    page.screenshot(path=str(ART / "field-back-online.png"))
     assert not errors, errors
     ctx.close()
 
