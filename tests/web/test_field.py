@@ -342,3 +342,103 @@ def test_public_report_and_follow_up(browser, city, tmp_path):
     kpi = httpx.get(base + "/kpis", params={"level": "town", "code": t["town_code"]}, headers=centre).json()
     assert kpi["rows"], kpi
     ctx.close()
+
+
+def test_a_citizen_places_the_report_on_the_map_and_sends_it_back_unsatisfied(browser, city, tmp_path):
+    """/report with no location permission: a tap on the town map places it; the follow-up page shows the
+    report; after handling, 不满意 sends it back for a second handling instead of closing it."""
+    base = city["server"].base
+    ctx = browser.new_context(**PHONE)  # no geolocation: the map is how this citizen gives the place
+    page = ctx.new_page()
+    page.set_default_timeout(30000)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(base + "/report")
+    page.wait_for_selector("#pick-map[data-ready='1']")
+    page.wait_for_selector("#category optgroup", state="attached")
+
+    # the base map holds the towns' outlines and names, nothing from the grids
+    outline = httpx.get(base + "/public/outline").json()
+    towns = q(city, "SELECT name FROM areas WHERE level = 'town' AND valid_to IS NULL")
+    assert sorted(f["properties"]["name"] for f in outline["features"]) == sorted(n for (n,) in towns)
+    assert all(set(f["properties"]) == {"name"} for f in outline["features"])
+    grid_names = {n for (n,) in q(city, "SELECT name FROM grids WHERE valid_to IS NULL")}
+    assert not [n for n in grid_names if n in page.content() or n in str(outline)]
+    assert page.evaluate("document.querySelectorAll('#pick-map path.leaflet-interactive').length") == len(towns)
+
+    ((town_code, town_name, lon, lat),) = q(city, "SELECT code, name, ST_X(p), ST_Y(p) FROM (SELECT code, name, "
+                                                  "ST_PointOnSurface(geom) p FROM areas WHERE level = 'town' AND "
+                                                  "valid_to IS NULL ORDER BY code DESC LIMIT 1) s")
+    box = page.locator("#pick-map").bounding_box()
+
+    def tap_at_the_town():
+        x, y = page.evaluate(f"(() => {{ const p = reportMap.latLngToContainerPoint([{lat}, {lon}]); "
+                             "return [p.x, p.y]; })()")
+        page.mouse.click(box["x"] + x, box["y"] + y)
+
+    tap_at_the_town()  # on the whole city: placed roughly, and the map zooms in there
+    page.wait_for_function("document.getElementById('place').textContent.includes('再点一次')")
+    assert town_name in page.text_content("#place") and page.evaluate("reportMap.getZoom()") == 16
+    page.wait_for_timeout(800)  # the zoom animation
+    # the exact tap, a little off the centre: the report must land where this pixel is on the map
+    px, py = box["width"] / 2 + 40, box["height"] / 2 + 30
+    lat, lon = page.evaluate(f"(() => {{ const p = reportMap.containerPointToLatLng([{px}, {py}]); return [p.lat, p.lng]; }})()")
+    ((town_code, town_name),) = q(city, "SELECT code, name FROM areas WHERE level = 'town' AND valid_to IS NULL AND "
+                                        "ST_Contains(geom, ST_SetSRID(ST_MakePoint(%s, %s), 4326))", lon, lat)
+    box = page.locator("#pick-map").bounding_box()  # the longer place line above moved the map down
+    page.mouse.click(box["x"] + px, box["y"] + py)
+    page.wait_for_function("document.getElementById('place').textContent.includes('地图选点）')")
+    assert town_name in page.text_content("#place")
+    page.select_option("#category", "0104")
+    page.fill("#description", "市民地图选点：桥下涵洞积水")
+    time.sleep(1.2)  # the minimum fill time
+    page.locator("#pick-map").scroll_into_view_if_needed()
+    page.screenshot(path=str(ART / "report-map-pick.png"))
+    page.click("#send")
+    page.wait_for_selector("#done:not([hidden])")
+    code = page.text_content("#code")
+    ((tid, got_town, off_m),) = q(city, "SELECT t.id, t.town_code, ST_Distance(t.geom::geography, "
+                                        "ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography) FROM public_reports p "
+                                        "JOIN tickets t ON t.id = p.ticket_id WHERE p.code = %s", lon, lat, code)
+    assert got_town == town_code and off_m < 10, (got_town, off_m)  # a pixel at zoom 16 is ~2 m
+    page.click("#follow-link")
+    page.wait_for_function("document.getElementById('history').children.length >= 1")
+    assert town_name in page.text_content("#summary") and "桥下涵洞积水" in page.text_content("#summary")
+    assert "已受理" in page.text_content("#history")
+    page.screenshot(path=str(ART / "report-follow.png"))
+
+    # handled by that town, reviewed by the centre; the citizen is not satisfied
+    from layers.accounts.security import create_user
+
+    engine = create_engine(city["dsn"].replace("postgresql://", "postgresql+psycopg://", 1))
+    with Session(engine) as s:
+        create_user(s, username="town-map", password=PASSWORD, role="town", area_code=town_code)
+        s.commit()
+    engine.dispose()
+    centre, town = token(city, "centre"), token(city, "town-map")
+    steps = [(centre, "dispatch", "city", {"assignee": town_code}, None), (town, "sign", "town", {}, None),
+             (town, "start", "town", {}, None), (town, "complete", "town", {}, "已疏通"),
+             (centre, "review_pass", "city", {}, None)]
+    for who, move, role, payload, note in steps:
+        r = httpx.post(f"{base}/tickets/{tid}/{move}", headers=who, json={"role": role, "payload": payload, "note": note})
+        assert r.status_code == 200, r.text
+    page.reload()
+    page.wait_for_selector("#rate:not([hidden])")
+    page.click("#stars button[data-score='2']")
+    page.wait_for_function("document.getElementById('msg').textContent.includes('已退回')")
+    assert page.is_hidden("#rate") and "重新办理" in page.text_content("#history")
+    page.screenshot(path=str(ART / "report-unsatisfied.png"))
+    ((state, satisfied, rework),) = q(city, "SELECT state, satisfied, rework_count FROM tickets WHERE id = %s", tid)
+    assert (state, satisfied, rework) == ("handling", False, 1)
+    # the second handling, reviewed again: the page asks again
+    for who, move, role, note in [(town, "complete", "town", "二次处置：已加装排水泵"), (centre, "review_pass", "city", None)]:
+        r = httpx.post(f"{base}/tickets/{tid}/{move}", headers=who, json={"role": role, "payload": {}, "note": note})
+        assert r.status_code == 200, r.text
+    page.reload()
+    page.wait_for_selector("#rate:not([hidden])")
+    assert "请再次评价" in page.text_content("#state")
+    page.click("#stars button[data-score='5']")
+    page.wait_for_function("document.getElementById('msg').textContent.includes('感谢')")
+    assert q(city, "SELECT state, satisfied FROM tickets WHERE id = %s", tid) == [("revisited", True)]
+    assert not errors, errors
+    ctx.close()
