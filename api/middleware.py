@@ -263,7 +263,11 @@ class Guard:
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-frame-options"]
                 kind = next((v for k, v in headers if k.lower() == b"content-type"), b"")
                 html = kind.startswith(b"text/html")
-                message = {**message, "headers": headers + self._headers(scope, html=html)}
+                own = [k for k, _ in headers if k.lower() == b"content-security-policy"]
+                added = self._headers(scope, html=html)
+                if own and not html:  # a route's own policy (the phone's service worker) is kept, not narrowed
+                    added = [(k, v) for k, v in added if k != b"content-security-policy"]
+                message = {**message, "headers": headers + added}
                 if html and not scope["path"].startswith(DOCS):
                     held["start"], held["body"] = message, b""
                     return

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import ScopeDep, WriteScope
 from api.client_ip import client_ip
 from api.deps import SessionDep
+from api.geojson import GeoJSONResponse, feature_collection
 from api.routers.pages import templates
 from gis.errors import InvalidInput
 from layers.field import phone, public
@@ -28,6 +29,7 @@ from layers.incidents.categories import load_categories
 
 router = APIRouter(tags=["field"])
 STATIC = Path(__file__).resolve().parents[2] / "web" / "static"
+SW_CSP = "default-src 'none'; connect-src 'self'; frame-ancestors 'none'"
 
 
 # ----------------------------------------------------------------------------- the phone
@@ -43,9 +45,14 @@ def mobile_page(request: Request) -> HTMLResponse:
 
 @router.get("/mobile-sw.js", include_in_schema=False)
 def service_worker() -> FileResponse:
-    """The phone's service worker, served from the root so it may control /mobile."""
+    """The phone's service worker, served from the root so it may control /mobile.
+
+    A worker script's Content-Security-Policy governs the worker itself: the API's default for
+    non-pages (``default-src 'none'``) would forbid its own fetches, so ``cache.addAll`` of the app
+    shell failed and the worker never installed. It gets 'self' for fetches and nothing else."""
     return FileResponse(STATIC / "mobile-sw.js", media_type="text/javascript",
-                        headers={"Cache-Control": "no-cache"})
+                        headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/mobile",
+                                 "Content-Security-Policy": SW_CSP})
 
 
 @router.get("/field/me")
@@ -91,6 +98,14 @@ def categories() -> list[dict[str, str]]:
     """Every category (code, name, major group): the pickers of the phone and the public page."""
     return [{"code": c.code, "name": c.name, "major_code": c.major_code, "major_name": c.major_name}
             for c in load_categories().values()]
+
+
+@router.get("/public/outline", response_class=GeoJSONResponse)
+def outline(session: SessionDep) -> GeoJSONResponse:
+    """The public report page's map: town/street outlines and names only (no grids, no tickets)."""
+    frame = public.town_outlines(session)
+    return GeoJSONResponse(feature_collection(frame, precision=5, id_column=None),
+                           headers={"Cache-Control": "public, max-age=3600"})
 
 
 @router.get("/report", response_class=HTMLResponse, include_in_schema=False)

@@ -24,16 +24,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import geopandas as gpd
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis import registry
 from gis.errors import Conflict, InvalidInput, NotFound
 from gis.errors import RateLimited as TooMany
 from layers.field.phone import STATE_NAMES
 from layers.incidents import service as S
 from layers.incidents.categories import load_categories
-from layers.incidents.workflow import MOVES, State
+from layers.incidents.workflow import State
 
 CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read out over the phone
 CODE_LENGTH = 10
@@ -174,6 +176,13 @@ def _ticket_of(session: Session, code: str) -> int:
     return int(ticket_id)
 
 
+def _event_text(move: str, to_state: str) -> str:
+    """The Chinese line of one move; an unsatisfied revisit says the report went back (二次办理)."""
+    if move == "revisit" and to_state == State.HANDLING:
+        return "您的评价：不满意，已退回处理单位重新办理"
+    return MOVE_TEXT[move]
+
+
 def follow(session: Session, code: str) -> dict[str, Any]:
     """What the citizen may see of their own report: category, place names, state and history."""
     ticket_id = _ticket_of(session, code)
@@ -181,7 +190,7 @@ def follow(session: Session, code: str) -> dict[str, Any]:
     events = session.execute(text(
         "SELECT at, move, to_state, payload FROM ticket_events WHERE ticket_id = :t ORDER BY at, id"),
         {"t": ticket_id}).all()
-    history = [{"at": e.at.isoformat(), "text": MOVE_TEXT.get(e.move, MOVES[e.move].title if e.move in MOVES else ""),
+    history = [{"at": e.at.isoformat(), "text": _event_text(e.move, e.to_state),
                 "state_name": STATE_NAMES.get(e.to_state, e.to_state)}
                for e in events if e.move in MOVE_TEXT]
     names = session.execute(text(
@@ -193,12 +202,16 @@ def follow(session: Session, code: str) -> dict[str, Any]:
             "description": t.description, "village_name": names[0], "town_name": names[1],
             "state": t.state, "state_name": STATE_NAMES.get(t.state, t.state),
             "duplicate": t.duplicate_of is not None,
-            "can_rate": t.state == State.REVIEWED and not t.revisited, "satisfied": t.satisfied,
+            "can_rate": t.state == State.REVIEWED, "satisfied": t.satisfied, "rework": t.rework_count or 0,
             "created_at": t.created_at.isoformat(), "history": history}
 
 
 def rate(session: Session, code: str, satisfaction: int) -> dict[str, Any]:
-    """回访 by the citizen: 1-5 (3 and up satisfied) on a reviewed ticket; unsatisfied sends it back."""
+    """回访 by the citizen: 1-5 (3 and up satisfied) on a reviewed ticket; unsatisfied (1-2) sends it back.
+
+    Every review asks again: after a second handling is reviewed the citizen rates that one too (the
+    workflow's revisit moves reviewed → handling, 二次办理, on a low score, and the service refuses to
+    close a citizen's ticket from reviewed without a revisit)."""
     ticket_id = _ticket_of(session, code)
     t = S.get_ticket(session, ticket_id)
     if t.state != State.REVIEWED:
@@ -210,3 +223,13 @@ def rate(session: Session, code: str, satisfaction: int) -> dict[str, Any]:
     S.apply_move(session, ticket_id, "revisit", actor=f"{PUBLIC_ACTOR}:{code.strip().upper()}", role="district",
                  note="市民在随手拍查询页评价", payload={"satisfaction": satisfaction, "by": "citizen"})
     return follow(session, code)
+
+
+def town_outlines(session: Session, *, tolerance_deg: float = 0.0002) -> gpd.GeoDataFrame:
+    """The public page's base map: the towns/streets (镇/街道) as simplified outlines with their names.
+
+    Town names and boundaries are public; grids (their names, workers) and tickets are not, so nothing
+    below the town level is drawn, and only ``name`` and the outline leave the server."""
+    frame = registry.load_areas(session, level="town")[["name", "geometry"]].copy()
+    frame["geometry"] = frame.geometry.simplify(tolerance_deg, preserve_topology=True)
+    return frame

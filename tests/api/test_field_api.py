@@ -155,3 +155,99 @@ def test_public_reports_resist_abuse_without_a_captcha(field, fast, demo_session
     assert tuple(row) == ("app", "13812345678")
     assert api.get("/report").status_code == 200 and api.get(f"/report/{code}").status_code == 200
     assert demo_session.scalar(select(User.id).where(User.username == "W0001")) is not None
+
+
+def _public_report(field, fast, api, description):
+    r = api.post("/public/reports", data=form(field, public.form_token(time.time() - 1), description=description))
+    assert r.status_code == 201, r.text
+    return r.json()["code"]
+
+
+def _handle(session, tid, *, note="已处理"):
+    """A town handles the ticket and the district reviews it (a town does not review its own work)."""
+    from layers.incidents import service as S
+
+    t = S.get_ticket(session, tid)
+    if t.state == "received":
+        S.apply_move(session, tid, "dispatch", actor="区指挥中心", role="district", payload={"assignee": t.town_code})
+        S.apply_move(session, tid, "sign", actor="镇街值班员", role="town")
+        S.apply_move(session, tid, "start", actor="镇街值班员", role="town")
+    S.apply_move(session, tid, "complete", actor="镇街值班员", role="town", note=note)
+    S.apply_move(session, tid, "review_pass", actor="区指挥中心", role="district")
+
+
+def test_an_unsatisfied_citizen_sends_the_report_back_for_a_second_handling(field, fast, demo_session):
+    api = field["api"]
+    code = _public_report(field, fast, api, "楼道堆放杂物无人管")
+    tid = demo_session.scalar(text("SELECT ticket_id FROM public_reports WHERE code = :c"), {"c": code})
+    _handle(demo_session, tid)
+    assert api.get(f"/public/reports/{code}").json()["can_rate"] is True
+    # 不满意 (2): not closed, back to the handler (二次办理), counted as rework, and the page says so
+    out = api.post(f"/public/reports/{code}/rating", json={"satisfaction": 2})
+    assert out.status_code == 200, out.text
+    state, revisited, satisfied, rework = demo_session.execute(text(
+        "SELECT state, revisited, satisfied, rework_count FROM tickets WHERE id = :t"), {"t": tid}).one()
+    assert (state, revisited, satisfied, rework) == ("handling", True, False, 1)
+    body = out.json()
+    assert body["can_rate"] is False and body["state_name"] == "处置中"
+    assert body["history"][-1]["text"] == "您的评价：不满意，已退回处理单位重新办理"
+    again = api.post(f"/public/reports/{code}/rating", json={"satisfaction": 5})
+    assert again.status_code == 409  # nothing to rate while it is being handled again
+    # a citizen's ticket cannot be closed from reviewed without asking again
+    from gis.errors import IllegalMove
+    from layers.incidents import service as S
+
+    _handle(demo_session, tid, note="二次处置：已清理")
+    with pytest.raises(IllegalMove, match="revisited"):
+        S.apply_move(demo_session, tid, "close", actor="区指挥中心", role="district")
+    # the second handling is rated on the same page; satisfied (4) → revisited, then it may close
+    follow = api.get(f"/public/reports/{code}").json()
+    assert follow["can_rate"] is True and follow["state"] == "reviewed"
+    assert api.post(f"/public/reports/{code}/rating", json={"satisfaction": 4}).json()["state"] == "revisited"
+    scores = demo_session.scalars(text("SELECT payload->>'satisfaction' FROM ticket_events WHERE ticket_id = :t "
+                                       "AND move = 'revisit' ORDER BY at, id"), {"t": tid}).all()
+    assert scores == ["2", "4"]
+    S.apply_move(demo_session, tid, "close", actor="区指挥中心", role="district")
+    # 1 is unsatisfied too, 3 (基本满意) is not
+    assert api.post(f"/public/reports/{code}/rating", json={"satisfaction": 0}).status_code == 422
+
+
+@pytest.mark.parametrize("score,state", [(1, "handling"), (3, "revisited")])
+def test_the_score_that_sends_a_report_back(field, fast, demo_session, score, state):
+    api = field["api"]
+    code = _public_report(field, fast, api, f"评分{score}的上报")
+    tid = demo_session.scalar(text("SELECT ticket_id FROM public_reports WHERE code = :c"), {"c": code})
+    _handle(demo_session, tid)
+    assert api.post(f"/public/reports/{code}/rating", json={"satisfaction": score}).json()["state"] == state
+
+
+def test_the_follow_up_page_shows_no_staff_no_phones_no_notes_no_other_tickets(field, fast, demo_session):
+    """The history a citizen sees is the moves' public wording: never who made them, their notes or payloads."""
+    from layers.incidents import service as S
+
+    api = field["api"]
+    code = _public_report(field, fast, api, "小区路灯不亮")
+    tid = demo_session.scalar(text("SELECT ticket_id FROM public_reports WHERE code = :c"), {"c": code})
+    other, _ = S.intake(demo_session, channel="hotline", category="0102", description="另一位市民反映的噪音扰民",
+                        lon=field["lon"], lat=field["lat"], reporter_name="赵投诉人", reporter_phone="13711112222",
+                        actor="hotline")
+    secrets_ = ["张三科长", "13987654321", "内部备注", "王五主任", "15011112222", "另一位市民反映的噪音扰民",
+                "赵投诉人", "13711112222", "13812345678", f"#{other.id}", "区指挥中心", "镇街值班员"]
+    t = S.get_ticket(demo_session, tid)
+    S.apply_move(demo_session, tid, "dispatch", actor="区指挥中心", role="district", payload={"assignee": t.town_code},
+                 note="内部备注：请张三科长 13987654321 跟进")
+    S.apply_move(demo_session, tid, "sign", actor="王五主任", role="town", note="王五主任签收，电话15011112222")
+    S.apply_move(demo_session, tid, "join", actor="王五主任", role="town", payload={"units": ["sanitation"]},
+                 note=f"与工单 #{other.id}（另一位市民反映的噪音扰民）一并处理")
+    S.apply_move(demo_session, tid, "start", actor="王五主任", role="town", note="张三科长已到场")
+    S.apply_move(demo_session, tid, "complete", actor="王五主任", role="town", note="内部备注：已修复，联系人张三科长 13987654321")
+    for path in (f"/public/reports/{code}", f"/report/{code}"):
+        page = api.get(path)
+        assert page.status_code == 200
+        leaked = [s for s in secrets_ if s in page.text]
+        assert leaked == [], (path, leaked)
+    history = api.get(f"/public/reports/{code}").json()["history"]
+    assert [h["text"] for h in history] == ["已受理，等待分派", "已派往处理单位", "处理单位已签收", "多部门联合处置",
+                                            "正在处置", "已办结，等待审核"]
+    assert all(set(h) == {"at", "text", "state_name"} for h in history)
+    assert api.get(f"/public/reports/{code}").json()["description"] == "小区路灯不亮"  # the citizen's own words

@@ -11,6 +11,7 @@ satisfaction captured.
 from __future__ import annotations
 
 import time
+from io import BytesIO
 from pathlib import Path
 
 import httpx
@@ -214,6 +215,85 @@ def test_the_grid_workers_phone(browser, city, tmp_path):
     ctx.close()
 
 
+SHELL = {"/mobile", "/static/mobile.js", "/static/mobile.css", "/static/mobile.webmanifest",
+         "/static/icons/field-192.png", "/static/icons/field-512.png"}
+
+
+def test_the_phone_installs_and_opens_offline(browser, city, tmp_path):
+    """Installable PWA: the service worker controls /mobile, the manifest is what Chromium accepts, and a
+    reload without network opens the cached app with the offline badge and the reports still queued."""
+    base, wid = city["server"].base, city["worker"]
+    ctx = browser.new_context(**PHONE, service_workers="allow", permissions=["geolocation"],
+                              geolocation={"longitude": city["lon"], "latitude": city["lat"], "accuracy": 8})
+    page = ctx.new_page()
+    page.set_default_timeout(30000)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(base + "/mobile")
+    page.fill("input[name=username]", wid)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#signin-form button")
+    page.wait_for_selector("#app:not([hidden])")
+
+    # the worker installed (the shell cached), activated and claimed this very page
+    page.wait_for_function("navigator.serviceWorker.controller && navigator.serviceWorker.controller.state === 'activated'")
+    reg = page.evaluate("navigator.serviceWorker.getRegistration().then(r => [r.scope, r.active.scriptURL])")
+    assert reg == [base + "/mobile", base + "/mobile-sw.js"]
+    assert page.evaluate("window.swError") is None
+    cached = page.evaluate("caches.keys().then(ks => Promise.all(ks.map(k => caches.open(k).then(c => c.keys()))))"
+                           ".then(rs => rs.flat().map(r => new URL(r.url).pathname))")
+    assert set(cached) == SHELL
+
+    # the manifest: Chromium parses it without errors and finds nothing that stops installing
+    href = page.evaluate("document.querySelector('link[rel=manifest]').href")
+    answer = httpx.get(href)
+    assert answer.headers["content-type"].startswith("application/manifest+json")
+    manifest = answer.json()
+    assert manifest["name"] == "OneMap 网格员" and manifest["display"] == "standalone"
+    assert manifest["start_url"] == "/mobile" and manifest["start_url"].startswith(manifest["scope"])
+    sizes = set()
+    for icon in manifest["icons"]:
+        r = httpx.get(base + icon["src"])
+        assert r.status_code == 200 and r.headers["content-type"] == icon["type"] == "image/png"
+        width, height = Image.open(BytesIO(r.content)).size
+        assert f"{width}x{height}" == icon["sizes"]
+        sizes.add(icon["sizes"])
+    assert {"192x192", "512x512"} <= sizes
+    cdp = ctx.new_cdp_session(page)
+    parsed = cdp.send("Page.getAppManifest")
+    assert parsed["url"] == href and parsed["errors"] == [], parsed["errors"]
+    # a test context is an incognito profile, where Chromium never installs; the app itself must add nothing
+    blockers = {e["errorId"] for e in cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]}
+    assert blockers <= {"in-incognito"}, blockers
+
+    # offline: a report waits in IndexedDB; a reload is answered by the worker from its cache
+    ctx.set_offline(True)
+    page.wait_for_function("document.getElementById('net').textContent === '离线'")
+    report_on_phone(page, "离线保存后重新打开应用", photo(tmp_path, "sw.jpg", (150, 40, 40)))
+    page.wait_for_function("document.getElementById('pending').textContent.includes('离线保存后重新打开应用')")
+    response = page.reload()
+    assert response is not None and response.from_service_worker and response.status == 200
+    page.wait_for_selector("#app:not([hidden])")
+    assert page.text_content("#net") == "离线" and page.get_attribute("#net", "class") == "offline"
+    assert wid in page.text_content("#who")  # the last known worker, no network needed
+    page.click("#tabs button[data-tab=report]")
+    page.wait_for_function("document.getElementById('pending').textContent.includes('离线保存后重新打开应用')")
+    assert int(page.text_content("#queue-count")) >= 1
+    assert page.evaluate("document.querySelectorAll('#category option').length") > 10  # the picker, from the phone
+    page.screenshot(path=str(ART / "field-offline-reload.png"))
+    assert tickets_with(city, "离线保存后重新打开应用") == []
+
+    # back online: the queued report goes out, once, with its photo
+    ctx.set_offline(False)
+    page.wait_for_function("document.getElementById('delivered').textContent.includes('离线保存后重新打开应用')")
+    page.wait_for_function("document.getElementById('pending').children.length === 0")
+    ((_, channel, _, photos),) = tickets_with(city, "离线保存后重新打开应用")
+    assert (channel, photos) == ("patrol", 1)
+    page.screenshot(path=str(ART / "field-back-online.png"))
+    assert not errors, errors
+    ctx.close()
+
+
 def test_public_report_and_follow_up(browser, city, tmp_path):
     base = city["server"].base
     ctx = phone_context(browser, city)
@@ -261,4 +341,104 @@ def test_public_report_and_follow_up(browser, city, tmp_path):
              tid) == [("4",)]
     kpi = httpx.get(base + "/kpis", params={"level": "town", "code": t["town_code"]}, headers=centre).json()
     assert kpi["rows"], kpi
+    ctx.close()
+
+
+def test_a_citizen_places_the_report_on_the_map_and_sends_it_back_unsatisfied(browser, city, tmp_path):
+    """/report with no location permission: a tap on the town map places it; the follow-up page shows the
+    report; after handling, 不满意 sends it back for a second handling instead of closing it."""
+    base = city["server"].base
+    ctx = browser.new_context(**PHONE)  # no geolocation: the map is how this citizen gives the place
+    page = ctx.new_page()
+    page.set_default_timeout(30000)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(base + "/report")
+    page.wait_for_selector("#pick-map[data-ready='1']")
+    page.wait_for_selector("#category optgroup", state="attached")
+
+    # the base map holds the towns' outlines and names, nothing from the grids
+    outline = httpx.get(base + "/public/outline").json()
+    towns = q(city, "SELECT name FROM areas WHERE level = 'town' AND valid_to IS NULL")
+    assert sorted(f["properties"]["name"] for f in outline["features"]) == sorted(n for (n,) in towns)
+    assert all(set(f["properties"]) == {"name"} for f in outline["features"])
+    grid_names = {n for (n,) in q(city, "SELECT name FROM grids WHERE valid_to IS NULL")}
+    assert not [n for n in grid_names if n in page.content() or n in str(outline)]
+    assert page.evaluate("document.querySelectorAll('#pick-map path.leaflet-interactive').length") == len(towns)
+
+    ((town_code, town_name, lon, lat),) = q(city, "SELECT code, name, ST_X(p), ST_Y(p) FROM (SELECT code, name, "
+                                                  "ST_PointOnSurface(geom) p FROM areas WHERE level = 'town' AND "
+                                                  "valid_to IS NULL ORDER BY code DESC LIMIT 1) s")
+    box = page.locator("#pick-map").bounding_box()
+
+    def tap_at_the_town():
+        x, y = page.evaluate(f"(() => {{ const p = reportMap.latLngToContainerPoint([{lat}, {lon}]); "
+                             "return [p.x, p.y]; })()")
+        page.mouse.click(box["x"] + x, box["y"] + y)
+
+    tap_at_the_town()  # on the whole city: placed roughly, and the map zooms in there
+    page.wait_for_function("document.getElementById('place').textContent.includes('再点一次')")
+    assert town_name in page.text_content("#place") and page.evaluate("reportMap.getZoom()") == 16
+    page.wait_for_timeout(800)  # the zoom animation
+    # the exact tap, a little off the centre: the report must land where this pixel is on the map
+    px, py = box["width"] / 2 + 40, box["height"] / 2 + 30
+    lat, lon = page.evaluate(f"(() => {{ const p = reportMap.containerPointToLatLng([{px}, {py}]); return [p.lat, p.lng]; }})()")
+    ((town_code, town_name),) = q(city, "SELECT code, name FROM areas WHERE level = 'town' AND valid_to IS NULL AND "
+                                        "ST_Contains(geom, ST_SetSRID(ST_MakePoint(%s, %s), 4326))", lon, lat)
+    box = page.locator("#pick-map").bounding_box()  # the longer place line above moved the map down
+    page.mouse.click(box["x"] + px, box["y"] + py)
+    page.wait_for_function("document.getElementById('place').textContent.includes('地图选点）')")
+    assert town_name in page.text_content("#place")
+    page.select_option("#category", "0104")
+    page.fill("#description", "市民地图选点：桥下涵洞积水")
+    time.sleep(1.2)  # the minimum fill time
+    page.locator("#pick-map").scroll_into_view_if_needed()
+    page.screenshot(path=str(ART / "report-map-pick.png"))
+    page.click("#send")
+    page.wait_for_selector("#done:not([hidden])")
+    code = page.text_content("#code")
+    ((tid, got_town, off_m),) = q(city, "SELECT t.id, t.town_code, ST_Distance(t.geom::geography, "
+                                        "ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography) FROM public_reports p "
+                                        "JOIN tickets t ON t.id = p.ticket_id WHERE p.code = %s", lon, lat, code)
+    assert got_town == town_code and off_m < 10, (got_town, off_m)  # a pixel at zoom 16 is ~2 m
+    page.click("#follow-link")
+    page.wait_for_function("document.getElementById('history').children.length >= 1")
+    assert town_name in page.text_content("#summary") and "桥下涵洞积水" in page.text_content("#summary")
+    assert "已受理" in page.text_content("#history")
+    page.screenshot(path=str(ART / "report-follow.png"))
+
+    # handled by that town, reviewed by the centre; the citizen is not satisfied
+    from layers.accounts.security import create_user
+
+    engine = create_engine(city["dsn"].replace("postgresql://", "postgresql+psycopg://", 1))
+    with Session(engine) as s:
+        create_user(s, username="town-map", password=PASSWORD, role="town", area_code=town_code)
+        s.commit()
+    engine.dispose()
+    centre, town = token(city, "centre"), token(city, "town-map")
+    steps = [(centre, "dispatch", "city", {"assignee": town_code}, None), (town, "sign", "town", {}, None),
+             (town, "start", "town", {}, None), (town, "complete", "town", {}, "已疏通"),
+             (centre, "review_pass", "city", {}, None)]
+    for who, move, role, payload, note in steps:
+        r = httpx.post(f"{base}/tickets/{tid}/{move}", headers=who, json={"role": role, "payload": payload, "note": note})
+        assert r.status_code == 200, r.text
+    page.reload()
+    page.wait_for_selector("#rate:not([hidden])")
+    page.click("#stars button[data-score='2']")
+    page.wait_for_function("document.getElementById('msg').textContent.includes('已退回')")
+    assert page.is_hidden("#rate") and "重新办理" in page.text_content("#history")
+    page.screenshot(path=str(ART / "report-unsatisfied.png"))
+    ((state, satisfied, rework),) = q(city, "SELECT state, satisfied, rework_count FROM tickets WHERE id = %s", tid)
+    assert (state, satisfied, rework) == ("handling", False, 1)
+    # the second handling, reviewed again: the page asks again
+    for who, move, role, note in [(town, "complete", "town", "二次处置：已加装排水泵"), (centre, "review_pass", "city", None)]:
+        r = httpx.post(f"{base}/tickets/{tid}/{move}", headers=who, json={"role": role, "payload": {}, "note": note})
+        assert r.status_code == 200, r.text
+    page.reload()
+    page.wait_for_selector("#rate:not([hidden])")
+    assert "请再次评价" in page.text_content("#state")
+    page.click("#stars button[data-score='5']")
+    page.wait_for_function("document.getElementById('msg').textContent.includes('感谢')")
+    assert q(city, "SELECT state, satisfied FROM tickets WHERE id = %s", tid) == [("revisited", True)]
+    assert not errors, errors
     ctx.close()

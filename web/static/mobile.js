@@ -52,6 +52,12 @@ async function enqueue(item) {
 async function showQueue() {
   const items = await all("outbox");
   $("queue-count").textContent = items.length;
+  $("pending").innerHTML = "";
+  for (const i of items.filter((x) => x.kind !== "fix")) {  // GPS fixes are counted, not listed
+    const li = document.createElement("li");
+    li.textContent = `${i.title || i.kind}${i.attempts ? `（已重试 ${i.attempts} 次）` : ""}`;
+    $("pending").append(li);
+  }
   const done = await all("done");
   $("delivered").innerHTML = "";
   $("failed").innerHTML = "";
@@ -66,7 +72,14 @@ class Permanent extends Error {}   // the server refused it for good (shown unde
 class SignedOut extends Error {}   // sign in again; the outbox waits
 
 async function api(path, options = {}) {
-  const response = await fetch(path, { credentials: "same-origin", ...options });
+  let response;
+  try {
+    response = await fetch(path, { credentials: "same-origin", ...options });
+  } catch (e) {
+    setNet(false);  // the server could not be reached
+    throw e;
+  }
+  setNet(true);
   if (response.status === 401) throw new SignedOut("请重新登录");
   let body = null;
   try { body = await response.json(); } catch (e) { body = null; }
@@ -169,7 +182,6 @@ async function attempt(items, send, describe) {
       }
       return;
     }
-    setNet(navigator.onLine && !(e instanceof TypeError));
     for (const i of items) {  // backoff: 2, 4, 8 … 60 s, with jitter
       i.attempts += 1;
       i.next_at = Date.now() + Math.min(60000, 1000 * 2 ** i.attempts) * (0.75 + Math.random() / 2);
@@ -179,15 +191,23 @@ async function attempt(items, send, describe) {
   }
 }
 
+// The badge follows what the network does, not only navigator.onLine (which says "online" on a Wi-Fi
+// without internet, and in a page reopened from the cache): a request that cannot reach the server
+// means offline, any answer means online.
+let netUp = navigator.onLine;
 function setNet(online) {
+  const back = online && !netUp;
+  netUp = online;
   $("net").textContent = online ? "在线" : "离线";
   $("net").className = online ? "online" : "offline";
+  if (back) dueNow();
+  if (back && me.worker && !$("tab-report").hidden) locate();  // the grid of the place, now resolvable
 }
-window.addEventListener("online", async () => {  // back online: everything is due now
-  setNet(true);
+async function dueNow() {  // back online: everything is due now
   for (const i of await all("outbox")) { i.next_at = 0; await put("outbox", i); }
   flush();
-});
+}
+window.addEventListener("online", () => setNet(true));
 window.addEventListener("offline", () => setNet(false));
 setInterval(flush, 2000);
 
@@ -392,7 +412,7 @@ $("report-form").addEventListener("submit", async (ev) => {
   await enqueue({ kind: "report", title: `${name}：${description.slice(0, 20)}`, photo,
     body: { channel: "patrol", category, description, lon: lastFix.lon, lat: lastFix.lat,
       reporter_name: me.worker.name, source_ref: me.worker.id, actor: me.username } });
-  $("report-msg").textContent = navigator.onLine ? "已提交，正在发送…" : "离线：已保存在手机上，联网后自动发送";
+  $("report-msg").textContent = netUp ? "已提交，正在发送…" : "离线：已保存在手机上，联网后自动发送";
   ev.target.reset();
   $("photo-preview").hidden = true;
   locate();
@@ -463,7 +483,7 @@ async function doMove(t, move) {
   t.state_name = STATES[next];
   t.my_moves = { signed: ["start"], handling: ["complete"] }[next] || [];
   openTask(t);
-  $("task-msg").textContent = `${MOVES[move]}已提交${navigator.onLine ? "" : "（离线，联网后发送）"}`;
+  $("task-msg").textContent = `${MOVES[move]}已提交${netUp ? "" : "（离线，联网后发送）"}`;
 }
 
 // ------------------------------------------------------------------ start
@@ -471,5 +491,5 @@ async function doMove(t, move) {
 if ("serviceWorker" in navigator) {
   navigator.serviceWorker.register("/mobile-sw.js", { scope: "/mobile" }).catch((e) => { window.swError = String(e); });
 }
-setNet(navigator.onLine);
+setNet(netUp);
 if (me.auth || localStorage.getItem("onemap-demo-worker")) start(); else showSignIn();

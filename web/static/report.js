@@ -11,6 +11,41 @@ async function call(path, options) {
   return body;
 }
 
+// A small map to place the report by a tap: the towns' outlines (public) on a blank ground, no tiles,
+// no grids, no tickets. The town under the tap is named back to the citizen.
+function pickMap(onPick) {
+  if (!window.L) return null;
+  const map = L.map("pick-map", { zoomControl: true, attributionControl: false, tap: true });
+  window.reportMap = map;  // the browser test reads pixel positions from it
+  let marker = null;
+  let town = null;
+  const mark = (p, pan) => {
+    const at = [p.lat, p.lon];
+    if (marker) marker.setLatLng(at); else marker = L.circleMarker(at, { radius: 9, color: "#c0392b", weight: 3, fillOpacity: 0.6 }).addTo(map);
+    if (pan) map.panTo(at);
+  };
+  call("/public/outline").then((fc) => {
+    const towns = L.geoJSON(fc, {
+      style: { color: "#0c4a8c", weight: 1.5, fillColor: "#dbe7f5", fillOpacity: 0.5 },
+      onEachFeature: (f, layer) => {
+        layer.bindTooltip(f.properties.name, { sticky: true, direction: "top" });
+        layer.on("click", () => { town = f.properties.name; });  // fires before the map's click
+      },
+    }).addTo(map);
+    if (towns.getLayers().length) map.fitBounds(towns.getBounds()); else map.setView([36.88, 118.74], 11);
+    map.getContainer().dataset.ready = "1";
+  }).catch(() => { map.setView([36.88, 118.74], 11); map.getContainer().dataset.ready = "1"; });
+  map.on("click", (ev) => {
+    const p = { lon: Number(ev.latlng.lng.toFixed(6)), lat: Number(ev.latlng.lat.toFixed(6)) };
+    mark(p, false);
+    const coarse = map.getZoom() < 15;  // a tap on the whole city is ±1 km: zoom in for a second, exact tap
+    if (coarse) map.setView(ev.latlng, 16);
+    onPick(p, town, coarse);
+    town = null;
+  });
+  return { mark };
+}
+
 function reportPage() {
   let point = null;
   call("/public/categories").then((cats) => {
@@ -23,12 +58,17 @@ function reportPage() {
       $("category").append(g);
     }
   });
+  const map = pickMap((picked, town, coarse) => {
+    point = picked;
+    $("place").textContent = `位置：${town ? `${town} · ` : ""}${point.lon.toFixed(5)}, ${point.lat.toFixed(5)}（地图选点${coarse ? "，已放大，可再点一次精确定位" : ""}）`;
+  });
   $("use-location").addEventListener("click", () => {
     $("place").textContent = "正在定位…";
     navigator.geolocation.getCurrentPosition((p) => {
       point = { lon: p.coords.longitude, lat: p.coords.latitude };
       $("place").textContent = `位置：${point.lon.toFixed(5)}, ${point.lat.toFixed(5)}（已定位）`;
-    }, (e) => { $("place").textContent = `无法定位：${e.message}，请填写地址`; }, { enableHighAccuracy: true, timeout: 15000 });
+      if (map) map.mark(point, true);
+    }, (e) => { $("place").textContent = `无法定位：${e.message}，请点地图选点或填写地址`; }, { enableHighAccuracy: true, timeout: 15000 });
   });
   $("lookup").addEventListener("click", (ev) => {
     ev.preventDefault();
@@ -38,7 +78,7 @@ function reportPage() {
   $("public-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const form = new FormData(ev.target);
-    if (!point && !form.get("address").trim()) { $("msg").textContent = "请使用定位或填写地址"; return; }
+    if (!point && !form.get("address").trim()) { $("msg").textContent = "请点地图选点、使用定位或填写地址"; return; }
     if (point) { form.append("lon", point.lon); form.append("lat", point.lat); }
     if (!$("photo").files.length) form.delete("photo");
     $("send").disabled = true;
@@ -61,7 +101,9 @@ function followPage(code) {
   const show = (r) => {
     $("title").textContent = `${r.category_name} · 查询码 ${r.code}`;
     $("summary").textContent = `${r.town_name || ""} ${r.village_name || ""}：${r.description}`;
-    $("state").textContent = `当前状态：${r.state_name}${r.satisfied === true ? " · 您的评价：满意" : r.satisfied === false ? " · 您的评价：不满意，已退回重新办理" : ""}`;
+    const verdict = r.can_rate ? (r.satisfied === false ? " · 已重新办理，请再次评价" : "")
+      : r.satisfied === true ? " · 您的评价：满意" : r.satisfied === false ? " · 您的评价：不满意，已退回重新办理" : "";
+    $("state").textContent = `当前状态：${r.state_name}${verdict}`;
     $("history").innerHTML = "";
     for (const h of r.history) {
       const li = document.createElement("li");
@@ -77,7 +119,7 @@ function followPage(code) {
       try {
         show(await call(`/public/reports/${encodeURIComponent(code)}/rating`, { method: "POST",
           headers: { "Content-Type": "application/json" }, body: JSON.stringify({ satisfaction: Number(b.dataset.score) }) }));
-        $("msg").textContent = `感谢您的评价：${STARS[b.dataset.score]}`;
+        $("msg").textContent = `感谢您的评价：${STARS[b.dataset.score]}${Number(b.dataset.score) <= 2 ? "。已退回处理单位重新办理，办结后请再次评价" : ""}`;
       } catch (e) { $("msg").textContent = `评价失败：${e.message}`; }
     });
   }
