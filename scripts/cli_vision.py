@@ -111,32 +111,15 @@ def _run_once(camera: list[str] | None, all_: bool, *, source, weights, imgsz, b
 
 def _run_live(camera: list[str] | None, *, weights, imgsz, fps, batch, max_rounds, keep_hours,
               stop_with_parent) -> None:
-    import signal
-    import threading
-
     from gis.db import session_factory
     from layers.vision.live import serve_cameras
+    from scripts.stopping import stop_signal
 
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    if stop_with_parent:
-        parent = os.getppid()
-
-        def watch() -> None:
-            while not stop.wait(2.0):
-                if os.getppid() != parent:
-                    stop.set()
-
-        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
     started = time.perf_counter()
-    try:
+    with stop_signal(stop_with_parent=stop_with_parent) as stop:
         done = serve_cameras(session_factory(), camera, weights=weights, imgsz=imgsz, fps=fps, batch=batch,
                              stop=stop, max_rounds=max_rounds, keep_hours=keep_hours,
                              echo=lambda line: out.print(line, highlight=False))
-    finally:
-        stop.set()  # ends the parent watch
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     _report(done, time.perf_counter() - started)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -421,24 +420,10 @@ def run_live(*, seconds: float | None = None, cameras: bool = True, stop_with_pa
              echo: Callable[[str], None] = print) -> Counts:
     """``onemap demo live``: the stream over the configured database until Ctrl-C, SIGTERM or ``seconds``."""
     from gis.db import session_factory
+    from scripts.stopping import stop_signal
 
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    if stop_with_parent:
-        parent = os.getppid()
-
-        def watch() -> None:
-            while not stop.wait(2.0):
-                if os.getppid() != parent:
-                    stop.set()
-
-        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-    try:
+    with stop_signal(stop_with_parent=stop_with_parent) as stop:
         return LiveDemo(session_factory(), cameras=cameras, echo=echo).run(stop, seconds=seconds)
-    finally:
-        stop.set()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextmanager
