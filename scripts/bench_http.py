@@ -35,13 +35,16 @@ def start_server(port: int, workers: int = 1) -> subprocess.Popen:
     raise RuntimeError("the API did not start within 30 s")
 
 
-def wait_warm(base: str, path: str, *, quick_ms: float = 50, in_a_row: int = 20, timeout: float = 180) -> None:
+def wait_warm(base: str, path: str, *, quick_ms: float = 50, in_a_row: int = 20, timeout: float = 180,
+              token: str | None = None) -> None:
     """Until every server process has its resolver index: ``in_a_row`` answers under ``quick_ms``
-    (each process builds it at start-up; a request reaching a process still building waits for it)."""
+    (each process builds it at start-up; a request reaching a process still building waits for it).
+    ``token``: a bearer token when sign-in is on."""
     deadline = time.monotonic() + timeout
     streak = 0
     # a new connection each time (no keep-alive), so the requests reach every server process
-    with httpx.Client(base_url=base, timeout=timeout, headers={"Connection": "close"}) as client:
+    headers = {"Connection": "close", **({"Authorization": f"Bearer {token}"} if token else {})}
+    with httpx.Client(base_url=base, timeout=timeout, headers=headers) as client:
         while streak < in_a_row:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the server's resolver did not warm up within {timeout:.0f} s")

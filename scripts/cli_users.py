@@ -146,7 +146,7 @@ def bench_load(url: Annotated[str, typer.Option(help="base URL of a running OneM
             port = free_port()
             server = start_server(port, serve)
             url = f"http://127.0.0.1:{port}"
-            wait_warm(url, "/resolve?lon=118.8&lat=36.88")
+            wait_warm(url, "/resolve?lon=118.8&lat=36.88", token=token)
             out.print(f"server: {serve} process(es) at {url}")
         report = run(url, rate=rate, seconds=seconds, token=token, skip=tuple(skip or ()), warmup=warmup)
     except (OneMapError, RuntimeError, ValueError) as exc:
