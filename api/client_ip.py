@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from pydantic import field_validator
@@ -38,8 +38,9 @@ class ProxySettings(BaseSettings):
         parse_networks(value)
         return value
 
-    @property
+    @cached_property
     def networks(self) -> tuple[Network, ...]:
+        """Parsed once per settings object (every request asks)."""
         return parse_networks(self.trusted_proxies)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,7 +112,7 @@ def _run_live(camera: list[str] | None, *, weights, imgsz, fps, batch, max_round
               stop_with_parent) -> None:
     from gis.db import session_factory
     from layers.vision.live import serve_cameras
-    from scripts.stopping import stop_signal
+    from scripts.children import stop_signal
 
     started = time.perf_counter()
     with stop_signal(stop_with_parent=stop_with_parent) as stop:
@@ -214,8 +213,9 @@ def demo_analysis(console: Console) -> Iterator[subprocess.Popen | None]:
     """While the demo serves: `onemap vision run --all --loop` in a child process at low priority on
     one CPU thread (each demo camera every 2 s), its output in <data dir>/vision.log; stopped with
     the demo (and by itself if the demo dies). Without the vision extra: one line saying why not."""
-    from gis.settings import PROJECT_ROOT, database_settings
+    from gis.settings import database_settings
     from layers.vision import vision_settings
+    from scripts.children import child
 
     missing = vision_missing()
     weights = vision_settings().yolo_weights
@@ -235,24 +235,11 @@ def demo_analysis(console: Console) -> Iterator[subprocess.Popen | None]:
         yield None
         return
     log_path = database_settings().data_dir / "vision.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "scripts.cli", "vision", "run", "--all", "--loop", "--imgsz", str(DEMO_IMGSZ),
-               "--threads", "1", "--nice", "10", "--keep-hours", str(DEMO_KEEP_HOURS), "--stop-with-parent"]
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=PROJECT_ROOT, env=env)
-    console.print(f"camera analysis: YOLO on the demo cameras in the background (pid {proc.pid}, log {log_path})",
-                  highlight=False, markup=False)
-    try:
+    with child(["vision", "run", "--all", "--loop", "--imgsz", str(DEMO_IMGSZ), "--threads", "1", "--nice", "10",
+                "--keep-hours", str(DEMO_KEEP_HOURS), "--stop-with-parent"], log_path=log_path) as proc:
+        console.print(f"camera analysis: YOLO on the demo cameras in the background (pid {proc.pid}, log {log_path})",
+                      highlight=False, markup=False)
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def register(app: typer.Typer) -> None:

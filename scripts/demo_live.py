@@ -22,9 +22,7 @@ Each task is one short transaction; a failing task is logged and the stream goes
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -420,7 +418,7 @@ def run_live(*, seconds: float | None = None, cameras: bool = True, stop_with_pa
              echo: Callable[[str], None] = print) -> Counts:
     """``onemap demo live``: the stream over the configured database until Ctrl-C, SIGTERM or ``seconds``."""
     from gis.db import session_factory
-    from scripts.stopping import stop_signal
+    from scripts.children import stop_signal
 
     with stop_signal(stop_with_parent=stop_with_parent) as stop:
         return LiveDemo(session_factory(), cameras=cameras, echo=echo).run(stop, seconds=seconds)
@@ -430,24 +428,12 @@ def run_live(*, seconds: float | None = None, cameras: bool = True, stop_with_pa
 def background(console, *, cameras: bool = True) -> Iterator[subprocess.Popen]:
     """While the demo serves: ``onemap demo live`` in a child process at low priority, its output in
     <data dir>/live.log; stopped with the demo (and by itself if the demo dies)."""
-    from gis.settings import PROJECT_ROOT, database_settings
+    from gis.settings import database_settings
+    from scripts.children import child
 
     log_path = database_settings().data_dir / "live.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "scripts.cli", "demo", "live", "--stop-with-parent",
-               "--cameras" if cameras else "--no-cameras"]
-    with open(log_path, "ab") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=PROJECT_ROOT, env=env, preexec_fn=lambda: os.nice(5))  # noqa: PLW1509
-    console.print(f"live demo: workers, sensors, alarms and tickets stream in the background (pid {proc.pid}, "
-                  f"log {log_path}; `onemap demo --no-live` turns it off)", highlight=False, markup=False)
-    try:
+    with child(["demo", "live", "--stop-with-parent", "--cameras" if cameras else "--no-cameras"],
+               log_path=log_path, nice=5) as proc:
+        console.print(f"live demo: workers, sensors, alarms and tickets stream in the background (pid {proc.pid}, "
+                      f"log {log_path}; `onemap demo --no-live` turns it off)", highlight=False, markup=False)
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()

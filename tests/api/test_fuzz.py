@@ -9,38 +9,17 @@ inputs, so CI explores more over time. ``/live`` is a never-ending event stream 
 from __future__ import annotations
 
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 
 from api import middleware
-from api.app import create_app
-from api.deps import get_session
 from layers.accounts.settings import AuthSettings
+from tests.api.fuzzing import fuzz_app
 
 EXAMPLES = 6
 
 
-BOUND: dict[str, object] = {}
-
-
-def _per_request():
-    """Like production's session dependency: commit after each request, roll back on error."""
-    session = BOUND["session"]
-    try:
-        yield session
-        session.commit()  # releases the test's savepoint; the outer transaction is rolled back
-    except BaseException:
-        session.rollback()
-        raise
-
-
-# Built at import (schemathesis reads the schema at collection); each operation's test binds its own
-# rolled-back demo session below.
-APP = create_app(database_url="postgresql+psycopg://unused@127.0.0.1:1/unused")
-middleware.install(APP, auth=AuthSettings(auth=False), http=middleware.HttpSettings())
-APP.dependency_overrides[get_session] = _per_request
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path="/live")
+APP, BOUND, schema = fuzz_app(AuthSettings(auth=False))
 
 
 @pytest.fixture(autouse=True)

@@ -10,36 +10,17 @@ that only ends when the token is revoked, so it is left out here (test_harden co
 from __future__ import annotations
 
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import ignored_auth, not_a_server_error
 
 from api import middleware
-from api.app import create_app
-from api.deps import get_session
 from layers.accounts.models import User
 from layers.accounts.security import issue_token
+from tests.api.fuzzing import fuzz_app
 from tests.api.test_auth import HASH, ON
 
 EXAMPLES = 3
-BOUND: dict[str, object] = {}
-
-
-def _per_request():
-    """Like production's session dependency: commit after each request, roll back on error."""
-    session = BOUND["session"]
-    try:
-        yield session
-        session.commit()  # releases the test's savepoint; the outer transaction is rolled back
-    except BaseException:
-        session.rollback()
-        raise
-
-
-APP = create_app(database_url="postgresql+psycopg://unused@127.0.0.1:1/unused")
-middleware.install(APP, auth=ON, http=middleware.HttpSettings())
-APP.dependency_overrides[get_session] = _per_request
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path="/live")
+APP, BOUND, schema = fuzz_app(ON)
 
 
 @pytest.fixture(autouse=True)
