@@ -143,8 +143,12 @@ def test_unplaced_queue_is_placed_by_a_click_on_the_map_by_the_centre_only(serve
     assert lost["unplaced"]
     page = sized(*size)
     desk(page, server, placed["id"])
-    page.click("[data-view=unplaced]")
+    # the queue's own answer, not the full list still on screen (which may show the lost ticket too)
+    with page.expect_response(lambda r: "/tickets?" in r.url and "unplaced=true" in r.url):
+        page.click("[data-view=unplaced]")
     page.wait_for_selector(f"#tickets tr[data-id='{lost['id']}']")
+    page.wait_for_function("() => [...document.querySelectorAll('#tickets tbody tr[data-id]')]"
+                           ".every(r => r.textContent.includes('未定位'))", timeout=10_000)
     rows = page.eval_on_selector_all("#tickets tbody tr[data-id]", "els => els.map(e => e.textContent)")
     assert rows and all("未定位" in r for r in rows)
     page.click(f"#tickets tr[data-id='{lost['id']}']")
