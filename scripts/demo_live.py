@@ -365,11 +365,12 @@ class LiveDemo:
     def move(self, session: Session) -> None:
         """One open ticket one step on: half the time one of the newest, else any open one."""
         from layers.incidents.moves import apply_move
+        from layers.incidents.workflow import TERMINAL_SQL
 
         newest = self.rng.random() < 0.5
         rows = session.execute(text(
             "SELECT id, state, channel, town_code, department, assignee, needs_town FROM tickets "
-            "WHERE state NOT IN ('closed', 'signed_off') AND duplicate_of IS NULL AND unplaced IS NOT TRUE "
+            f"WHERE state NOT IN {TERMINAL_SQL} AND duplicate_of IS NULL AND unplaced IS NOT TRUE "
             + ("ORDER BY created_at DESC LIMIT 12" if newest else "ORDER BY random() LIMIT 1"))).all()
         if not rows:
             return

@@ -130,9 +130,9 @@ def _enforce_revisit(t: TicketLike, move_name: str, role: str) -> None:
         )
 
 
-def _due(kind: str, at: datetime, t: TicketLike) -> datetime | None:
+def _due(kind: sla.Kind, at: datetime, t: TicketLike) -> datetime | None:
     try:
-        return sla.deadline(at, t.category, t.severity, kind)  # type: ignore[arg-type]
+        return sla.deadline(at, t.category, t.severity, kind)
     except InvalidInput:  # no on-site clock for this category
         return None
 

@@ -27,13 +27,17 @@ Verification is recorded, not enforced, here (keeping the table simple; the serv
 - ``verify_fix`` 核查 (completed → completed): someone confirmed on site that it was fixed; payload
   ``fixed`` (bool). The reviewer then passes or fails the completion.
 - ``close`` is allowed from reviewed as well as revisited: camera, sensor and patrol tickets have no
-  citizen to call back. Citizen channels must be revisited (100% 回访); the service enforces that,
-  since channel is not part of the state.
+  citizen to call back. Citizen channels must be revisited (100% 回访): the row says so
+  (``revisit_first``) and :func:`blocked_moves` answers it, since channel is not part of the state.
 
 A grid worker (网格员) signs, starts and completes a ticket assigned down to its grid's village or
 community (the service refuses one assigned elsewhere): the phone's "handle an assigned ticket".
 
-Roles are permissions by level; whether *this* town may act on *this* ticket is the service's check.
+Roles are permissions by level; whether *this* town may act on *this* ticket is
+:mod:`layers.incidents.authz`'s check (``by_assignee`` rows are the assignee's alone).
+
+Each row also declares the move's effects (clocks started and met, fields set, split children), so
+what a move does is read in one line; :func:`layers.incidents.moves.plan_move` applies them.
 """
 
 from __future__ import annotations
@@ -44,9 +48,12 @@ from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from gis.errors import IllegalMove, InvalidInput
+from layers.incidents.sla import (
+    Kind,  # the SLA clocks; a clock's deadline is the ticket's <kind>_due
+)
 
 
 class State(StrEnum):
@@ -85,13 +92,9 @@ _ON_SITE = _CENTRE | {_R.TOWN, _R.VILLAGE, _R.GRID_WORKER}
 _FIELD_HANDLERS = _HANDLERS | {_R.GRID_WORKER}
 
 
-# The SLA clocks a move can start or meet (``sla.deadline`` kinds); each clock's deadline is the
-# ticket's ``<clock>_due`` column.
-Clock = Literal["dispatch", "sign", "onsite", "complete"]
-
 # The clock that runs while a ticket is in a state: what cards, the overdue filter and the urgency
 # sort read. States not listed run no clock of the handler's.
-RUNNING_CLOCK: Mapping[State, Clock] = MappingProxyType({
+RUNNING_CLOCK: Mapping[State, Kind] = MappingProxyType({
     State.RECEIVED: "dispatch",
     State.RETURNED: "dispatch",
     State.DISPATCHED: "sign",
@@ -127,8 +130,8 @@ class Rule:
     title: str = ""
     by_assignee: bool = False
     unsatisfied: State | None = None
-    starts: tuple[Clock, ...] = ()
-    stops: Clock | None = None
+    starts: tuple[Kind, ...] = ()
+    stops: Kind | None = None
     sets: tuple[str, ...] = ()
     revisit_first: bool = False
     children: bool = False
