@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from gis import codes as C
 from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
 from layers.accounts.scope import Scope
-from layers.incidents.service import mask_phone
+from layers.privacy import mask_phone
 from layers.sensors.bulk import Batch, blank, raw_connection, read_table
 from layers.workers.models import ROLES, Assignment, LastPosition, Worker
 

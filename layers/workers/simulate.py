@@ -166,7 +166,7 @@ def _ingest(session: Session, fixes: pd.DataFrame, workers: pd.DataFrame, now: d
 def _reports(session: Session, fixes: pd.DataFrame, workers: pd.DataFrame, count: int,
              rng: np.random.Generator) -> int:
     """A few patrol reports (巡查上报) at the reporter's position, so the worker view lists tickets."""
-    from layers.incidents.service import create_ticket
+    from layers.incidents.intake import create_ticket
 
     good = fixes[~fixes["zero"] & (fixes["accuracy"] < 100)]
     if good.empty or count <= 0:

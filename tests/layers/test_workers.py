@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from gis import registry as R
 from gis.coords import from_wgs84, to_wgs84
-from layers.incidents.service import create_ticket
+from layers.incidents.intake import create_ticket
 from layers.workers import ingest, live, registry, report, tracks
 from layers.workers.tracks import measure, spike_mask
 from tests import registry_city as city
