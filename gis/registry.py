@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from geoalchemy2.shape import from_shape
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import ColumnElement, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from gis import codes as C
@@ -117,15 +117,69 @@ def _follow(session: Session, change: GridChange) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- reading
 
+VERSION_SQL = "SELECT coalesce(max(id), 0) FROM grid_edits"  # the registry version, for raw connections
+
+
 def registry_version(session: Session) -> int:
-    """The id of the newest edit (0 for an empty registry)."""
-    return int(session.scalar(select(func.coalesce(func.max(GridEdit.id), 0))))
+    """The id of the newest edit (0 for an empty registry): the registry version every cache keys on."""
+    return int(session.scalar(select(func.coalesce(func.max(GridEdit.id), 0))) or 0)
 
 
-def _validity(model, as_of: datetime | None):
+def version_as_of(session: Session, as_of: datetime) -> tuple[int, int]:
+    """(newest grid row id, number of grids) valid at ``as_of``: names the grid set of that moment."""
+    row = session.execute(select(func.coalesce(func.max(Grid.id), 0), func.count())
+                          .where(valid_at(Grid, as_of))).one()
+    return int(row[0]), int(row[1])
+
+
+Versioned = type[Grid] | type[Area]
+
+
+def current(model: Versioned) -> ColumnElement[bool]:
+    """The rows of a versioned table (grids, areas) that are current: ``valid_to IS NULL``."""
+    return model.valid_to.is_(None)
+
+
+def valid_at(model: Versioned, as_of: datetime | None) -> ColumnElement[bool]:
+    """The rows valid at ``as_of`` (None: the current ones)."""
     if as_of is None:
-        return model.valid_to.is_(None)
-    return (model.valid_from <= as_of) & ((model.valid_to.is_(None)) | (model.valid_to > as_of))
+        return current(model)
+    return (model.valid_from <= as_of) & (current(model) | (model.valid_to > as_of))
+
+
+
+def area_names(session: Session, codes: Iterable[str] | None = None) -> dict[str, str]:
+    """Current area code → name (every area, or those of ``codes``)."""
+    stmt = select(Area.code, Area.name).where(current(Area))
+    if codes is not None:
+        stmt = stmt.where(Area.code.in_(list(codes)))
+    return {code: name for code, name in session.execute(stmt).all()}
+
+
+def extent(session: Session, model: Versioned) -> list[float] | None:
+    """[minx, miny, maxx, maxy] of the current rows of ``model`` (None when there are none)."""
+    box = func.ST_Extent(model.geom)
+    row = session.execute(select(func.ST_XMin(box), func.ST_YMin(box), func.ST_XMax(box), func.ST_YMax(box))
+                          .where(current(model))).one()
+    return None if row[0] is None else [float(v) for v in row]
+
+
+def current_counts(session: Session) -> dict[str, int]:
+    """How many current grids and areas of each level there are: ``{"grids": n, "towns": n, ...}``."""
+    counts = {"grids": int(session.scalar(select(func.count()).select_from(Grid).where(current(Grid))) or 0)}
+    for level, n in session.execute(select(Area.level, func.count()).where(current(Area)).group_by(Area.level)):
+        counts[f"{level}s"] = int(n)
+    return counts
+
+
+def has_grids(session: Session) -> bool:
+    """Whether any grid is current."""
+    return bool(session.scalar(select(select(Grid.id).where(current(Grid)).exists())))
+
+
+def ping(session: Session) -> None:
+    """One round trip: raises when the database cannot answer."""
+    session.execute(select(1))
 
 
 def _frame(session: Session, stmt, columns: Sequence[str]) -> gpd.GeoDataFrame:
@@ -141,7 +195,7 @@ def load_grids(session: Session, *, as_of: datetime | None = None, town: str | N
                district: str | None = None, villages: Iterable[str] | None = None) -> gpd.GeoDataFrame:
     """Grids valid now (or ``as_of``), optionally filtered by area or code, ordered by code."""
     cols = [getattr(Grid, c) for c in GRID_COLUMNS]
-    stmt = select(*cols, func.ST_AsBinary(Grid.geom)).where(_validity(Grid, as_of))
+    stmt = select(*cols, func.ST_AsBinary(Grid.geom)).where(valid_at(Grid, as_of))
     if town:
         stmt = stmt.where(Grid.town_code == town)
     if village:
@@ -158,7 +212,7 @@ def load_grids(session: Session, *, as_of: datetime | None = None, town: str | N
 def load_areas(session: Session, *, level: str | None = None, parent: str | None = None,
                as_of: datetime | None = None, codes: Iterable[str] | None = None) -> gpd.GeoDataFrame:
     cols = [getattr(Area, c) for c in AREA_COLUMNS]
-    stmt = select(*cols, func.ST_AsBinary(Area.geom)).where(_validity(Area, as_of))
+    stmt = select(*cols, func.ST_AsBinary(Area.geom)).where(valid_at(Area, as_of))
     if level:
         stmt = stmt.where(Area.level == level)
     if parent:
@@ -311,7 +365,7 @@ def _commit_edit(session: Session, *, kind: str, who: str, why: str, close: Sequ
         session.flush()
         now = session.scalar(text("SELECT clock_timestamp()"))
         if close:
-            session.execute(update(Grid).where(Grid.code.in_(list(close)), Grid.valid_to.is_(None))
+            session.execute(update(Grid).where(Grid.code.in_(list(close)), current(Grid))
                             .values(valid_to=now))
         session.execute(insert(Grid), [_grid_row(row, edit.id, who, why, now) for row in opened.itertuples()])
         opened_frame = gpd.GeoDataFrame(opened.reset_index(drop=True), geometry="geometry", crs=4326)
@@ -406,7 +460,7 @@ def import_areas(session: Session, frame: gpd.GeoDataFrame, *, who: str, why: st
     session.flush()
     now = session.scalar(text("SELECT clock_timestamp()"))
     if clash:
-        session.execute(update(Area).where(Area.code.in_(clash), Area.valid_to.is_(None)).values(valid_to=now))
+        session.execute(update(Area).where(Area.code.in_(clash), current(Area)).values(valid_to=now))
     session.execute(insert(Area), [
         {"code": r.code, "level": r.level, "kind": r.kind, "name": r.name,
          "parent_code": r.parent_code if isinstance(r.parent_code, str) else None,
