@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import geopandas as gpd
 import numpy as np
@@ -156,8 +156,9 @@ def area_names(session: Session, codes: Iterable[str] | None = None) -> dict[str
     return {code: name for code, name in session.execute(stmt).all()}
 
 
-def extent(session: Session, model: Versioned) -> list[float] | None:
-    """[minx, miny, maxx, maxy] of the current rows of ``model`` (None when there are none)."""
+def extent(session: Session, of: Literal["grids", "areas"]) -> list[float] | None:
+    """[minx, miny, maxx, maxy] of the current grids or areas (None when there are none)."""
+    model: Versioned = Grid if of == "grids" else Area
     box = func.ST_Extent(model.geom)
     row = session.execute(select(func.ST_XMin(box), func.ST_YMin(box), func.ST_XMax(box), func.ST_YMax(box))
                           .where(current(model))).one()
@@ -346,13 +347,13 @@ def _commit_edit(session: Session, *, kind: str, who: str, why: str, close: Sequ
         raise CodeError(f"village/community {', '.join(sorted(missing)[:10])} is not registered: import areas "
                         "first (onemap areas import), or derive them from the grid codes (onemap grids import "
                         "--derive-areas)")
-    current = load_grids(session, villages=villages)
-    closed = current[current["code"].isin(list(close))].reset_index(drop=True)
-    current = current[~current["code"].isin(list(close))]
-    clash = sorted(set(current["code"]) & set(opened["code"]))
+    standing = load_grids(session, villages=villages)
+    closed = standing[standing["code"].isin(list(close))].reset_index(drop=True)
+    standing = standing[~standing["code"].isin(list(close))]
+    clash = sorted(set(standing["code"]) & set(opened["code"]))
     if clash:
         raise Conflict(f"grid codes already registered: {', '.join(clash[:10])} (redraw with --replace)")
-    result = pd.concat([current[["code", "village_code", "kind", "geometry"]],
+    result = pd.concat([standing[["code", "village_code", "kind", "geometry"]],
                         opened[["code", "village_code", "kind", "geometry"]]], ignore_index=True)
     report = validate_villages(session, gpd.GeoDataFrame(result, geometry="geometry", crs=4326), villages)
     if not report.ok:
@@ -399,11 +400,11 @@ def import_grids(session: Session, frame: gpd.GeoDataFrame, *, who: str, why: st
     grids are closed and the file's opened; otherwise existing codes are a conflict."""
     prepared = prepare_grids(session, frame)
     villages = sorted(set(prepared["village_code"]))
-    current = load_grids(session)
+    standing = load_grids(session)
     if replace:
-        close = sorted(current.loc[current["village_code"].isin(villages), "code"])
+        close = sorted(standing.loc[standing["village_code"].isin(villages), "code"])
     else:
-        clash = sorted(set(current["code"]) & set(prepared["code"]))
+        clash = sorted(set(standing["code"]) & set(prepared["code"]))
         if clash:
             raise Conflict(f"{len(clash)} grid codes are already registered (e.g. {', '.join(clash[:5])}); "
                            "use --replace to redraw their villages")
@@ -443,11 +444,11 @@ def import_areas(session: Session, frame: gpd.GeoDataFrame, *, who: str, why: st
                  replace: bool = False, dry_run: bool = False) -> EditResult:
     """Import districts, towns and villages (all or nothing), validated as one hierarchy."""
     prepared = prepare_areas(frame)
-    current = load_areas(session)
-    clash = sorted(set(current["code"]) & set(prepared["code"]))
+    standing = load_areas(session)
+    clash = sorted(set(standing["code"]) & set(prepared["code"]))
     if clash and not replace:
         raise Conflict(f"{len(clash)} area codes are already registered (e.g. {', '.join(clash[:5])}); use --replace")
-    kept = current[~current["code"].isin(prepared["code"])]
+    kept = standing[~standing["code"].isin(prepared["code"])]
     combined = pd.concat([kept[["code", "level", "parent_code", "name", "geometry"]],
                           prepared[["code", "level", "parent_code", "name", "geometry"]]], ignore_index=True)
     report = validate_areas(gpd.GeoDataFrame(combined, geometry="geometry", crs=4326))

@@ -28,7 +28,6 @@ from gis import registry
 from gis.cache import Cache, database_key
 from gis.coords import wgs84_to_gcj02
 from gis.errors import InvalidInput
-from gis.models import Grid
 
 MVT = "application/vnd.mapbox-vector-tile"
 EXTENT = 4096
@@ -173,7 +172,7 @@ def registry_info(session: Session) -> dict[str, Any]:
     version = registry.registry_version(session)
 
     def make() -> dict[str, Any]:
-        box = registry.extent(session, Grid)
+        box = registry.extent(session, "grids")
         return {"bounds": None if box is None else [round(v, 6) for v in box], "registry_version": version,
                 "counts": registry.current_counts(session)}
 
