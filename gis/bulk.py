@@ -11,7 +11,7 @@ Storing: rows go in with ``INSERT ... ON CONFLICT DO NOTHING``, so a resent batc
 one) is a no-op for rows already stored, ingestion is idempotent on (id, ts), and rows may arrive in
 any order. A small batch is one statement over ``unnest`` of arrays; a big one is first copied into a
 temporary table with binary COPY, the fastest way into PostgreSQL, which cannot skip duplicates by
-itself. (Workers reuse this module; it belongs in gis/ once a third layer needs it.)
+itself. Sensors, worker positions and the archive all use it, so it lives in gis/ (it knows no layer).
 """
 
 from __future__ import annotations
