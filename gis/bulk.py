@@ -399,7 +399,8 @@ def _city_offset(year: int, month: int, day: int, hour: int) -> int | None:
     """The city's UTC offset in µs during a wall-clock hour; None in an hour the clocks skipped or repeated."""
     wall = datetime(year, month, day, hour)
     offsets = {wall.replace(minute=m, tzinfo=CITY_TZ, fold=f).utcoffset() for m in (0, 59) for f in (0, 1)}
-    return offsets.pop() // _MICRO if len(offsets) == 1 else None
+    offset = offsets.pop() if len(offsets) == 1 else None
+    return None if offset is None else offset // _MICRO
 
 
 def _pandas_times(values: pd.Series) -> np.ndarray:

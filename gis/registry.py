@@ -122,7 +122,7 @@ VERSION_SQL = "SELECT coalesce(max(id), 0) FROM grid_edits"  # the registry vers
 
 def registry_version(session: Session) -> int:
     """The id of the newest edit (0 for an empty registry): the registry version every cache keys on."""
-    return int(session.scalar(select(func.coalesce(func.max(GridEdit.id), 0))) or 0)
+    return int(session.scalar(text(VERSION_SQL)) or 0)
 
 
 def version_as_of(session: Session, as_of: datetime) -> tuple[int, int]:
