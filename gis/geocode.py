@@ -31,7 +31,7 @@ import pandas as pd
 from geoalchemy2 import Geometry
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, func, text
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, func, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from gis.address import (
@@ -49,7 +49,8 @@ from gis.coords import to_wgs84
 from gis.db import Base
 from gis.errors import InvalidInput
 from gis.locate import locate, locate_many
-from gis.registry import has_grids, registry_version
+from gis.models import Area
+from gis.registry import current, has_grids, registry_version
 
 THRESHOLD = 0.75  # below this a fuzzy match is "unmatched"
 MARGIN = 0.02  # candidates this close to the best are rivals
@@ -238,8 +239,7 @@ def _china() -> tuple[tuple[str, str, str], ...]:
 
 def city_context(session: Session) -> CityContext:
     """This city's own names from the registry (district, towns, villages) plus the wider gazetteer."""
-    areas = session.execute(text(
-        "SELECT level, code, name FROM areas WHERE valid_to IS NULL ORDER BY code")).all()
+    areas = session.execute(select(Area.level, Area.code, Area.name).where(current(Area)).order_by(Area.code)).all()
     counties = tuple(n for lvl, _, n in areas if lvl == "district")
     codes = [c[:6] for lvl, c, _ in areas if lvl == "district"]
     province = PROVINCE_BY_CODE.get(codes[0][:2], "") if codes else ""
