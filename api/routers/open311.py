@@ -12,7 +12,7 @@ Not implemented: ``api_key`` checks, service definitions (every service has ``me
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -25,11 +25,13 @@ from gis.errors import InvalidInput, NotFound, OneMapError
 from layers.accounts.scope import Scope
 from layers.incidents.categories import get_department, load_categories
 from layers.incidents.intake import create_ticket
-from layers.incidents.models import Ticket
 from layers.incidents.read import find_tickets, lonlat
 from layers.incidents.sla import SHANGHAI
 from layers.incidents.store import get_ticket
 from layers.incidents.workflow import TERMINAL
+
+if TYPE_CHECKING:
+    from layers.incidents.models import Ticket
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 

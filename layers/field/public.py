@@ -196,10 +196,8 @@ def follow(session: Session, code: str) -> dict[str, Any]:
     history = [{"at": e.at.isoformat(), "text": _event_text(e.move, e.to_state),
                 "state_name": STATE_NAMES.get(e.to_state, e.to_state)}
                for e in events if e.move in MOVE_TEXT]
-    names = session.execute(text(
-        "SELECT (SELECT name FROM areas WHERE code = :v AND valid_to IS NULL), "
-        "(SELECT name FROM areas WHERE code = :t AND valid_to IS NULL)"),
-        {"v": t.village_code, "t": t.town_code}).one()
+    found = registry.area_names(session, [c for c in (t.village_code, t.town_code) if c])
+    names = (found.get(t.village_code or ""), found.get(t.town_code or ""))
     cats = load_categories()
     return {"code": code.strip().upper(), "category_name": cats[t.category].name if t.category in cats else "",
             "description": t.description, "village_name": names[0], "town_name": names[1],

@@ -23,9 +23,9 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis.bulk import notify, read_frame
 from gis.errors import InvalidInput, NotFound
 from layers.accounts.scope import Scope
-from layers.sensors.bulk import notify, read_frame
 from layers.sensors.models import POLLUTANTS
 from layers.sensors.registry import scoped_ids
 

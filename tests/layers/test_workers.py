@@ -202,7 +202,7 @@ def _mixed_walk():
 
 def test_a_small_batch_and_a_copied_one_store_the_same_rows(crew, monkeypatch):
     """Up to UNNEST_MAX_ROWS rows go in with one INSERT over unnest(arrays), beyond with COPY: same rows."""
-    from layers.sensors import bulk
+    from gis import bulk
 
     small = ingest.ingest_positions(crew, _mixed_walk(), now=NOW)
     by_unnest = _stored(crew)
