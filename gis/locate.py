@@ -22,7 +22,7 @@ from gis.cache import Cache, database_key
 from gis.coords import to_wgs84
 from gis.db import SIDE
 from gis.errors import InvalidInput
-from gis.registry import VERSION_SQL, area_names, load_grids, registry_version, version_as_of
+from gis.registry import area_names, load_grids, registry_version, version_as_of
 from gis.resolve import MATCHES, GridIndex
 from gis.settings import grid_settings
 
@@ -71,19 +71,12 @@ _NO_GRIDS = _NoGrids()
 PROBE = SIDE  # the side connections the version check uses (tests look at which databases they hold)
 
 
-def current_version(session: Session) -> int:
-    """The registry version now (the newest edit id), checked on every call through
-    :data:`gis.db.SIDE`: one round trip on a side connection, the caller's session left untouched
-    (a route that only resolves points never holds a pooled connection)."""
-    return int(SIDE.fetchone(session, VERSION_SQL)[0])
-
-
 def _entry(session: Session, as_of: datetime | None, snap_m: float | None = None) -> tuple[_Entry, int]:
     """The index for now (or ``as_of``); ``snap_m`` overrides the configured snapping distance."""
     snap = grid_settings().snap_m if snap_m is None else float(snap_m)
     if not snap >= 0:
         raise InvalidInput(f"snap distance must be >= 0 metres (0 = no snapping), got {snap_m!r}")
-    version = current_version(session) if as_of is None else registry_version(session)
+    version = registry_version(session)
     if as_of is None:
         key: tuple = ("current", version, database_key(session))
     else:

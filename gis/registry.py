@@ -34,6 +34,7 @@ from sqlalchemy import ColumnElement, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from gis import codes as C
+from gis.db import SIDE
 from gis.errors import CodeError, Conflict, InvalidGeometry, NotFound, TopologyError
 from gis.models import Area, Grid, GridEdit
 from gis.topology import Report, validate_areas, validate_grids
@@ -121,8 +122,13 @@ VERSION_SQL = "SELECT coalesce(max(id), 0) FROM grid_edits"  # the registry vers
 
 
 def registry_version(session: Session) -> int:
-    """The id of the newest edit (0 for an empty registry): the registry version every cache keys on."""
-    return int(session.scalar(text(VERSION_SQL)) or 0)
+    """The id of the newest edit (0 for an empty registry): the registry version every cache keys on.
+
+    Asked on every cached read (tiles, resolves, grid lists), so through :data:`gis.db.SIDE`: one
+    round trip on a side connection, the caller's session untouched unless it is already inside a
+    transaction (then the session is asked, seeing its own uncommitted edit)."""
+    row = SIDE.fetchone(session, VERSION_SQL)
+    return int(row[0] or 0) if row else 0
 
 
 def version_as_of(session: Session, as_of: datetime) -> tuple[int, int]:

@@ -17,7 +17,6 @@ from gis import codes as C
 from gis import registry
 from gis.cache import Cache, database_key
 from gis.errors import InvalidInput, NotFound
-from gis.locate import current_version
 
 router = APIRouter(tags=["registry"])
 
@@ -82,7 +81,7 @@ def grids(session: SessionDep, scope: ScopeDep, town: str | None = None, village
     if as_of is not None:
         frame, texts = make()
     else:
-        key = (database_key(session), current_version(session), town, village, tuple(codes or ()))
+        key = (database_key(session), registry.registry_version(session), town, village, tuple(codes or ()))
         frame, texts = RENDERED.get_or_make(key, make)
     visible = scope.mask(frame, grid_code="code").to_numpy()
     body = b",".join(t for t, keep in zip(texts, visible, strict=True) if keep)
