@@ -119,7 +119,7 @@ def _follow(session: Session, change: GridChange) -> dict[str, Any]:
 
 def registry_version(session: Session) -> int:
     """The id of the newest edit (0 for an empty registry)."""
-    return int(session.scalar(select(func.coalesce(func.max(GridEdit.id), 0))))
+    return int(session.execute(select(func.coalesce(func.max(GridEdit.id), 0))).scalar_one())
 
 
 def _validity(model, as_of: datetime | None):

@@ -141,7 +141,7 @@ async def submit(
 ) -> JSONResponse:
     """A citizen's report (no account): answers ``{"code"}`` to follow it at /report/CODE."""
     data = await photo.read(S.MAX_ATTACHMENT_BYTES + 1) if photo is not None else b""
-    shot = public.Photo(photo.filename or "photo", photo.content_type or "", data) if data else None
+    shot = public.Photo(photo.filename or "photo", photo.content_type or "", data) if photo and data else None
     if shot is not None and len(data) > S.MAX_ATTACHMENT_BYTES:
         raise InvalidInput(f"the photo is larger than {S.MAX_ATTACHMENT_BYTES // 2**20} MB")
     out = await run_in_threadpool(
