@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from api import errors, jobs, middleware
+from api.schemas.errors import ERROR_RESPONSES
 from gis.db import session_factory
 from gis.settings import ApiSettings, api_settings
 from layers import follow
@@ -82,7 +83,7 @@ async def _lifespan(app: FastAPI):
 
 def create_app(settings: ApiSettings | None = None, *, database_url: str | None = None) -> FastAPI:
     settings = settings or api_settings()
-    app = FastAPI(title="OneMap", version="0.1.0", lifespan=_lifespan,
+    app = FastAPI(title="OneMap", version="0.1.0", lifespan=_lifespan, responses=ERROR_RESPONSES,
                   description="One map governs the city: grids, resolver, tickets and sensing over PostGIS.")
     app.state.settings = settings
     app.state.sessions = session_factory(database_url)
