@@ -50,3 +50,31 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: _error("too many attempts; retry after the given seconds (请求过多)", _RETRY),
     503: _error("the database is unavailable or busy; retry shortly (服务繁忙)", _RETRY),
 }
+
+
+class Open311Error(BaseModel):
+    """GeoReport v2's error shape: a list of ``{code, description}``."""
+
+    code: int
+    description: str
+
+
+def open311_responses() -> dict[int | str, dict[str, Any]]:
+    """The error answers of the GeoReport v2 routes: its own ``[{code, description}]`` for what the
+    route refuses, OneMap's error body for what is refused before it (sign-in, role, a malformed request)."""
+    either = {"anyOf": [{"type": "array", "items": Open311Error.model_json_schema()}, ErrorBody.model_json_schema()]}
+    return {status: {**answer, "content": {"application/json": {"schema": either}}}
+            for status, answer in ERROR_RESPONSES.items()}
+
+
+def complete_error_answers(schema: dict[str, Any]) -> dict[str, Any]:
+    """Give every operation of an OpenAPI ``schema`` the common error answers, in place: a route that
+    names one only to describe it in its own words (``responses={404: {"description": ...}}``) keeps
+    its words and gains the body's schema."""
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            answers = operation.setdefault("responses", {})
+            for status, default in ERROR_RESPONSES.items():
+                answer = answers.setdefault(str(status), dict(default))
+                answer.setdefault("content", default["content"])
+    return schema
