@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from gis import errors as E
 
@@ -54,10 +54,15 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves at this path (Starlette's own 405 names only the first route's)."""
-    routes = request.app.router.routes
-    return [method for method in METHODS
-            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)]
+    """The methods the OpenAPI lists for this path: the first path template that matches it, as the
+    router picks (Starlette's own 405 names only the first route's method). Empty for a path the
+    OpenAPI does not list (the pages)."""
+    templates = getattr(request.app.state, "allow_templates", None)
+    if templates is None:
+        templates = request.app.state.allow_templates = [
+            (compile_path(path)[0], [m for m in METHODS if m.lower() in item])
+            for path, item in request.app.openapi()["paths"].items()]
+    return next((methods for regex, methods in templates if regex.match(request.scope["path"])), [])
 
 
 def install(app: FastAPI) -> None:

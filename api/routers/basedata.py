@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import ScopeDep, WriteScope
 from api.deps import SessionDep
 from api.schemas import basedata as B
+from api.schemas.errors import ErrorBody
 from layers.basedata import importer as I
 from layers.basedata import privacy as P
 from layers.basedata import service as S
@@ -86,7 +87,10 @@ def change(kind: KindName, row_id: RowId, body: RowIn, session: SessionDep, scop
 
 
 @router.post("/basedata/{kind}/import", response_model=None, responses={
-    200: {"model": B.BaseImport}, 422: {"model": B.RowErrors, "description": "rows refused: nothing stored"}})
+    200: {"model": B.BaseImport},
+    422: {"description": "rows refused, nothing stored (``errors``: row, column, reason); or a malformed request",
+          "content": {"application/json": {"schema": {"anyOf": [B.RowErrors.model_json_schema(),
+                                                                ErrorBody.model_json_schema()]}}}}})
 async def import_csv(kind: KindName, session: SessionDep, scope: WriteScope,
                      file: UploadFile = File(...)) -> dict[str, Any] | JSONResponse:
     data = await file.read(MAX_UPLOAD + 1)
