@@ -54,14 +54,14 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """The methods the OpenAPI lists for this path: the first path template that matches it, as the
-    router picks (Starlette's own 405 names only the first route's method). Empty for a path the
-    OpenAPI does not list (the pages)."""
+    """The methods the OpenAPI lists for this path (Starlette's own 405 names only the first route's):
+    those of the most specific path template that matches (``/grids/validate`` before ``/grids/{code}``).
+    Empty for a path the OpenAPI does not list (the pages)."""
     templates = getattr(request.app.state, "allow_templates", None)
-    if templates is None:
+    if templates is None:  # fewest parameters first; a stable sort keeps the routing order otherwise
+        paths = sorted(request.app.openapi()["paths"].items(), key=lambda kv: kv[0].count("{"))
         templates = request.app.state.allow_templates = [
-            (compile_path(path)[0], [m for m in METHODS if m.lower() in item])
-            for path, item in request.app.openapi()["paths"].items()]
+            (compile_path(path)[0], [m for m in METHODS if m.lower() in item]) for path, item in paths]
     return next((methods for regex, methods in templates if regex.match(request.scope["path"])), [])
 
 

@@ -65,3 +65,6 @@ def test_a_405_names_every_method_the_path_serves(client):
     answer = client.put("/tickets/1")
     assert answer.status_code == 405
     assert set(answer.headers["allow"].split(", ")) == {"GET"}
+    # the most specific template names the resource, not a catch-all that also matches the path
+    assert client.request("OPTIONS", "/grids/validate").headers["allow"] == "POST"
+    assert client.request("OPTIONS", "/tickets/1/nearest-workers").headers["allow"] == "GET"
