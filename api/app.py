@@ -7,12 +7,14 @@ import logging
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from api import errors, jobs, middleware
+from api.schemas.errors import ERROR_RESPONSES, complete_error_answers
 from gis.db import session_factory
 from gis.settings import ApiSettings, api_settings
 from layers import follow
@@ -70,9 +72,18 @@ async def _lifespan(app: FastAPI):
         await run_in_threadpool(audit.close)
 
 
+class OneMapAPI(FastAPI):
+    """The app; its OpenAPI lists the common error answers on every operation (:mod:`api.schemas.errors`)."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            complete_error_answers(super().openapi())
+        return super().openapi()  # built once, then cached
+
+
 def create_app(settings: ApiSettings | None = None, *, database_url: str | None = None) -> FastAPI:
     settings = settings or api_settings()
-    app = FastAPI(title="OneMap", version="0.1.0", lifespan=_lifespan,
+    app = OneMapAPI(title="OneMap", version="0.1.0", lifespan=_lifespan, responses=ERROR_RESPONSES,
                   description="One map governs the city: grids, resolver, tickets and sensing over PostGIS.")
     app.state.settings = settings
     app.state.sessions = session_factory(database_url)

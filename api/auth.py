@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -70,7 +70,7 @@ async def current_scope(request: Request, user: CurrentUser) -> Scope:
 ScopeDep = Annotated[Scope, Depends(current_scope)]
 
 
-def require(permission: str) -> Callable[[Scope], Scope]:
+def require(permission: str) -> Callable[[Scope], Awaitable[Scope]]:
     """A dependency: the caller's scope if its role has ``permission``, else 403."""
     async def check(scope: ScopeDep) -> Scope:
         if not scope.allows(permission):

@@ -15,7 +15,7 @@ starting uvicorn themselves passes ``--no-proxy-headers``.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property, lru_cache
 from typing import Any
 
@@ -62,7 +62,7 @@ def proxy_settings() -> ProxySettings:
     return ProxySettings()
 
 
-def client_ip(scope: dict[str, Any], trusted: Sequence[Network] | None = None) -> str | None:
+def client_ip(scope: Mapping[str, Any], trusted: Sequence[Network] | None = None) -> str | None:
     """The client's address for this request (see the module's docstring)."""
     trusted = proxy_settings().networks if trusted is None else trusted
     client = scope.get("client")

@@ -10,10 +10,13 @@ import logging
 import uuid
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from gis import errors as E
 
@@ -47,7 +50,30 @@ def _body(exc: E.OneMapError) -> dict:
     return body
 
 
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the OpenAPI lists for this path (Starlette's own 405 names only the first route's):
+    those of the most specific path template that matches (``/grids/validate`` before ``/grids/{code}``).
+    Empty for a path the OpenAPI does not list (the pages)."""
+    templates = getattr(request.app.state, "allow_templates", None)
+    if templates is None:  # fewest parameters first; a stable sort keeps the routing order otherwise
+        paths = sorted(request.app.openapi()["paths"].items(), key=lambda kv: kv[0].count("{"))
+        templates = request.app.state.allow_templates = [
+            (compile_path(path)[0], [m for m in METHODS if m.lower() in item]) for path, item in paths]
+    return next((methods for regex, methods in templates if regex.match(request.scope["path"])), [])
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 405:
+            allowed = allowed_methods(request)
+            if allowed:
+                exc = HTTPException(405, detail=exc.detail, headers={**(exc.headers or {}), "Allow": ", ".join(allowed)})
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(E.OneMapError)
     async def domain_error(request: Request, exc: E.OneMapError) -> JSONResponse:
         status = next(code for cls, code in STATUS if isinstance(exc, cls))

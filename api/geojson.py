@@ -9,7 +9,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 
 
 def _plain(value):
@@ -37,7 +37,9 @@ def feature_collection(frame: gpd.GeoDataFrame, *, precision: int = 7, id_column
     return {"type": "FeatureCollection", "features": features}
 
 
-class GeoJSONResponse(Response):
+class GeoJSONResponse(JSONResponse):
+    """GeoJSON (RFC 7946) as compact UTF-8 JSON; a JSONResponse, so the OpenAPI describes it as JSON."""
+
     media_type = "application/geo+json"
 
     def render(self, content) -> bytes:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from gis.errors import CodeError
 
@@ -124,7 +125,7 @@ def find_duplicates(codes: Iterable[str]) -> list[str]:
     return dups
 
 
-def reading_order(x: Sequence[float], y: Sequence[float], row_height: float | None = None) -> np.ndarray:
+def reading_order(x: ArrayLike, y: ArrayLike, row_height: float | None = None) -> np.ndarray:
     """Indices that order points west→east within rows taken north→south, as GB/T 30428.1 numbers.
 
     Rows are bands of ``row_height`` (default: the median spacing between successive latitudes,

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from sqlalchemy import Engine, MetaData, create_engine, text
@@ -58,6 +58,14 @@ def warm_pool(eng: Engine, connections: int) -> int:
         for conn in held:
             conn.close()
     return len(held)
+
+
+def psycopg_connection(session: Session) -> psycopg.Connection:
+    """The psycopg 3 connection under ``session``, inside the session's own transaction (for COPY)."""
+    raw = session.connection().connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):
+        raise RuntimeError(f"OneMap needs the psycopg 3 driver, not {type(raw).__name__}")
+    return raw
 
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:
@@ -125,7 +133,7 @@ class SideConnections:
         row = session.execute(text(converted), params or {}).first()
         return None if row is None else tuple(row)
 
-    def _take(self, key: str) -> psycopg.Connection | bool | None:
+    def _take(self, key: str) -> psycopg.Connection | Literal[True] | None:
         """An idle connection, True to make a new one, or None when all are busy."""
         with self._lock:
             idle = self._idle.setdefault(key, [])

@@ -170,7 +170,7 @@ def carry_shared(old: Mapping[str, BaseGeometry], new: Mapping[str, BaseGeometry
     (less overlap plus gap)."""
     kept = {p for g in new.values() for ring in _rings(g) for p in ring}
     stored = {p for g in near.values() for ring in _rings(g) for p in ring}
-    changes = {}
+    changes: dict[str, tuple[dict[XY, XY], list[tuple[XY, XY, list[XY]]], set[XY]]] = {}
     for code in new:
         moved, inserted, removed = ring_changes(old[code], new[code])
         drawn = [(a, b, pts) for a, b, pts in inserted if not stored.intersection(pts)]

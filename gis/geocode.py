@@ -46,7 +46,7 @@ from gis.address import (
 )
 from gis.cache import Cache, database_key
 from gis.coords import to_wgs84
-from gis.db import Base
+from gis.db import Base, psycopg_connection
 from gis.errors import InvalidInput
 from gis.locate import locate, locate_many
 from gis.models import Area
@@ -177,8 +177,7 @@ COPY_COLUMNS = ("district", "town", "road", "number", "building", "unit", "full_
 def _copy(session: Session, records: list[tuple]) -> None:
     """COPY the rows in (about 30x faster than INSERT for a whole table; geometry as EWKT text)."""
     session.flush()
-    raw = session.connection().connection.driver_connection
-    assert raw is not None  # a live psycopg connection inside the session's transaction
+    raw = psycopg_connection(session)
     with raw.cursor() as cursor, cursor.copy(
             f"COPY standard_addresses ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy:
         for record in records:

@@ -50,25 +50,32 @@ class Located:
         return dict(self.__dict__)
 
 
+# grid_name, village_code, village_name, town_code, town_name, district_code, district_name
+_Names = tuple[str | None, str | None, str | None, str | None, str | None, str | None, str | None]
+
+
 @dataclass
 class _Entry:
-    index: GridIndex
+    index: GridIndex | None  # None: the registry holds no grids (every point is outside)
     columns: dict[str, np.ndarray]  # grid_code, grid_name, ..., district_name per index position + None
-    rows: dict[str, tuple]  # by grid code, the names as plain tuples: a single point without numpy
+    rows: dict[str, _Names]  # by grid code, the names as plain tuples: a single point without numpy
 
 
 CACHE: Cache[_Entry] = Cache("resolver indexes", size=4)  # ('current' | 'as_of', version, database, snap)
 
 
-class _NoGrids:
-    """The index of an empty registry: no codes (callers answer ``outside`` without asking it)."""
-
-    codes = np.array([], dtype=object)
-
-
-_NO_GRIDS = _NoGrids()
-
 PROBE = SIDE  # the side connections the version check uses (tests look at which databases they hold)
+
+
+def _plain(values) -> _Names:
+    """One grid's names as plain Python values (None for a missing name)."""
+    a, b, c, d, e, f, g = (None if pd.isna(v) else v for v in values)
+    return a, b, c, d, e, f, g
+
+
+def _with_none(values: np.ndarray) -> np.ndarray:
+    """``values`` as an object array plus one last None slot (the position that answers "no grid")."""
+    return np.concatenate([np.asarray(values, dtype=object), np.array([None], dtype=object)])
 
 
 def _entry(session: Session, as_of: datetime | None, snap_m: float | None = None) -> tuple[_Entry, int]:
@@ -88,7 +95,7 @@ def _entry(session: Session, as_of: datetime | None, snap_m: float | None = None
     def build() -> _Entry:
         grids = load_grids(session, as_of=as_of)
         if grids.empty:  # no grids (yet, or at that time): every point is outside
-            return _Entry(_NO_GRIDS, {}, {})
+            return _Entry(None, {}, {})
         index = GridIndex.from_frame(grids, version=version, snap_m=snap)
         names = area_names(session)
         meta = grids[["code", "name", "village_code", "town_code", "district_code"]].rename(
@@ -97,12 +104,11 @@ def _entry(session: Session, as_of: datetime | None, snap_m: float | None = None
             meta[f"{level}_name"] = meta[f"{level}_code"].map(names)
         fields = ["grid_name", "village_code", "village_name", "town_code", "town_name", "district_code",
                   "district_name"]
-        rows = {code: tuple(None if pd.isna(v) else v for v in values)
+        rows = {code: _plain(values)
                 for code, values in zip(meta.index, meta[fields].itertuples(index=False, name=None), strict=True)}
-        columns = {"grid_code": np.append(index.codes, None)}  # the last slot answers "no grid"
+        columns = {"grid_code": _with_none(index.codes)}  # the last slot answers "no grid"
         for field in fields:
-            columns[field] = np.append(np.array([rows[c][fields.index(field)] for c in index.codes], dtype=object),
-                                       None)
+            columns[field] = _with_none(np.array([rows[c][fields.index(field)] for c in index.codes], dtype=object))
         # The index holds millions of long-lived objects; keep the cyclic GC from rescanning them on
         # every full collection (that showed as 300 ms stalls in GET /resolve's p99).
         gc.collect()
@@ -115,7 +121,7 @@ def _entry(session: Session, as_of: datetime | None, snap_m: float | None = None
 def warm(session: Session) -> int:
     """Build the current index now (at start-up) so the first request does not pay; returns grids."""
     entry, _ = _entry(session, None)
-    return len(entry.index.codes)
+    return 0 if entry.index is None else len(entry.index.codes)
 
 
 def locate_arrays(session: Session, lon, lat, *, crs: str = "EPSG:4326",
@@ -124,14 +130,16 @@ def locate_arrays(session: Session, lon, lat, *, crs: str = "EPSG:4326",
     takes from per-grid columns, so ten points cost microseconds and a million stay vectorised."""
     entry, _ = _entry(session, as_of, snap_m)
     n = len(np.ravel(lon))
-    if len(entry.index.codes) == 0:
+    if entry.index is None:
         out = {c: np.full(n, None, dtype=object) for c in COLUMNS}
         out["match"] = np.full(n, "outside", dtype=object)
         return out
     grid, match, dist = entry.index.resolve_positions(lon, lat, crs=crs)
     out = {c: values.take(grid) for c, values in entry.columns.items()}
     out["match"] = MATCHES.take(match).astype(object)
-    out["distance_m"] = np.where(np.isnan(dist), None, np.round(dist, 2))
+    distance = np.round(dist, 2).astype(object)
+    distance[np.isnan(dist)] = None
+    out["distance_m"] = distance
     return out
 
 
@@ -145,7 +153,7 @@ def locate(session: Session, lon: float, lat: float, *, crs: str = "EPSG:4326",
            as_of: datetime | None = None) -> Located:
     """Resolve one point."""
     entry, version = _entry(session, as_of)
-    if len(entry.index.codes) == 0:
+    if entry.index is None:
         return Located(None, None, None, None, None, None, None, None, "outside", None, version)
     code, match, dist = entry.index.resolve_one(float(lon), float(lat), crs=crs)
     if code is None:

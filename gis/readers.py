@@ -155,6 +155,7 @@ def _read_file(
     notes = _Notes()
     driver = DRIVERS[path.suffix.lower()]
     _check_exists(path)
+    codec: str | None
     with ExitStack() as stack:
         if driver == "ESRI Shapefile":
             _check_shapefile(path, max_bytes)

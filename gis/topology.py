@@ -78,7 +78,7 @@ class Problem:
     def to_feature(self) -> dict[str, Any]:
         geom = None if self.geometry is None or self.geometry.is_empty else shapely.geometry.mapping(self.geometry)
         area = None if self.area_m2 is None else round(float(self.area_m2), 3)
-        props = {"kind": self.kind, "severity": self.severity, "codes": list(self.codes),
+        props: dict[str, Any] = {"kind": self.kind, "severity": self.severity, "codes": list(self.codes),
                  "area_m2": area, "message": self.message}
         if self.rows:
             props["rows"] = list(self.rows)

@@ -168,8 +168,9 @@ def select_chunks(session: Session, name: str, *, area: str | None = None,
               if _accepts(layer.fetch, k) and (in_sql or not scoped or k == "bbox")}
     result = layer.fetch(session, **options, **pushed)
     chunks = iter_chunks(result)
-    if scoped and not in_sql:
-        chunks = (c[scope.mask(c, **layer.scope_columns)] for c in chunks)
+    if scope is not None and scoped and not in_sql:
+        mask = scope.mask
+        chunks = (c[mask(c, **layer.scope_columns)] for c in chunks)
     if bbox is not None and "bbox" not in pushed:
         chunks = (_in_bbox(c, bbox) for c in chunks)
     if "limit" not in pushed and (limit is not None or offset):  # after masking, so pages stay full

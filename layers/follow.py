@@ -150,6 +150,8 @@ def relocate(session: Session, change: GridChange, model) -> list[dict[str, Any]
         if old_place == new_place:
             continue
         obj = session.get(model, row[0])
+        if obj is None:  # deleted since it was read: nothing left to re-resolve
+            continue
         for column, value in zip(PLACE, new_place, strict=True):
             setattr(obj, column, value)
         obj.match = new.match

@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,10 @@ def gps_batch(session: Session, workers: list[str], n: int, seed: int = 3) -> pd
                          "lon": lon, "lat": lat, "accuracy": rng.uniform(3, 20, n).round(1)})
 
 
-def _timed(fn: Callable, session: Session) -> tuple[float, object]:
+T = TypeVar("T")
+
+
+def _timed(fn: Callable[[], T], session: Session) -> tuple[float, T]:
     start = time.perf_counter()
     result = fn()
     session.commit()

@@ -183,7 +183,15 @@ def _kinds(plan: Plan, skip: tuple[str, ...] = ()) -> tuple[list[str], list[floa
     return kinds, list(weights / weights.sum())
 
 
-def _request(kind: str, i: int, plan: Plan, rng: random.Random) -> tuple[str, str, dict[str, Any]] | None:
+Request = tuple[str, str, dict[str, Any]]  # method, path, aiohttp keyword arguments
+
+
+def _resolve_request(i: int, plan: Plan) -> Request:
+    lon, lat = plan.points[i % len(plan.points)]
+    return "GET", "/resolve", {"params": {"lon": round(lon, 6), "lat": round(lat, 6)}}
+
+
+def _request(kind: str, i: int, plan: Plan, rng: random.Random) -> Request | None:
     lon, lat = plan.points[i % len(plan.points)]
     if kind == "map":
         return "GET", "/grids", {"params": {"town": rng.choice(plan.towns)}}
@@ -195,7 +203,7 @@ def _request(kind: str, i: int, plan: Plan, rng: random.Random) -> tuple[str, st
         layer = "workers" if pick < 0.3 and plan.workers else "base"
         return "GET", f"/tiles/{layer}/{z}/{x}/{y}.pbf", {}
     if kind == "resolve":
-        return "GET", "/resolve", {"params": {"lon": round(lon, 6), "lat": round(lat, 6)}}
+        return _resolve_request(i, plan)
     if kind == "create":
         return "POST", "/tickets", {"json": {
             "channel": "patrol", "category": rng.choice(plan.categories), "description": f"压力测试 {plan.run} #{i}",
@@ -223,14 +231,14 @@ def _fixes(plan: Plan, rng: random.Random, lon: float, lat: float) -> bytes:
     return ("\n".join(rows) + "\n").encode()
 
 
-async def _one(client: aiohttp.ClientSession, kind: str, request: tuple[str, str, dict[str, Any]], plan: Plan,
+async def _one(client: aiohttp.ClientSession, kind: str, request: Request, plan: Plan,
                report: LoadReport) -> None:
     method, path, kw = request
     started = time.perf_counter()
     try:
         async with client.request(method, path, **kw) as response:
             status = response.status
-            body = await response.json(content_type=None) if kind in ("create", "gps") and status < 300 \
+            body: Any = await response.json(content_type=None) if kind in ("create", "gps") and status < 300 \
                 else await response.read()
     except (aiohttp.ClientError, TimeoutError):
         report.errors += 1
@@ -265,7 +273,9 @@ async def _phase(client: aiohttp.ClientSession, plan: Plan, report: LoadReport, 
         if delay > 0:
             await asyncio.sleep(delay)
         kind = rng.choices(kinds, weights)[0]
-        request = _request(kind, first + i, plan, rng) or _request("resolve", first + i, plan, rng)
+        request = _request(kind, first + i, plan, rng)
+        if request is None:  # nothing to move yet: a resolve instead
+            request = _resolve_request(first + i, plan)
         kind = kind if request[1] != "/resolve" else "resolve"
         await gate.acquire()
         task = asyncio.create_task(_one(client, kind, request, plan, report))

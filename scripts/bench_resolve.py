@@ -40,8 +40,8 @@ def synthetic_grids(n: int = 1347, vertices: int = 100, seed: int = 0) -> gpd.Ge
         )
     )
     seeds = shapely.points(
-        rng.uniform(*np.array(county.bounds)[[0, 2]], 4 * n),
-        rng.uniform(*np.array(county.bounds)[[1, 3]], 4 * n),
+        rng.uniform(county.bounds[0], county.bounds[2], 4 * n),
+        rng.uniform(county.bounds[1], county.bounds[3], 4 * n),
     )
     seeds = seeds[shapely.contains(county, seeds)][:n]
     cells = shapely.get_parts(

@@ -159,7 +159,7 @@ def run(points: int = 50_000_000, *, folder: Path | None = None, keep: bool = Fa
     grids = demo_grids()
     key = scale.grid_key(grids, 0)
     own = folder is None
-    folder = Path(tempfile.mkdtemp(prefix="onemap-scale-")) if own else Path(folder)
+    folder = Path(tempfile.mkdtemp(prefix="onemap-scale-")) if folder is None else Path(folder)
     echo(f"{len(grids):,} grids; {os.cpu_count()} CPUs; load average now {os.getloadavg()[0]:.1f} "
          "(other developers share this machine)")
     try:
@@ -170,7 +170,7 @@ def run(points: int = 50_000_000, *, folder: Path | None = None, keep: bool = Fa
              f"{time.perf_counter() - start:.1f} s")
         build, one = single(files, grids, key, repeats)
         echo(f"single process: index build {build:.1f} s; {one.text(points)}")
-        figures = {"single": points / one.wall, "single_cpu": points / one.cpu}
+        figures: dict[str | int, float] = {"single": points / one.wall, "single_cpu": points / one.cpu}
         for workers in (1, 2):
             boot, wbuild, phase = on_cluster(files, grids, key, workers, repeats)
             if not phase.counts.equals(one.counts):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -94,7 +96,10 @@ def pandas_ranking(session: Session, *, month: str, as_of: datetime) -> pd.DataF
     return K.rank(out)
 
 
-def _timed(fn) -> tuple[float, object]:
+T = TypeVar("T")
+
+
+def _timed(fn: Callable[[], T]) -> tuple[float, T]:
     t = time.perf_counter()
     value = fn()
     return time.perf_counter() - t, value

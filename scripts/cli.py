@@ -298,7 +298,7 @@ def demo(ctx: typer.Context, serve_after: bool = typer.Option(True, "--serve/--n
     from scripts.demo_load import load_demo
 
     os.environ["ONEMAP_AUTH"] = "off"  # the local demo only: pages show a demo-mode banner
-    db_up.__wrapped__(migrate=True)  # type: ignore[attr-defined]
+    db_up.__wrapped__(migrate=True)
     summary = load_demo()
     out.print(summary)
     if serve_after:
@@ -310,7 +310,7 @@ def demo(ctx: typer.Context, serve_after: bool = typer.Option(True, "--serve/--n
         with demo_analysis(console) as vision:  # YOLO on the demo cameras while the map is served
             # the live stream raises camera alarms itself only when YOLO is not watching the cameras
             with background(console, cameras=vision is None) if live else nullcontext():
-                serve.__wrapped__(host=host, port=port, workers=workers)  # type: ignore[attr-defined]
+                serve.__wrapped__(host=host, port=port, workers=workers)
 
 
 @demo_app.command("live")

@@ -155,7 +155,7 @@ def road_addresses(road: Road, rng: np.random.Generator) -> pd.DataFrame:
 
 def _compound(number: int, s: float, side: float, rng: np.random.Generator) -> list[tuple]:
     """Gate on the road; buildings in rows of three behind it; units 8 m apart in each building."""
-    rows = [(number, None, None, s, side * SETBACK_M)]
+    rows: list[tuple[int, int | None, int | None, float, float]] = [(number, None, None, s, side * SETBACK_M)]
     n_buildings, n_units = int(rng.integers(3, 9)), int(rng.integers(2, 4))
     for b in range(n_buildings):
         bs, bn = s + (b % 3 - 1) * 32.0, side * (50.0 + 30.0 * (b // 3))

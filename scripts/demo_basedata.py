@@ -31,6 +31,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis.db import psycopg_connection
 from layers.basedata.service import ID_CHECK, ID_WEIGHTS
 
 log = logging.getLogger("onemap.demo")
@@ -110,7 +111,7 @@ def _id_numbers(rng: np.random.Generator, region: np.ndarray, year: np.ndarray, 
 def _copy(session: Session, table: str, frame: pd.DataFrame) -> None:
     """COPY a frame in as CSV written by Arrow (fast, in C++): strings quoted, NULL an empty unquoted
     field, geometry as EWKT text."""
-    raw = session.connection().connection.driver_connection
+    raw = psycopg_connection(session)
     buffer = io.BytesIO()
     pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), buffer,
                     pacsv.WriteOptions(include_header=False))
@@ -293,7 +294,7 @@ def _key_sites(session: Session, rng, grids: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
     for table, column in (("cameras", "camera_ids"), ("sensors", "sensor_ids")):
-        found = dict(session.execute(text(
+        found: dict[str, list[str]] = dict(session.execute(text(
             f"SELECT grid_code, array_agg(id::text ORDER BY id) FROM {table} WHERE grid_code = ANY(:g) GROUP BY 1"),
             {"g": frame.grid_code.tolist()}).all())
         frame[column] = ["{" + ",".join(found.get(g, [])) + "}" for g in frame.grid_code]

@@ -29,7 +29,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
@@ -38,6 +40,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gis.coords import from_wgs84, gauss_kruger_epsg, to_wgs84
 from gis.registry import load_grids
+
+if TYPE_CHECKING:
+    from layers.cameras.rules import Rule
 
 log = logging.getLogger("onemap.demo_live")
 
@@ -80,7 +85,7 @@ class Walker:
 @dataclass
 class CameraAlarm:
     camera_id: str
-    rule: object
+    rule: Rule
     ends: float
     count: int
     updated: float
@@ -123,7 +128,7 @@ class LiveDemo:
         self.sensors: pd.DataFrame = pd.DataFrame()
         self.episodes: dict[str, int] = {}  # sensor id → readings over the limit still to send
         self.alarms: list[CameraAlarm] = []
-        self.grids = None
+        self.grids = gpd.GeoDataFrame()  # the current grids, read by prepare()
         self.last_gps = 0.0
 
     # ------------------------------------------------------------------ set-up
@@ -307,6 +312,8 @@ class LiveDemo:
             return
         row = rows[int(self.rng.integers(len(rows)))]
         camera = session.get(Camera, row.camera_id)
+        if camera is None:
+            return
         rule = rule_of(row)
         count = rule.min_count + int(self.rng.integers(0, 4)) if rule.kind == RuleKind.CROWD else 1
         t = time.time()
@@ -347,10 +354,10 @@ class LiveDemo:
         name = load_categories()[category].name
         if channel == "patrol" and self.walkers:
             w = self.walkers[int(self.rng.integers(len(self.walkers)))]
-            lon, lat = to_wgs84(np.array([w.x]), np.array([w.y]), self.epsg)
+            xs, ys = to_wgs84(np.array([w.x]), np.array([w.y]), self.epsg)
             fields = {"reporter_name": w.name, "reporter_phone": w.phone, "source_ref": w.id, "actor": w.id,
                       "description": f"网格员巡查发现：{name}"}
-            lon, lat = float(lon[0]), float(lat[0])
+            lon, lat = float(xs[0]), float(ys[0])
         else:
             g = int(self.rng.integers(len(self.grids)))
             (lon, lat), = sample_points(self.grids, np.array([g]), self.rng)

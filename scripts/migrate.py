@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from alembic import command
@@ -96,7 +97,7 @@ def grant_app_role(owner_url: str, app_role: str) -> list[str]:
             raise RoleError(f"the application's role {app_role!r} does not exist: create it as a login-only role "
                             f"(CREATE ROLE {app_role} LOGIN PASSWORD '...' NOSUPERUSER NOCREATEROLE NOCREATEDB) "
                             "and run `onemap db migrate` again")
-        database = conn.execute("SELECT current_database()").fetchone()[0]
+        database = _value(conn, "SELECT current_database()")
         for statement in _grants(app, sql.Identifier(database)):
             conn.execute(statement)
         conn.commit()
@@ -125,14 +126,22 @@ def _grants(app: sql.Identifier, database: sql.Identifier) -> list[sql.Composed]
     return statements
 
 
+def _value(conn: psycopg.Connection, query: str, params: tuple | None = None) -> Any:
+    """The one value of a query that always answers one row (an aggregate, current_database())."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise RuntimeError(f"no row from {query!r}")
+    return row[0]
+
+
 def _warnings(conn: psycopg.Connection, app_role: str, attributes: tuple) -> list[str]:
     warnings = [f"the application's role {app_role!r} has {name}: it could rewrite the audit log "
                 f"(ALTER ROLE {app_role} NO{name.upper()})"
                 for name, held in zip(("superuser", "createrole", "bypassrls"), attributes, strict=True) if held]
-    owned = conn.execute(
-        "SELECT string_agg(c.relname, ', ' ORDER BY c.relname) FROM pg_class c "
+    owned = _value(
+        conn, "SELECT string_agg(c.relname, ', ' ORDER BY c.relname) FROM pg_class c "
         "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') "
-        "AND pg_has_role(%s, c.relowner, 'USAGE')", (app_role,)).fetchone()[0]
+        "AND pg_has_role(%s, c.relowner, 'USAGE')", (app_role,))
     if owned:
         warnings.append(f"the application's role {app_role!r} owns (or is a member of the owner of) tables: "
                         f"{owned}; it could disable their triggers")

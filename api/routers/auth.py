@@ -11,6 +11,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from api.auth import COOKIE, AdminScope, CurrentUser, ScopeDep, settings_of
 from api.client_ip import client_ip
 from api.deps import SessionDep
+from api.schemas import accounts as A
+from api.schemas.errors import ErrorBody
 from layers.accounts import audit
 from layers.accounts.scope import ROLE_NAMES
 from layers.accounts.security import AuthError, authenticate, issue_token
@@ -51,8 +53,11 @@ def _throttle(request: Request) -> SignInThrottle:
     return found
 
 
-@router.post("/auth/token", responses={401: {"description": "wrong username or password, or a disabled account"},
-                                       429: {"description": "too many failed sign-ins: see Retry-After"}})
+@router.post("/auth/token", response_model=None, responses={
+    200: {"model": A.TokenOut, "description": "the token (also set as an HttpOnly cookie)"},
+    303: {"description": "with a form field next: a redirect there, the token in the cookie"},
+    401: {"model": ErrorBody, "description": "wrong username or password, or a disabled account"},
+    429: {"model": ErrorBody, "description": "too many failed sign-ins: see Retry-After"}})
 def token(request: Request, session: SessionDep, username: Annotated[str, Form(max_length=64)],
           password: Annotated[str, Form(max_length=256)], next: Annotated[str | None, Form(max_length=500)] = None,
           grant_type: Annotated[str | None, Form(pattern="^password$")] = None) -> Response:
@@ -91,7 +96,7 @@ def token(request: Request, session: SessionDep, username: Annotated[str, Form(m
     return response
 
 
-@router.post("/auth/logout")
+@router.post("/auth/logout", response_model=None, responses={200: {"model": A.Status}})
 def logout() -> Response:
     """Forget the pages' cookie (tokens themselves expire on their own)."""
     response = JSONResponse({"status": "signed out"})
@@ -106,7 +111,7 @@ def login_page(next: str | None = None) -> HTMLResponse:
     return HTMLResponse(LOGIN_PAGE.replace("{next}", target.replace('"', "%22").replace("<", "%3C")))
 
 
-@router.get("/auth/me")
+@router.get("/auth/me", response_model=A.Me)
 def me(request: Request, user: CurrentUser, scope: ScopeDep) -> dict:
     """Who the caller is and what the role covers (``auth: false`` in demo mode)."""
     return {
@@ -125,7 +130,7 @@ def me(request: Request, user: CurrentUser, scope: ScopeDep) -> dict:
     }
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=A.AuditPage)
 def audit_log(session: SessionDep, scope: AdminScope, username: str | None = None,
               method: Annotated[str | None, Query(pattern="^(GET|POST|PUT|PATCH|DELETE|get|post|put|patch|delete)$")] = None,
               path: Annotated[str | None, Query(max_length=500)] = None, action: str | None = None,

@@ -17,6 +17,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import ScopeDep, WriteScope
 from api.deps import SessionDep
+from api.schemas import basedata as B
+from api.schemas.errors import ErrorBody
 from layers.basedata import importer as I
 from layers.basedata import privacy as P
 from layers.basedata import service as S
@@ -41,14 +43,14 @@ class RowIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-@router.get("/grids/{code}/base-summary")
+@router.get("/grids/{code}/base-summary", response_model=B.BaseSummary)
 def base_summary(code: str, session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
     """{grid_code, households, residents, buildings, businesses, organisations, key_sites}; 404 when the
     grid has no base data (or is not the caller's)."""
     return S.base_summary(session, scope, code)
 
 
-@router.get("/basedata/{kind}")
+@router.get("/basedata/{kind}", response_model=B.BasePage)
 def search(kind: KindName, request: Request, session: SessionDep, scope: ScopeDep, grid: str | None = None,
            village: str | None = None, town: str | None = None, q: str | None = None,
            household_id: int | None = None, reveal: bool = False,
@@ -60,30 +62,35 @@ def search(kind: KindName, request: Request, session: SessionDep, scope: ScopeDe
     return {"total": total, "limit": limit, "offset": offset, "masked": not reveal, "items": items}
 
 
-@router.get("/basedata/{kind}/template.csv")
+@router.get("/basedata/{kind}/template.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "the header row"}})
 def template(kind: KindName) -> Response:
     return Response(I.template(kind), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{kind}-template.csv"'})
 
 
-@router.get("/basedata/{kind}/{row_id}")
+@router.get("/basedata/{kind}/{row_id}", response_model=B.BaseRow)
 def read(kind: KindName, row_id: RowId, request: Request, session: SessionDep, scope: ScopeDep,
          reveal: bool = False) -> dict[str, Any]:
     return _guard(S.read, session, scope, kind, row_id, reveal=reveal, path=request.url.path)
 
 
-@router.post("/basedata/{kind}", status_code=201)
+@router.post("/basedata/{kind}", status_code=201, response_model=B.BaseRow)
 def capture(kind: KindName, body: RowIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
     """A grid worker captures a row (采集) in one of its grids."""
     return _guard(S.capture, session, scope, kind, body.model_dump())
 
 
-@router.patch("/basedata/{kind}/{row_id}")
+@router.patch("/basedata/{kind}/{row_id}", response_model=B.BaseRow)
 def change(kind: KindName, row_id: RowId, body: RowIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
     return _guard(S.change, session, scope, kind, row_id, body.model_dump())
 
 
-@router.post("/basedata/{kind}/import", response_model=None)
+@router.post("/basedata/{kind}/import", response_model=None, responses={
+    200: {"model": B.BaseImport},
+    422: {"description": "rows refused, nothing stored (``errors``: row, column, reason); or a malformed request",
+          "content": {"application/json": {"schema": {"anyOf": [B.RowErrors.model_json_schema(),
+                                                                ErrorBody.model_json_schema()]}}}}})
 async def import_csv(kind: KindName, session: SessionDep, scope: WriteScope,
                      file: UploadFile = File(...)) -> dict[str, Any] | JSONResponse:
     data = await file.read(MAX_UPLOAD + 1)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import AdminScope, ScopeDep, WriteScope
 from api.deps import SessionDep
+from api.schemas import calls as C
 from layers.accounts.scope import Scope
 from layers.calls import service as S
 
@@ -65,7 +66,7 @@ def _demo(scope: Scope, value: str | None) -> str | None:
     return value if scope.user == Scope.demo().user else None
 
 
-@router.post("/calls", status_code=201)
+@router.post("/calls", status_code=201, response_model=C.CallDetail)
 def raise_call(body: CallIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
     """Raise a call about a ticket or a point; it starts one level above the caller."""
     return _guard(S.raise_call, session, scope, description=body.description, ticket_id=body.ticket_id,
@@ -73,7 +74,7 @@ def raise_call(body: CallIn, session: SessionDep, scope: WriteScope) -> dict[str
                   demo_level=body.level, actor=_demo(scope, body.actor))
 
 
-@router.get("/calls")
+@router.get("/calls", response_model=C.CallPage)
 def list_calls(session: SessionDep, scope: ScopeDep, state: str | None = None, town: str | None = None,
                department: str | None = None, overdue: bool | None = None,
                limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -83,13 +84,13 @@ def list_calls(session: SessionDep, scope: ScopeDep, state: str | None = None, t
     return {"total": total, "limit": limit, "offset": offset, "items": items}
 
 
-@router.get("/calls/limits")
+@router.get("/calls/limits", response_model=list[C.CallLimit])
 def get_limits(session: SessionDep, scope: ScopeDep) -> list[dict[str, Any]]:
     """Each stage's time limit (minutes, calendar or working clock); ``key`` a department or ``*``."""
     return S.limits(session)
 
 
-@router.put("/calls/limits")
+@router.put("/calls/limits", response_model=C.CallLimit)
 def put_limit(body: LimitIn, session: SessionDep, scope: AdminScope) -> dict[str, Any]:
     return S.set_limit(session, **body.model_dump())
 
@@ -100,12 +101,12 @@ def sweep(session: SessionDep, scope: WriteScope) -> dict[str, int]:
     return S.sweep(session, scope=scope)
 
 
-@router.get("/calls/{call_id}")
+@router.get("/calls/{call_id}", response_model=C.CallDetail)
 def get_call(call_id: CallId, session: SessionDep, scope: ScopeDep, level: str | None = None) -> dict[str, Any]:
     return S.detail(session, call_id, scope, demo_level=_demo(scope, level))
 
 
-@router.post("/calls/{call_id}/{move}")
+@router.post("/calls/{call_id}/{move}", response_model=C.CallDetail)
 def move(call_id: CallId, move: Move, body: CallMoveIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
     """approve / reject (note) / sign / arrive (lon, lat: within the radius of the place) / resolve / withdraw."""
     payload: dict[str, Any] = {}

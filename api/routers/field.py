@@ -22,6 +22,8 @@ from api.client_ip import client_ip
 from api.deps import SessionDep
 from api.geojson import GeoJSONResponse, feature_collection
 from api.routers.pages import templates
+from api.schemas import field as F
+from api.schemas.common import FeatureCollection
 from gis.errors import InvalidInput
 from layers.field import phone, public
 from layers.incidents.attachments import MAX_ATTACHMENT_BYTES
@@ -55,13 +57,13 @@ def service_worker() -> FileResponse:
                                  "Content-Security-Policy": SW_CSP})
 
 
-@router.get("/field/me")
+@router.get("/field/me", response_model=F.FieldMe)
 def me(session: SessionDep, scope: ScopeDep, worker: str | None = None) -> dict[str, Any]:
     """The signed-in grid worker, its worker record (id = username) and its grids with names."""
     return phone.me(session, scope, worker)
 
 
-@router.get("/field/tasks")
+@router.get("/field/tasks", response_model=F.FieldTasks)
 def tasks(session: SessionDep, scope: ScopeDep, worker: str | None = None,
           limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
     """Open tickets in my grids; the ones assigned to my grid's village (mine to handle) first."""
@@ -81,7 +83,7 @@ class CheckInIn(BaseModel):
     worker: str | None = Field(None, description="demo mode only: which worker")
 
 
-@router.post("/field/checkins", status_code=201)
+@router.post("/field/checkins", status_code=201, response_model=F.CheckIn)
 def check_in(body: CheckInIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
     """现场签到 at a site (optionally a ticket's: the distance to it is recorded); once per client_id."""
     who = phone.me(session, scope, body.worker)
@@ -93,14 +95,14 @@ def check_in(body: CheckInIn, session: SessionDep, scope: WriteScope) -> dict[st
 # ----------------------------------------------------------------------------- public reporting
 
 
-@router.get("/public/categories")
+@router.get("/public/categories", response_model=list[F.PublicCategory])
 def categories() -> list[dict[str, str]]:
     """Every category (code, name, major group): the pickers of the phone and the public page."""
     return [{"code": c.code, "name": c.name, "major_code": c.major_code, "major_name": c.major_name}
             for c in load_categories().values()]
 
 
-@router.get("/public/outline", response_class=GeoJSONResponse)
+@router.get("/public/outline", response_class=GeoJSONResponse, response_model=FeatureCollection)
 def outline(session: SessionDep) -> GeoJSONResponse:
     """The public report page's map: town/street outlines and names only (no grids, no tickets)."""
     frame = public.town_outlines(session)
@@ -124,7 +126,9 @@ def _ip(request: Request) -> str:
     return client_ip(request.scope) or "unknown"
 
 
-@router.post("/public/reports", status_code=201)
+@router.post("/public/reports", status_code=201, response_model=None, responses={
+    201: {"model": F.ReportReceipt, "description": "received: follow it at /report/CODE"},
+    200: {"model": F.ReportReceipt, "description": "the same report again (duplicate): its first code"}})
 async def submit(
     request: Request,
     session: SessionDep,
@@ -141,7 +145,7 @@ async def submit(
 ) -> JSONResponse:
     """A citizen's report (no account): answers ``{"code"}`` to follow it at /report/CODE."""
     data = await photo.read(MAX_ATTACHMENT_BYTES + 1) if photo is not None else b""
-    shot = public.Photo(photo.filename or "photo", photo.content_type or "", data) if data else None
+    shot = public.Photo(photo.filename or "photo", photo.content_type or "", data) if photo and data else None
     if shot is not None and len(data) > MAX_ATTACHMENT_BYTES:
         raise InvalidInput(f"the photo is larger than {MAX_ATTACHMENT_BYTES // 2**20} MB")
     out = await run_in_threadpool(
@@ -150,7 +154,7 @@ async def submit(
     return JSONResponse(out, status_code=200 if out["duplicate"] else 201)
 
 
-@router.get("/public/reports/{code}")
+@router.get("/public/reports/{code}", response_model=F.FollowUp)
 def follow(code: str, session: SessionDep) -> dict[str, Any]:
     """The report's own status history (Chinese), nothing else."""
     return public.follow(session, code)
@@ -160,7 +164,7 @@ class RatingIn(BaseModel):
     satisfaction: int = Field(ge=1, le=5, description="1-5: 4-5 满意, 3 基本满意, 1-2 不满意")
 
 
-@router.post("/public/reports/{code}/rating")
+@router.post("/public/reports/{code}/rating", response_model=F.FollowUp)
 def rate(code: str, body: RatingIn, session: SessionDep) -> dict[str, Any]:
     """The citizen's revisit (回访) once the ticket is handled and reviewed."""
     return public.rate(session, code, body.satisfaction)

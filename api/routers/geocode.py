@@ -18,6 +18,8 @@ from fastapi import APIRouter, Query
 from api.auth import ScopeDep
 from api.deps import SessionDep
 from api.routers.resolve import redact
+from api.schemas import places as P
+from api.schemas.errors import ErrorBody
 from gis.coords import normalize_crs
 from gis.errors import InvalidInput, NotFound
 from gis.geocode import geocode, reverse
@@ -25,8 +27,10 @@ from gis.geocode import geocode, reverse
 router = APIRouter(tags=["geocode"])
 
 
-@router.get("/geocode", responses={400: {"description": "empty address"},
-                                   404: {"description": "unmatched: no close standard address, or not in this city"}})
+@router.get("/geocode", response_model=P.Geocoded, responses={
+    400: {"model": ErrorBody, "description": "empty address"},
+    404: {"model": ErrorBody, "description": "unmatched: no close standard address, or not in this city "
+                                             "(``info`` holds the attempt)"}})
 def geocode_address(session: SessionDep, scope: ScopeDep, q: str = "",
                     limit: Annotated[int, Query(ge=1, le=50)] = 5) -> dict:
     """Geocode one Chinese address against the standard-address table (标准地址)."""
@@ -38,7 +42,7 @@ def geocode_address(session: SessionDep, scope: ScopeDep, q: str = "",
     return result.as_dict()
 
 
-@router.get("/reverse")
+@router.get("/reverse", response_model=P.Reversed)
 def reverse_point(session: SessionDep, scope: ScopeDep, lon: Annotated[float, Query(allow_inf_nan=False)],
                   lat: Annotated[float, Query(allow_inf_nan=False)], crs: str = "EPSG:4326") -> dict:
     """Grid, village, town and district of a point given in ``crs`` (EPSG code, ``gcj02``, ``bd09``),

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import ScopeDep, WriteScope
 from api.deps import SessionDep
 from api.errors import STATUS
+from api.schemas.errors import open311_responses
 from gis.errors import InvalidInput, NotFound, OneMapError
 from layers.accounts.scope import Scope
 from layers.incidents.categories import get_department, load_categories
@@ -33,7 +34,7 @@ from layers.incidents.workflow import TERMINAL
 if TYPE_CHECKING:
     from layers.incidents.models import Ticket
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"])
+router = APIRouter(prefix="/open311/v2", tags=["open311"], responses=open311_responses())
 
 
 def _error(exc: OneMapError) -> JSONResponse:

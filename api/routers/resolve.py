@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import ScopeDep
 from api.deps import SessionDep
+from api.schemas import places as P
 from gis import csvsafe
 from gis.coords import normalize_crs
 from gis.errors import InvalidInput
@@ -58,7 +59,7 @@ def redact_frame(frame: pd.DataFrame, scope: Scope) -> pd.DataFrame:
     return frame
 
 
-@router.get("/resolve")
+@router.get("/resolve", response_model=P.Resolved)
 def resolve_point(session: SessionDep, scope: ScopeDep, lon: Annotated[float, Query(allow_inf_nan=False)],
                   lat: Annotated[float, Query(allow_inf_nan=False)], crs: str = "EPSG:4326",
                   as_of: datetime | None = None) -> dict:

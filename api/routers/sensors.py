@@ -13,6 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import AdminScope, ScopeDep, WriteScope
 from api.deps import SessionDep
 from api.geojson import GeoJSONResponse, feature_collection
+from api.schemas import sensing as W
+from api.schemas.common import FeatureCollection, IngestResult, RegisterImport
 from gis.errors import InvalidInput
 from layers.sensors import ingest, layer, registry, thresholds
 
@@ -58,7 +60,7 @@ async def _body(request: Request) -> tuple[bytes, str | None]:
     return body, fmt
 
 
-@router.get("", response_class=GeoJSONResponse)
+@router.get("", response_class=GeoJSONResponse, response_model=FeatureCollection)
 def sensors(session: SessionDep, scope: ScopeDep, town: str | None = None, retired: bool = False) -> GeoJSONResponse:
     """Every sensor of the caller's area with its latest reading and state (ok, over, stale, no_data,
     alarm, offline)."""
@@ -66,19 +68,19 @@ def sensors(session: SessionDep, scope: ScopeDep, town: str | None = None, retir
     return GeoJSONResponse(feature_collection(frame, id_column="id"))
 
 
-@router.get("/grids", response_class=GeoJSONResponse)
+@router.get("/grids", response_class=GeoJSONResponse, response_model=FeatureCollection)
 def grid_layer(session: SessionDep, scope: ScopeDep, town: str | None = None) -> GeoJSONResponse:
     """Per grid: sensors, open alarms, worst latest PM2.5/PM10, drawn on the grid polygons."""
     frame = layer.grid_aggregate(session, town=town, scope=scope)
     return GeoJSONResponse(feature_collection(frame, id_column="grid_code"))
 
 
-@router.get("/thresholds")
+@router.get("/thresholds", response_model=list[W.Threshold])
 def list_thresholds(session: SessionDep, scope: ScopeDep) -> list[dict]:
     return thresholds.list_thresholds(session)
 
 
-@router.patch("/thresholds/{pollutant}")
+@router.patch("/thresholds/{pollutant}", response_model=W.Threshold)
 def edit_threshold(session: SessionDep, scope: AdminScope, pollutant: str, patch: ThresholdPatch) -> dict:
     """Thresholds are city-wide: city admins only; ``who`` is the signed-in user when auth is on."""
     who = patch.who if scope.demo_mode else scope.user
@@ -93,7 +95,7 @@ def alarms(session: SessionDep, scope: ScopeDep,
     return thresholds.list_alarms(session, state=state, sensor_id=sensor, scope=scope)
 
 
-@router.post("/readings")
+@router.post("/readings", response_model=IngestResult)
 async def post_readings(request: Request, session: SessionDep, scope: WriteScope) -> dict:
     """A batch of readings as CSV (text/csv) or JSON lines; good rows land, bad ones come back.
     Only for sensors in the caller's area: a batch naming another area's sensor is refused whole
@@ -104,7 +106,7 @@ async def post_readings(request: Request, session: SessionDep, scope: WriteScope
     return result.as_dict()
 
 
-@router.post("/import")
+@router.post("/import", response_model=RegisterImport)
 async def import_sensors(request: Request, session: SessionDep, scope: AdminScope, crs: str = "EPSG:4326") -> dict:
     """Register or update sensors from CSV / JSON lines (id, name, kind, pollutants, lon, lat, owner);
     the city's register, so city admins only. Parsing, resolving and storing run in the thread pool."""
@@ -112,20 +114,20 @@ async def import_sensors(request: Request, session: SessionDep, scope: AdminScop
     return await run_in_threadpool(registry.import_sensors, session, body, crs=crs, fmt=fmt)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=W.Sensor)
 def create(session: SessionDep, scope: WriteScope, sensor: SensorIn) -> dict:
     """Register a sensor in the caller's area (elsewhere: 404, and nothing is stored)."""
     registry.create_sensor(session, **sensor.model_dump())
     return registry.get_sensor(session, sensor.id, scope=scope)
 
 
-@router.get("/{sensor_id}")
+@router.get("/{sensor_id}", response_model=W.Sensor)
 def get(session: SessionDep, scope: ScopeDep, sensor_id: str) -> dict:
     """One sensor (another area's: 404, as if it did not exist)."""
     return registry.get_sensor(session, sensor_id, scope=scope)
 
 
-@router.patch("/{sensor_id}")
+@router.patch("/{sensor_id}", response_model=W.Sensor)
 def update(session: SessionDep, scope: WriteScope, sensor_id: str, patch: SensorPatch) -> dict:
     registry.get_sensor(session, sensor_id, scope=scope)
     changes = patch.model_dump(exclude_unset=True)
@@ -133,7 +135,7 @@ def update(session: SessionDep, scope: WriteScope, sensor_id: str, patch: Sensor
     return registry.get_sensor(session, sensor_id, scope=scope)  # moved out of the area: 404, rolled back
 
 
-@router.delete("/{sensor_id}")
+@router.delete("/{sensor_id}", response_model=W.Sensor)
 def retire(session: SessionDep, scope: WriteScope, sensor_id: str) -> dict:
     """Retire (never delete): readings and alarms stay readable."""
     registry.get_sensor(session, sensor_id, scope=scope)

@@ -23,6 +23,8 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import AdminScope, ScopeDep, WriteScope, require
 from api.deps import SessionDep
 from api.geojson import GeoJSONResponse, feature_collection
+from api.schemas import tickets as T
+from api.schemas.common import FeatureCollection
 from gis.errors import InvalidInput, NotFound
 from layers.accounts.scope import Scope
 from layers.field import idempotency as idem
@@ -105,7 +107,8 @@ IdempotencyKey = Annotated[str | None, Header(max_length=100, description=(
     "a client-made key (e.g. a UUID); a retry with the same key answers the first attempt's result"))]
 
 
-@router.post("/tickets", status_code=201)
+@router.post("/tickets", status_code=201, response_model=T.TicketDetail,
+             responses={200: {"model": T.TicketDetail, "description": "a retry with the same Idempotency-Key"}})
 def create(body: TicketIn, session: SessionDep, scope: WriteScope, response: Response,
            idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     """Receive a report; ``unplaced`` is true when its place could not be resolved (kept, listed).
@@ -133,7 +136,7 @@ def _actor(scope: Scope, given: str) -> str:
     return given if scope.demo_mode else scope.user
 
 
-@router.get("/tickets")
+@router.get("/tickets", response_model=T.TicketPage)
 def list_(
     session: SessionDep,
     scope: ScopeDep,
@@ -175,14 +178,14 @@ def list_(
     return {"total": total, "limit": limit, "offset": offset, "items": rows}
 
 
-@router.get("/tickets/departments")
+@router.get("/tickets/departments", response_model=list[T.Department])
 def departments(scope: ScopeDep) -> list[dict[str, str]]:
     """The departments and utilities a ticket can be routed or dispatched to: code, Chinese name and
     kind (``department`` 职能部门 or ``utility`` 公用企业), for the desk's names and pickers."""
     return [{"code": d.code, "name": d.name, "kind": d.kind.value} for d in load_departments().values()]
 
 
-@router.get("/tickets/categories")
+@router.get("/tickets/categories", response_model=list[T.Category])
 def categories(scope: ScopeDep) -> list[dict[str, Any]]:
     """Every event category (小类) with its major class (大类), its department and its completion
     limits: the intake form's grouped picker."""
@@ -199,7 +202,7 @@ def grid_layer(session: SessionDep, scope: ScopeDep, town: str | None = None) ->
     return _records(L.grid_counts(session, town=town, scope=scope))
 
 
-@router.get("/tickets/layer/points", response_class=GeoJSONResponse)
+@router.get("/tickets/layer/points", response_class=GeoJSONResponse, response_model=FeatureCollection)
 def point_layer(
     session: SessionDep,
     scope: ScopeDep,
@@ -211,7 +214,7 @@ def point_layer(
     return GeoJSONResponse(feature_collection(frame, id_column="id"))
 
 
-@router.post("/tickets/cards/refresh")
+@router.post("/tickets/cards/refresh", response_model=T.CardsRun)
 def cards(request: Request, session: SessionDep, scope: AdminScope) -> dict[str, Any]:
     """Recompute yellow/red cards now (city admins; the server also does it on its own schedule).
     Cards are computed at the server's time: a ``now`` is refused, not ignored."""
@@ -222,13 +225,13 @@ def cards(request: Request, session: SessionDep, scope: AdminScope) -> dict[str,
     return {"ran": counts is not None, **(counts or {})}
 
 
-@router.get("/tickets/routing")
+@router.get("/tickets/routing", response_model=list[T.Route])
 def get_routing(session: SessionDep, scope: ScopeDep) -> list[dict[str, Any]]:
     """Category → department and whether a town handles it first (CSV defaults + overrides)."""
     return [r.__dict__ for r in routing_table(session).rows()]
 
 
-@router.put("/tickets/routing/{category}")
+@router.put("/tickets/routing/{category}", response_model=T.Route)
 def put_routing(category: str, body: RouteIn, session: SessionDep,
                 scope: Annotated[Scope, Depends(require("admin"))]) -> dict[str, Any]:
     """Change where a category goes: city-wide, so city admins only."""
@@ -243,14 +246,14 @@ def put_routing(category: str, body: RouteIn, session: SessionDep,
     return {"category": row.category, "department": row.department, "needs_town": row.needs_town}
 
 
-@router.get("/tickets/{ticket_id}")
+@router.get("/tickets/{ticket_id}", response_model=T.TicketDetail)
 def show(ticket_id: TicketId, session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
     """Detail: place codes, state, deadlines, cards, timeline, photos, allowed moves by role, and the
     caller's own ``actor_role`` and ``my_moves`` (another area's ticket: 404, as if it did not exist)."""
     return detail(session, ticket_id, scope=scope)
 
 
-@router.post("/tickets/{ticket_id}/attachments", status_code=201)
+@router.post("/tickets/{ticket_id}/attachments", status_code=201, response_model=T.Attachment)
 async def attach(
     ticket_id: TicketId,
     session: SessionDep,
@@ -295,14 +298,16 @@ def _attach_once(session: Session, ticket_id: int, *, key: str | None, scope: Sc
     return row
 
 
-@router.get("/tickets/{ticket_id}/attachments/{attachment_id}")
+@router.get("/tickets/{ticket_id}/attachments/{attachment_id}", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}},
+                             "description": "the photo's bytes"}})
 def attachment(ticket_id: TicketId, attachment_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep,
                scope: ScopeDep) -> Response:
     row = get_attachment(session, ticket_id, attachment_id, scope=scope)
     return Response(row.data, media_type=row.content_type)
 
 
-@router.post("/tickets/{ticket_id}/place")
+@router.post("/tickets/{ticket_id}/place", response_model=T.TicketDetail)
 def place(ticket_id: TicketId, body: PlaceIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
     """Place an unplaced ticket (the desk found it on the map). Unplaced tickets are visible city-wide
     only, so only city-wide writers reach one, and placing is the command centre's work; the answer is
@@ -322,7 +327,7 @@ def place(ticket_id: TicketId, body: PlaceIn, session: SessionDep, scope: WriteS
     return detail(session, ticket_id, scope=scope)
 
 
-@router.post("/tickets/{ticket_id}/{move}")
+@router.post("/tickets/{ticket_id}/{move}", response_model=T.TicketDetail | T.MovedOut)
 def do_move(ticket_id: TicketId, move: str, body: MoveIn, session: SessionDep, scope: WriteScope) -> dict[str, Any]:
     """One move: check, reject, grab, dispatch, split, join, return, sign, start, complete,
     verify_fix, review_pass, review_fail, revisit, close, sign_off, extend.
@@ -354,7 +359,13 @@ def do_move(ticket_id: TicketId, move: str, body: MoveIn, session: SessionDep, s
 Level = Literal["town", "department", "grid"]
 
 
-@router.get("/kpis", response_model=None)
+def _json_or_csv(model: type) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI of a route answering ``model`` as JSON, or CSV with ``format=csv``."""
+    return {200: {"model": model, "content": {"text/csv": {"schema": {"type": "string"}}},
+                  "description": "JSON, or CSV (UTF-8) with format=csv"}}
+
+
+@router.get("/kpis", response_model=None, responses=_json_or_csv(T.KpiAnswer))
 def kpis(
     session: SessionDep,
     scope: ScopeDep,
@@ -382,7 +393,7 @@ def kpis(
     }
 
 
-@router.get("/kpis/ranking", response_model=None)
+@router.get("/kpis/ranking", response_model=None, responses=_json_or_csv(T.Ranking))
 def ranking(
     session: SessionDep,
     scope: ScopeDep,

@@ -16,6 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import ScopeDep, WriteScope
 from api.deps import SessionDep
 from api.geojson import GeoJSONResponse, feature_collection
+from api.schemas import sensing as W
+from api.schemas.common import FeatureCollection, IngestResult, RegisterImport
 from gis.errors import Forbidden, InvalidInput
 from layers.workers import ingest, live, registry, report, tracks
 
@@ -55,7 +57,7 @@ def _day(value: str | None) -> date:
         raise InvalidInput(f"date must look like 2026-05-01, got {value!r}") from exc
 
 
-@router.get("/workers", response_class=GeoJSONResponse)
+@router.get("/workers", response_class=GeoJSONResponse, response_model=FeatureCollection)
 def workers(session: SessionDep, scope: ScopeDep, town: str | None = None) -> GeoJSONResponse:
     """Last positions (GeoJSON): id, name, role, grids, masked phone, fix time and grid — the workers
     of the caller's area (its town's, and those patrolling a grid in it)."""
@@ -63,14 +65,14 @@ def workers(session: SessionDep, scope: ScopeDep, town: str | None = None) -> Ge
     return GeoJSONResponse(feature_collection(frame, id_column="id"))
 
 
-@router.post("/workers", status_code=201)
+@router.post("/workers", status_code=201, response_model=W.Worker)
 def create(session: SessionDep, worker: WorkerIn, scope: WriteScope) -> dict:
     out = registry.create_worker(session, **worker.model_dump())
     registry.check_worker(session, scope, worker.id)  # one's own area only (rolled back on 404)
     return out
 
 
-@router.post("/workers/import")
+@router.post("/workers/import", response_model=RegisterImport)
 async def import_workers(request: Request, session: SessionDep, scope: WriteScope) -> dict:
     """Register or update workers from CSV / JSON lines: id, name, role, phone, grids (city-wide writers;
     a roster import touches every town). Parsing and storing run in the thread pool."""
@@ -81,7 +83,7 @@ async def import_workers(request: Request, session: SessionDep, scope: WriteScop
     return await run_in_threadpool(registry.import_workers, session, body, fmt=fmt)
 
 
-@router.post("/workers/positions")
+@router.post("/workers/positions", response_model=IngestResult)
 async def positions(request: Request, session: SessionDep, scope: WriteScope, crs: str = "EPSG:4326") -> dict:
     """A batch of GPS fixes (CSV or JSON lines) in any CRS: good rows land, bad ones come back.
     A grid worker's account reports only its own fixes (its username is its worker id), other writers
@@ -96,7 +98,9 @@ async def positions(request: Request, session: SessionDep, scope: WriteScope, cr
     return result.as_dict()
 
 
-@router.get("/workers/report")
+@router.get("/workers/report", response_model=None, responses={
+    200: {"model": W.PatrolReport, "content": {"text/csv": {"schema": {"type": "string"}}},
+          "description": "JSON, or CSV (UTF-8 with BOM) with format=csv"}})
 def patrol_report(session: SessionDep, scope: ScopeDep, town: str, date: str | None = None,
                   format: Annotated[str, Query(pattern="^(json|csv)$")] = "json"):
     """The daily patrol report of a town; ``format=csv`` downloads it (UTF-8 with BOM)."""
@@ -108,20 +112,20 @@ def patrol_report(session: SessionDep, scope: ScopeDep, town: str, date: str | N
     return {"town": town, "date": day.isoformat(), "workers": frame.to_dict("records")}
 
 
-@router.get("/workers/{worker_id}")
+@router.get("/workers/{worker_id}", response_model=W.Worker)
 def get(session: SessionDep, scope: ScopeDep, worker_id: str) -> dict:
     """One worker (another area's: 404); the phone as the caller's role may see it."""
     return registry.get_worker(session, worker_id, scope=scope)
 
 
-@router.patch("/workers/{worker_id}")
+@router.patch("/workers/{worker_id}", response_model=W.Worker)
 def update(session: SessionDep, scope: WriteScope, worker_id: str, patch: WorkerPatch) -> dict:
     registry.check_worker(session, scope, worker_id)
     registry.update_worker(session, worker_id, **patch.model_dump(exclude_unset=True))
     return registry.get_worker(session, worker_id, scope=scope)
 
 
-@router.put("/workers/{worker_id}/grids")
+@router.put("/workers/{worker_id}/grids", response_model=W.Worker)
 def assign(session: SessionDep, scope: WriteScope, worker_id: str, body: GridsIn) -> dict:
     """Replace the worker's grids ("one person one grid" or several) — only with grids the caller sees."""
     registry.check_worker(session, scope, worker_id)
@@ -132,7 +136,7 @@ def assign(session: SessionDep, scope: WriteScope, worker_id: str, body: GridsIn
     return registry.get_worker(session, worker_id, scope=scope)
 
 
-@router.get("/workers/{worker_id}/track", response_class=GeoJSONResponse)
+@router.get("/workers/{worker_id}/track", response_class=GeoJSONResponse, response_model=FeatureCollection)
 def track(session: SessionDep, scope: ScopeDep, worker_id: str, date: str | None = None) -> GeoJSONResponse:
     """The click-a-worker view: the day's track (MultiLineString, split at gaps) with distance, time
     in/out of the grids, coverage and last position, plus the tickets the worker reported that day."""
@@ -156,7 +160,7 @@ def _plain(values: dict) -> dict:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in values.items()}
 
 
-@router.get("/tickets/{ticket_id}/nearest-workers")
+@router.get("/tickets/{ticket_id}/nearest-workers", response_model=list[W.NearestWorker])
 def nearest(session: SessionDep, scope: ScopeDep, ticket_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
             k: Annotated[int, Query(ge=1, le=50)] = 5,
             max_age_min: Annotated[int | None, Query(ge=1, le=MAX_AGE_MIN)] = None) -> list[dict]:

@@ -92,7 +92,8 @@ def check_form(token: str, honeypot: str, settings: PublicSettings, now: float |
     if honeypot.strip():
         raise InvalidInput("this form was filled in by a program (leave the hidden field empty)")
     stamp, _, signature = (token or "").rpartition(".")
-    if not signature or not hmac.compare_digest(signature, _sign(stamp)):
+    # bytes, not str: compare_digest refuses non-ASCII text (a forged token's 500 before)
+    if not signature or not hmac.compare_digest(signature.encode(), _sign(stamp).encode()):
         raise InvalidInput("the form is not one this site gave out: reload the page and try again")
     age = (now if now is not None else time.time()) - float(stamp)
     if age < settings.min_fill_s:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
@@ -51,7 +52,8 @@ ORDER BY f.day, f.worker_id
 def fetch_tracks(session: Session, *, area: str | None = None, start: datetime | None = None,
                  end: datetime | None = None) -> Iterator[gpd.GeoDataFrame]:
     """Worker-days in the selection, streamed in chunks (a worker with one fix that day has no line)."""
-    where, params = [], {}
+    where: list[str] = []
+    params: dict[str, Any] = {}
     if area:
         where.append("AND p.grid_code LIKE :prefix")
         params["prefix"] = area[: _PREFIX[C.level_of(area)]] + "%"

@@ -157,7 +157,9 @@ def _resolve(session: Session, fixes: Fixes) -> None:
     where = locate_arrays(session, fixes["x"], fixes["y"])
     for col in ("grid_code", "town_code", "match"):
         values = where[col]
-        fixes[col] = np.where(fixes["zero"] | pd.isna(values), None, values)
+        kept = np.asarray(values, dtype=object).copy()
+        kept[fixes["zero"] | pd.isna(values)] = None
+        fixes[col] = kept
 
 
 def ingest_positions(session: Session, data, *, crs: str = "EPSG:4326", fmt: str | None = None,

@@ -57,7 +57,7 @@ def patrol_report(session: Session, town: str, day: date, *, scope: Scope | None
     C.validate_area_code(town, C.Level.TOWN)
     workers = _workers(session, town)
     visible = None if scope is None else scoped_ids(session, scope, workers["worker_id"])
-    if visible is not None:
+    if scope is not None and visible is not None:
         if not visible and not scope.sees({}, town_code=town):
             raise NotFound(f"no town {town}")
         workers = workers[workers["worker_id"].isin(visible)]

@@ -129,6 +129,8 @@ def test_public_reports_resist_abuse_without_a_captcha(field, fast, demo_session
     assert "program" in api.post("/public/reports", data=form(field, token, website="x")).json()["detail"]
     forged = token.rsplit(".", 1)[0] + ".deadbeef"
     assert "not one this site gave" in api.post("/public/reports", data=form(field, forged)).json()["detail"]
+    chinese = api.post("/public/reports", data=form(field, token.rsplit(".", 1)[0] + ".签名"))  # was a 500
+    assert chinese.status_code == 400 and "not one this site gave" in chinese.json()["detail"]
     old = public.form_token(time.time() - 3 * 3600)
     assert "too old" in api.post("/public/reports", data=form(field, old)).json()["detail"]
     big = api.post("/public/reports", data=form(field, token),
