@@ -128,7 +128,7 @@ function renderDetail(t) {
     ${t.unplaced ? `<div class="message bad place-hint" id="place-hint">此工单未定位（${esc(unplacedText(t.unplaced_reason))}）：请在右侧地图上点击事件位置进行定位。</div>` : ""}
     <h3>现场照片 <small class="muted">${t.attachments.length} 张</small></h3>
     <div class="photos">${t.attachments.map((a) => `<a href="/tickets/${t.id}/attachments/${a.id}" target="_blank" title="${esc(a.filename)}"><img src="/tickets/${t.id}/attachments/${a.id}" alt="${esc(a.filename)}" loading="lazy"></a>`).join("") || "<span class='muted'>暂无照片</span>"}</div>
-    <form id="upload" class="form-row"><label for="photo">上传照片</label><input id="photo" name="file" type="file" accept="image/jpeg,image/png,image/webp"><button type="submit">上传</button></form>
+    <form id="upload" class="form-row"><label class="file-pick">上传照片<input id="photo" name="file" type="file" accept="image/jpeg,image/png,image/webp"><span class="file-row"><span class="file-button">选择照片</span><span class="file-name" data-empty="未选择照片">未选择照片</span></span></label><button type="submit">上传</button></form>
     <div id="upload-result"></div>
     <h3>办理流程</h3><ol class="timeline" data-events="${t.timeline.length}">${timeline}</ol>
     <h3>可执行操作 ${state.demo ? `<label class="muted">演示角色 <select id="role">${Object.entries(ROLES).map(([k, v]) => `<option value="${k}" ${k === state.role ? "selected" : ""}>${v}</option>`).join("")}</select></label>`
