@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 import threading
 from contextlib import asynccontextmanager
@@ -45,15 +44,6 @@ log = logging.getLogger("onemap.api")
 WEB = Path(__file__).resolve().parent.parent / "web"
 
 
-def _exists(module: str) -> bool:
-    """Whether a module is present (a layer not yet written is skipped)."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
@@ -90,8 +80,7 @@ def create_app(settings: ApiSettings | None = None, *, database_url: str | None 
     errors.install(app)
     middleware.install(app)
     for name in ROUTERS:
-        if _exists(name):  # layers land one by one
-            app.include_router(importlib.import_module(name).router)
+        app.include_router(importlib.import_module(name).router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
     vendor = WEB / "node_modules"
     if vendor.is_dir():  # installed from the npm registry by scripts/setup.sh

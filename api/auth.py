@@ -19,9 +19,8 @@ from fastapi.security import OAuth2PasswordBearer
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep
-from layers.accounts.models import User
 from layers.accounts.scope import Scope
-from layers.accounts.security import AuthError, scope_of, user_for_token
+from layers.accounts.security import AuthError, User, scope_of, user_for_token
 from layers.accounts.settings import AuthSettings, auth_settings
 
 COOKIE = "onemap_token"

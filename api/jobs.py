@@ -2,7 +2,7 @@
 
 Why in the server: cards must advance with the clock whether or not anyone asks, and no client may
 choose the clock. Each server process runs the same timer; the ``job_runs`` row decides which one does
-the work (:func:`layers.incidents.service.run_cards_job`), so N processes still refresh once a period.
+the work (:func:`layers.incidents.cards.run_cards_job`), so N processes still refresh once a period.
 The work runs in the thread pool, never on the event loop; a failed run is logged and retried next
 period.
 """
@@ -16,7 +16,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from layers.incidents import service as S
+from layers.incidents.cards import run_cards_job
 
 log = logging.getLogger("onemap.jobs")
 FIRST_DELAY_S = 20.0  # let the resolver and the pool warm first
@@ -25,7 +25,7 @@ FIRST_DELAY_S = 20.0  # let the resolver and the pool warm first
 def cards_once(app: FastAPI, every: timedelta) -> dict[str, int] | None:
     """One tick: claim and run the card refresh, commit; None when another process had it."""
     with app.state.sessions() as session:
-        counts = S.run_cards_job(session, every=every)
+        counts = run_cards_job(session, every=every)
         session.commit()
     if counts is not None:
         log.info("cards refreshed: %s", counts)

@@ -20,7 +20,6 @@ Matching, in order (each step says how it matched; nothing is ever silently plac
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -32,7 +31,7 @@ import pandas as pd
 from geoalchemy2 import Geometry
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, func, text
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, func, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from gis.address import (
@@ -45,10 +44,13 @@ from gis.address import (
     normalise,
     parse,
 )
+from gis.cache import Cache, database_key
 from gis.coords import to_wgs84
 from gis.db import Base
 from gis.errors import InvalidInput
 from gis.locate import locate, locate_many
+from gis.models import Area
+from gis.registry import current, has_grids, registry_version
 
 THRESHOLD = 0.75  # below this a fuzzy match is "unmatched"
 MARGIN = 0.02  # candidates this close to the best are rivals
@@ -195,7 +197,7 @@ def import_addresses(session: Session, source: str | Path | pd.DataFrame, *, crs
     if np.any(np.abs(lat) > 90) or np.any(np.abs(lon) > 180) or not np.all(np.isfinite(lon + lat)):
         bad = int(np.argmax((np.abs(lat) > 90) | (np.abs(lon) > 180) | ~np.isfinite(lon + lat)))
         raise InvalidInput(f"row {bad + 1}: coordinates out of range (is crs={crs!r} right?)")
-    if not session.execute(text("SELECT EXISTS (SELECT 1 FROM grids WHERE valid_to IS NULL)")).scalar_one():
+    if not has_grids(session):
         raise InvalidInput("the grid registry is empty: import the grids before the standard addresses")
     located = locate_many(session, lon, lat)
     outside = np.flatnonzero(located["match"].to_numpy() == "outside")
@@ -204,7 +206,7 @@ def import_addresses(session: Session, source: str | Path | pd.DataFrame, *, crs
                            f"{', '.join(str(i + 1) for i in outside[:5])}: is crs={crs!r} right?")
     if replace:
         session.execute(text("DELETE FROM standard_addresses"))
-    version = int(session.execute(text("SELECT coalesce(max(id), 0) FROM grid_edits")).scalar_one())
+    version = registry_version(session)
     town = [t or n for t, n in zip(table["town"], located["town_name"].tolist(), strict=True)]
     district = [d or n for d, n in zip(table["district"], located["district_name"].tolist(), strict=True)]
     records = [
@@ -237,8 +239,7 @@ def _china() -> tuple[tuple[str, str, str], ...]:
 
 def city_context(session: Session) -> CityContext:
     """This city's own names from the registry (district, towns, villages) plus the wider gazetteer."""
-    areas = session.execute(text(
-        "SELECT level, code, name FROM areas WHERE valid_to IS NULL ORDER BY code")).all()
+    areas = session.execute(select(Area.level, Area.code, Area.name).where(current(Area)).order_by(Area.code)).all()
     counties = tuple(n for lvl, _, n in areas if lvl == "district")
     codes = [c[:6] for lvl, c, _ in areas if lvl == "district"]
     province = PROVINCE_BY_CODE.get(codes[0][:2], "") if codes else ""
@@ -439,38 +440,20 @@ class Gazetteer:
         return result
 
 
-class _Cache:
-    """One Gazetteer per (database, table version); the version is the newest id and the row count."""
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple, Gazetteer] = {}
-        self._lock = threading.Lock()
-
-    def get(self, session: Session) -> Gazetteer:
-        bind = session.get_bind()
-        url = getattr(bind, "url", None) or bind.engine.url
-        areas = session.execute(text("SELECT coalesce(max(edit_id), 0) FROM areas")).scalar_one()
-        top, count = session.execute(text(
-            "SELECT coalesce(max(id), 0), count(*) FROM standard_addresses")).one()
-        key = (url.render_as_string(hide_password=True), int(top), int(count), int(areas))
-        with self._lock:
-            hit = self._entries.get(key)
-        if hit is not None:
-            return hit
-        gazetteer = Gazetteer.load(session)
-        with self._lock:
-            if len(self._entries) >= 4:
-                self._entries.pop(next(iter(self._entries)))
-            self._entries[key] = gazetteer
-        return gazetteer
+CACHE: Cache[Gazetteer] = Cache("gazetteers", size=4)
 
 
-CACHE = _Cache()
+def _table_version(session: Session) -> tuple[int, int, int]:
+    """What a gazetteer is built from: the newest address id, the address count, the newest area edit."""
+    areas = session.execute(text("SELECT coalesce(max(edit_id), 0) FROM areas")).scalar_one()
+    top, count = session.execute(text("SELECT coalesce(max(id), 0), count(*) FROM standard_addresses")).one()
+    return int(top), int(count), int(areas)
 
 
 def gazetteer(session: Session) -> Gazetteer:
     """The current table in memory (reloaded whenever rows are added or removed)."""
-    return CACHE.get(session)
+    key = (database_key(session), *_table_version(session))
+    return CACHE.get_or_make(key, lambda: Gazetteer.load(session))
 
 
 def geocode(session: Session, query: str, *, limit: int = 5) -> GeocodeResult:

@@ -10,8 +10,6 @@ version valid at that time. :func:`postgis_resolve` asks PostGIS the same questi
 from __future__ import annotations
 
 import gc
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,10 +18,11 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis.cache import Cache, database_key
 from gis.coords import to_wgs84
 from gis.db import SIDE
 from gis.errors import InvalidInput
-from gis.registry import load_grids, registry_version
+from gis.registry import VERSION_SQL, area_names, load_grids, registry_version, version_as_of
 from gis.resolve import MATCHES, GridIndex
 from gis.settings import grid_settings
 
@@ -58,52 +57,7 @@ class _Entry:
     rows: dict[str, tuple]  # by grid code, the names as plain tuples: a single point without numpy
 
 
-class _Cache:
-    """Indexes by key: ('current', version) or ('as_of', version-at-that-time, count)."""
-
-    def __init__(self, size: int = 4) -> None:
-        self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
-        self._building: dict[tuple, threading.Lock] = {}
-        self._lock = threading.Lock()
-        self._size = size
-
-    def get(self, key: tuple, build) -> _Entry:
-        """The entry for ``key``, built once: concurrent callers wait for the one build."""
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
-                return entry
-            building = self._building.setdefault(key, threading.Lock())
-        with building:
-            with self._lock:
-                entry = self._entries.get(key)
-            if entry is None:
-                entry = build()
-                with self._lock:
-                    self._entries[key] = entry
-                    self._building.pop(key, None)
-                    while len(self._entries) > self._size:
-                        self._entries.popitem(last=False)
-        return entry
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-CACHE = _Cache()
-
-
-def _names(session: Session) -> dict[str, str]:
-    return dict(session.execute(text("SELECT code, name FROM areas WHERE valid_to IS NULL")).all())
-
-
-def database_key(session: Session) -> str:
-    """Which database a session reads (caches are per database: tests run several)."""
-    bind = session.get_bind()
-    url = getattr(bind, "url", None) or bind.engine.url
-    return url.render_as_string(hide_password=True)
+CACHE: Cache[_Entry] = Cache("resolver indexes", size=4)  # ('current' | 'as_of', version, database, snap)
 
 
 class _NoGrids:
@@ -114,7 +68,6 @@ class _NoGrids:
 
 _NO_GRIDS = _NoGrids()
 
-VERSION_SQL = "SELECT coalesce(max(id), 0) FROM grid_edits"
 PROBE = SIDE  # the side connections the version check uses (tests look at which databases they hold)
 
 
@@ -136,10 +89,7 @@ def _entry(session: Session, as_of: datetime | None, snap_m: float | None = None
     else:
         if as_of.tzinfo is None:
             raise InvalidInput("as_of needs a timezone, e.g. 2026-11-01T08:00:00+08:00")
-        row = session.execute(text(
-            "SELECT coalesce(max(id), 0), count(*) FROM grids "
-            "WHERE valid_from <= :t AND (valid_to IS NULL OR valid_to > :t)"), {"t": as_of}).one()
-        key = ("as_of", int(row[0]), int(row[1]), database_key(session))
+        key = ("as_of", *version_as_of(session, as_of), database_key(session))
     key += (snap,)
 
     def build() -> _Entry:
@@ -147,7 +97,7 @@ def _entry(session: Session, as_of: datetime | None, snap_m: float | None = None
         if grids.empty:  # no grids (yet, or at that time): every point is outside
             return _Entry(_NO_GRIDS, {}, {})
         index = GridIndex.from_frame(grids, version=version, snap_m=snap)
-        names = _names(session)
+        names = area_names(session)
         meta = grids[["code", "name", "village_code", "town_code", "district_code"]].rename(
             columns={"code": "grid_code", "name": "grid_name"}).set_index("grid_code")
         for level in ("village", "town", "district"):
@@ -166,7 +116,7 @@ def _entry(session: Session, as_of: datetime | None, snap_m: float | None = None
         gc.freeze()
         return _Entry(index, columns, rows)
 
-    return CACHE.get(key, build), version
+    return CACHE.get_or_make(key, build), version
 
 
 def warm(session: Session) -> int:

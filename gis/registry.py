@@ -23,14 +23,14 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
 from geoalchemy2.shape import from_shape
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import ColumnElement, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from gis import codes as C
@@ -117,15 +117,70 @@ def _follow(session: Session, change: GridChange) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- reading
 
+VERSION_SQL = "SELECT coalesce(max(id), 0) FROM grid_edits"  # the registry version, for raw connections
+
+
 def registry_version(session: Session) -> int:
-    """The id of the newest edit (0 for an empty registry)."""
-    return int(session.scalar(select(func.coalesce(func.max(GridEdit.id), 0))))
+    """The id of the newest edit (0 for an empty registry): the registry version every cache keys on."""
+    return int(session.scalar(text(VERSION_SQL)) or 0)
 
 
-def _validity(model, as_of: datetime | None):
+def version_as_of(session: Session, as_of: datetime) -> tuple[int, int]:
+    """(newest grid row id, number of grids) valid at ``as_of``: names the grid set of that moment."""
+    row = session.execute(select(func.coalesce(func.max(Grid.id), 0), func.count())
+                          .where(valid_at(Grid, as_of))).one()
+    return int(row[0]), int(row[1])
+
+
+Versioned = type[Grid] | type[Area]
+
+
+def current(model: Versioned) -> ColumnElement[bool]:
+    """The rows of a versioned table (grids, areas) that are current: ``valid_to IS NULL``."""
+    return model.valid_to.is_(None)
+
+
+def valid_at(model: Versioned, as_of: datetime | None) -> ColumnElement[bool]:
+    """The rows valid at ``as_of`` (None: the current ones)."""
     if as_of is None:
-        return model.valid_to.is_(None)
-    return (model.valid_from <= as_of) & ((model.valid_to.is_(None)) | (model.valid_to > as_of))
+        return current(model)
+    return (model.valid_from <= as_of) & (current(model) | (model.valid_to > as_of))
+
+
+
+def area_names(session: Session, codes: Iterable[str] | None = None) -> dict[str, str]:
+    """Current area code → name (every area, or those of ``codes``)."""
+    stmt = select(Area.code, Area.name).where(current(Area))
+    if codes is not None:
+        stmt = stmt.where(Area.code.in_(list(codes)))
+    return {code: name for code, name in session.execute(stmt).all()}
+
+
+def extent(session: Session, of: Literal["grids", "areas"]) -> list[float] | None:
+    """[minx, miny, maxx, maxy] of the current grids or areas (None when there are none)."""
+    model: Versioned = Grid if of == "grids" else Area
+    box = func.ST_Extent(model.geom)
+    row = session.execute(select(func.ST_XMin(box), func.ST_YMin(box), func.ST_XMax(box), func.ST_YMax(box))
+                          .where(current(model))).one()
+    return None if row[0] is None else [float(v) for v in row]
+
+
+def current_counts(session: Session) -> dict[str, int]:
+    """How many current grids and areas of each level there are: ``{"grids": n, "towns": n, ...}``."""
+    counts = {"grids": int(session.scalar(select(func.count()).select_from(Grid).where(current(Grid))) or 0)}
+    for level, n in session.execute(select(Area.level, func.count()).where(current(Area)).group_by(Area.level)):
+        counts[f"{level}s"] = int(n)
+    return counts
+
+
+def has_grids(session: Session) -> bool:
+    """Whether any grid is current."""
+    return bool(session.scalar(select(select(Grid.id).where(current(Grid)).exists())))
+
+
+def ping(session: Session) -> None:
+    """One round trip: raises when the database cannot answer."""
+    session.execute(select(1))
 
 
 def _frame(session: Session, stmt, columns: Sequence[str]) -> gpd.GeoDataFrame:
@@ -141,7 +196,7 @@ def load_grids(session: Session, *, as_of: datetime | None = None, town: str | N
                district: str | None = None, villages: Iterable[str] | None = None) -> gpd.GeoDataFrame:
     """Grids valid now (or ``as_of``), optionally filtered by area or code, ordered by code."""
     cols = [getattr(Grid, c) for c in GRID_COLUMNS]
-    stmt = select(*cols, func.ST_AsBinary(Grid.geom)).where(_validity(Grid, as_of))
+    stmt = select(*cols, func.ST_AsBinary(Grid.geom)).where(valid_at(Grid, as_of))
     if town:
         stmt = stmt.where(Grid.town_code == town)
     if village:
@@ -158,7 +213,7 @@ def load_grids(session: Session, *, as_of: datetime | None = None, town: str | N
 def load_areas(session: Session, *, level: str | None = None, parent: str | None = None,
                as_of: datetime | None = None, codes: Iterable[str] | None = None) -> gpd.GeoDataFrame:
     cols = [getattr(Area, c) for c in AREA_COLUMNS]
-    stmt = select(*cols, func.ST_AsBinary(Area.geom)).where(_validity(Area, as_of))
+    stmt = select(*cols, func.ST_AsBinary(Area.geom)).where(valid_at(Area, as_of))
     if level:
         stmt = stmt.where(Area.level == level)
     if parent:
@@ -292,13 +347,13 @@ def _commit_edit(session: Session, *, kind: str, who: str, why: str, close: Sequ
         raise CodeError(f"village/community {', '.join(sorted(missing)[:10])} is not registered: import areas "
                         "first (onemap areas import), or derive them from the grid codes (onemap grids import "
                         "--derive-areas)")
-    current = load_grids(session, villages=villages)
-    closed = current[current["code"].isin(list(close))].reset_index(drop=True)
-    current = current[~current["code"].isin(list(close))]
-    clash = sorted(set(current["code"]) & set(opened["code"]))
+    standing = load_grids(session, villages=villages)
+    closed = standing[standing["code"].isin(list(close))].reset_index(drop=True)
+    standing = standing[~standing["code"].isin(list(close))]
+    clash = sorted(set(standing["code"]) & set(opened["code"]))
     if clash:
         raise Conflict(f"grid codes already registered: {', '.join(clash[:10])} (redraw with --replace)")
-    result = pd.concat([current[["code", "village_code", "kind", "geometry"]],
+    result = pd.concat([standing[["code", "village_code", "kind", "geometry"]],
                         opened[["code", "village_code", "kind", "geometry"]]], ignore_index=True)
     report = validate_villages(session, gpd.GeoDataFrame(result, geometry="geometry", crs=4326), villages)
     if not report.ok:
@@ -311,7 +366,7 @@ def _commit_edit(session: Session, *, kind: str, who: str, why: str, close: Sequ
         session.flush()
         now = session.scalar(text("SELECT clock_timestamp()"))
         if close:
-            session.execute(update(Grid).where(Grid.code.in_(list(close)), Grid.valid_to.is_(None))
+            session.execute(update(Grid).where(Grid.code.in_(list(close)), current(Grid))
                             .values(valid_to=now))
         session.execute(insert(Grid), [_grid_row(row, edit.id, who, why, now) for row in opened.itertuples()])
         opened_frame = gpd.GeoDataFrame(opened.reset_index(drop=True), geometry="geometry", crs=4326)
@@ -345,11 +400,11 @@ def import_grids(session: Session, frame: gpd.GeoDataFrame, *, who: str, why: st
     grids are closed and the file's opened; otherwise existing codes are a conflict."""
     prepared = prepare_grids(session, frame)
     villages = sorted(set(prepared["village_code"]))
-    current = load_grids(session)
+    standing = load_grids(session)
     if replace:
-        close = sorted(current.loc[current["village_code"].isin(villages), "code"])
+        close = sorted(standing.loc[standing["village_code"].isin(villages), "code"])
     else:
-        clash = sorted(set(current["code"]) & set(prepared["code"]))
+        clash = sorted(set(standing["code"]) & set(prepared["code"]))
         if clash:
             raise Conflict(f"{len(clash)} grid codes are already registered (e.g. {', '.join(clash[:5])}); "
                            "use --replace to redraw their villages")
@@ -389,11 +444,11 @@ def import_areas(session: Session, frame: gpd.GeoDataFrame, *, who: str, why: st
                  replace: bool = False, dry_run: bool = False) -> EditResult:
     """Import districts, towns and villages (all or nothing), validated as one hierarchy."""
     prepared = prepare_areas(frame)
-    current = load_areas(session)
-    clash = sorted(set(current["code"]) & set(prepared["code"]))
+    standing = load_areas(session)
+    clash = sorted(set(standing["code"]) & set(prepared["code"]))
     if clash and not replace:
         raise Conflict(f"{len(clash)} area codes are already registered (e.g. {', '.join(clash[:5])}); use --replace")
-    kept = current[~current["code"].isin(prepared["code"])]
+    kept = standing[~standing["code"].isin(prepared["code"])]
     combined = pd.concat([kept[["code", "level", "parent_code", "name", "geometry"]],
                           prepared[["code", "level", "parent_code", "name", "geometry"]]], ignore_index=True)
     report = validate_areas(gpd.GeoDataFrame(combined, geometry="geometry", crs=4326))
@@ -406,7 +461,7 @@ def import_areas(session: Session, frame: gpd.GeoDataFrame, *, who: str, why: st
     session.flush()
     now = session.scalar(text("SELECT clock_timestamp()"))
     if clash:
-        session.execute(update(Area).where(Area.code.in_(clash), Area.valid_to.is_(None)).values(valid_to=now))
+        session.execute(update(Area).where(Area.code.in_(clash), current(Area)).values(valid_to=now))
     session.execute(insert(Area), [
         {"code": r.code, "level": r.level, "kind": r.kind, "name": r.name,
          "parent_code": r.parent_code if isinstance(r.parent_code, str) else None,

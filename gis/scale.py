@@ -36,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gis.cache import Cache
 from gis.errors import InvalidInput, NotFound
 from gis.resolve import MATCHES, GridIndex
 
@@ -95,7 +96,7 @@ class _Entry:
     levels: dict[str, tuple[pd.CategoricalDtype, np.ndarray]]
 
 
-_INDEXES: dict[str, _Entry] = {}
+_INDEXES: Cache[_Entry] = Cache("dask worker indexes", size=2)
 _BUILDS: dict[str, int] = {}  # key -> builds in this process (tests check "once per worker")
 _LOCK = threading.Lock()
 
@@ -145,20 +146,19 @@ def _parent(code: str, level: str) -> str:
 def worker_index(grids: gpd.GeoDataFrame, key: str, snap_m: float = 50.0) -> _Entry:
     """The index for ``key`` in this process, built on first use (one build per process per key;
     the newest two keys are kept so a redraw does not thrash)."""
-    with _LOCK:
-        entry = _INDEXES.get(key)
-        if entry is None:
-            entry = _build(grids, key, snap_m)
-            _INDEXES[key] = entry
+    def build() -> _Entry:
+        entry = _build(grids, key, snap_m)
+        with _LOCK:
             _BUILDS[key] = _BUILDS.get(key, 0) + 1
-            for old in list(_INDEXES)[:-2]:
-                del _INDEXES[old]
         return entry
+
+    return _INDEXES.get_or_make(key, build)
 
 
 def builds() -> dict[str, int]:
     """How many times this process built each index (run on workers with ``client.run``)."""
-    return dict(_BUILDS)
+    with _LOCK:
+        return dict(_BUILDS)
 
 
 def broadcast_grids(grids: gpd.GeoDataFrame, client=None):

@@ -29,9 +29,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis import scale
+from gis.bulk import raw_connection
 from gis.errors import Conflict, InvalidInput
 from gis.registry import load_grids, registry_version
-from layers.sensors.bulk import raw_connection
 
 _TS = pa.timestamp("us", tz="UTC")
 _S = pa.string()

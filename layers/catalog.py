@@ -9,7 +9,7 @@ SQL; when it does not, :func:`select` applies them afterwards.
 
 How a layer registers itself: the registry layers and tickets are defined below; any other layer
 package adds ``layers/<package>/exports.py`` that calls :func:`register` at import, and names the
-module in ``PROVIDERS``. The catalog imports providers on first use and skips those not written yet.
+module in ``PROVIDERS``. The catalog imports providers on first use.
 
 Filter meanings: ``area`` is a 12-digit district, town/street or village/community code that must
 exist (else NotFound → 404). ``start``/``end`` is a half-open interval [start, end); naive times are
@@ -27,7 +27,6 @@ scope (or none: the CLI, run by an operator) changes nothing.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -38,7 +37,7 @@ from zoneinfo import ZoneInfo
 import geopandas as gpd
 import pandas as pd
 import shapely
-from sqlalchemy import func, text
+from sqlalchemy import func
 from sqlalchemy import select as sql_select
 from sqlalchemy.orm import Session
 
@@ -50,8 +49,7 @@ from layers.accounts.scope import Scope
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CHUNK_ROWS = 10_000
-PROVIDERS = ["layers.sensors.exports", "layers.workers.exports", "layers.cameras.exports",
-             "layers.vision.exports"]
+PROVIDERS = ["layers.workers.exports", "layers.vision.exports"]
 BBox = tuple[float, float, float, float]
 Fetch = Callable[..., gpd.GeoDataFrame | Iterator[gpd.GeoDataFrame]]
 
@@ -87,12 +85,7 @@ def _discover() -> None:
         return
     _discovered = True
     for module in PROVIDERS:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:
-            found = False
-        if found:
-            importlib.import_module(module)
+        importlib.import_module(module)
 
 
 def layers() -> dict[str, Layer]:
@@ -263,16 +256,12 @@ _AREA_FILTER = {C.Level.DISTRICT: "district", C.Level.TOWN: "town", C.Level.VILL
 AREA_SCOPE = {"grid_code": "code"}  # a division is seen by the areas it lies in: its code's prefix
 
 
-def _names(session: Session) -> dict[str, str]:
-    return dict(session.execute(text("SELECT code, name FROM areas WHERE valid_to IS NULL")).all())
-
-
 def fetch_grids(session: Session, *, area: str | None = None, start: datetime | None = None,
                 end: datetime | None = None) -> gpd.GeoDataFrame:
     """Grids (网格) with their village and town names, as they stood at ``end`` (or now)."""
     filters = {_AREA_FILTER[C.level_of(area)]: area} if area else {}
     frame = registry.load_grids(session, as_of=end, **filters)
-    names = _names(session)
+    names = registry.area_names(session)
     frame["village_name"] = frame["village_code"].map(names)
     frame["town_name"] = frame["town_code"].map(names)
     frame["households"] = frame["households"].astype("Int64")

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from gis import registry
 from gis.codes import validate_grid_code
 from gis.errors import InvalidInput
 from layers.accounts.scope import Scope
@@ -78,12 +79,6 @@ def grid_duty(session: Session, codes: list[str], scope: Scope | None) -> dict[s
     return out
 
 
-def area_names(session: Session, codes: list[str]) -> dict[str, str]:
-    rows = session.execute(text("SELECT code, name FROM areas WHERE valid_to IS NULL AND code = ANY(:c)"),
-                           {"c": codes})
-    return {code: name for code, name in rows}
-
-
 def department_names(codes: list[str]) -> dict[str, str]:
     from layers.incidents.categories import load_departments
 
@@ -99,5 +94,5 @@ def duty(session: Session, *, grids: Iterable[str] = (), areas: Iterable[str] = 
     area_codes = _codes(areas, "area")
     dept_codes = _codes(departments, "department")
     return {"grids": grid_duty(session, grid_codes, scope) if grid_codes else {},
-            "areas": area_names(session, area_codes) if area_codes else {},
+            "areas": registry.area_names(session, area_codes) if area_codes else {},
             "departments": department_names(dept_codes)}

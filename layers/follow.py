@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from gis.locate import locate_many
 from gis.metric import from_metric, local_epsg, to_metric
 from gis.models import Grid
-from gis.registry import GridChange, on_grid_edit
+from gis.registry import GridChange, current, on_grid_edit
 from gis.settings import grid_settings
 from layers.accounts.models import User
 from layers.cameras.models import Camera
@@ -77,7 +77,7 @@ def _by_overlap(session: Session, gone) -> dict[str, list[str]]:
     envelope = shapely.box(*shapely.total_bounds(old))
     rows = session.execute(
         select(Grid.code, func.ST_AsBinary(Grid.geom))
-        .where(Grid.valid_to.is_(None), func.ST_Intersects(Grid.geom, func.ST_GeomFromWKB(envelope.wkb, 4326)))
+        .where(current(Grid), func.ST_Intersects(Grid.geom, func.ST_GeomFromWKB(envelope.wkb, 4326)))
         .order_by(Grid.code)).all()
     codes = np.array([r[0] for r in rows], dtype=object)
     if not len(codes):

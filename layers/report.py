@@ -27,12 +27,13 @@ from gis import registry
 from gis.errors import InvalidInput
 from gis.metric import area_m2
 from layers import catalog
+from layers.incidents.workflow import TERMINAL
 
 LEAFLET = Path(__file__).resolve().parent.parent / "web" / "node_modules" / "leaflet" / "dist"
 BINS = [(0, 0, "#f7f7f7"), (1, 2, "#fde0c5"), (3, 5, "#facba6"), (6, 10, "#f59e72"),
         (11, 20, "#e8603c"), (21, None, "#b30000")]  # tickets received per grid
 TICKET_COLOUR, SENSOR_COLOUR, BOUNDARY_COLOUR = "#d7301f", "#2b8cbe", "#333333"
-CLOSED = ("closed", "signed_off")
+CLOSED = [s.value for s in TERMINAL]
 
 
 @dataclass

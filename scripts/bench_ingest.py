@@ -15,7 +15,7 @@ What is timed, per kind:
 - **Small batches**: ``small_batches`` bodies of 1, 10 and 100 rows each, as the API receives them (GPS as
   CSV like ``scripts/bench_load.py`` posts, readings as JSON lines), each committed: CPU time of this
   process (what the API server would spend) and wall time per batch. These go in with one ``INSERT``
-  over ``unnest`` of arrays instead of COPY (``layers.sensors.bulk.UNNEST_MAX_ROWS``).
+  over ``unnest`` of arrays instead of COPY (``gis.bulk.UNNEST_MAX_ROWS``).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _timed(fn: Callable, session: Session) -> tuple[float, object]:
 
 def _shifted_partitions(session: Session, table: str, frame: pd.DataFrame) -> None:
     """The baseline writes 400 days later (fresh keys, no conflicts); its months exist before the clock starts."""
-    from layers.sensors.bulk import ensure_month_partitions
+    from gis.bulk import ensure_month_partitions
 
     ensure_month_partitions(session, table, frame["ts"] + pd.Timedelta(days=400))
     session.commit()

@@ -33,6 +33,8 @@ import numpy as np
 import shapely
 from shapely.geometry import shape
 
+from scripts.bench_cpu import CpuProbe
+
 WEIGHTS = {"map": 0.03, "tile": 0.27, "resolve": 0.30, "create": 0.15, "move": 0.10, "gps": 0.15}
 FIXES_PER_BATCH = 10
 MAX_IN_FLIGHT = 64
@@ -49,6 +51,7 @@ class LoadReport:
     stored: dict[str, int] = field(default_factory=dict)
     errors: int = 0
     warmup: LoadReport | None = None  # the warm-up phase before the measured one, if any
+    cpu: str = ""  # where the measured phase's CPU went (scripts/bench_cpu.py), when probed
 
     @property
     def total(self) -> int:
@@ -77,6 +80,8 @@ class LoadReport:
                  f"(target {self.rate:g}/s for {self.seconds:g} s); p50 {self.percentile(None, 50):.1f} ms, "
                  f"p99 {self.percentile(None, 99):.1f} ms; transport errors {self.errors}",
                  f"{'kind':<8}{'n':>7}{'p50 ms':>9}{'p99 ms':>9}  statuses"]
+        if self.cpu:
+            lines.insert(-1, self.cpu)
         for kind in sorted(self.latencies):
             codes = ", ".join(f"{c}×{n}" for c, n in sorted(self.statuses[kind].items()))
             lines.append(f"{kind:<8}{len(self.latencies[kind]):>7}{self.percentile(kind, 50):>9.1f}"
@@ -273,7 +278,8 @@ async def _phase(client: aiohttp.ClientSession, plan: Plan, report: LoadReport, 
 
 
 async def _drive(url: str, rate: float, seconds: float, token: str | None, seed: int,
-                 skip: tuple[str, ...], warmup: float = 0.0) -> tuple[LoadReport, Plan]:
+                 skip: tuple[str, ...], warmup: float = 0.0, probe: CpuProbe | None = None
+                 ) -> tuple[LoadReport, Plan]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     report = LoadReport(rate, seconds)
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as setup:
@@ -288,7 +294,10 @@ async def _drive(url: str, rate: float, seconds: float, token: str | None, seed:
         if warmup > 0:  # the same mix and rate first, reported on its own line: caches and pools fill
             report.warmup = LoadReport(rate, warmup)
             await _phase(client, plan, report.warmup, kinds, weights, rng, 0)
+        before = probe.sample() if probe else None
         await _phase(client, plan, report, kinds, weights, rng, int(rate * warmup))
+        if probe and before:
+            report.cpu = probe.text(before, probe.sample(), report.elapsed, report.total)
     return report, plan
 
 
@@ -315,7 +324,7 @@ def count_stored(plan: Plan, database_url: str | None = None) -> dict[str, int]:
 
 def run(url: str = "http://127.0.0.1:8000", *, rate: float = 200.0, seconds: float = 60.0,
         token: str | None = None, seed: int = 0, database_url: str | None = None,
-        skip: tuple[str, ...] = (), warmup: float = 0.0) -> LoadReport:
+        skip: tuple[str, ...] = (), warmup: float = 0.0, probe: CpuProbe | None = None) -> LoadReport:
     """Drive the server, then count the writes in its database (``database_url`` or the configured one)."""
     if not 0 < rate <= 5000 or not 0 < seconds <= 3600:
         raise ValueError("rate must be 0-5000/s and seconds 0-3600")
@@ -324,6 +333,6 @@ def run(url: str = "http://127.0.0.1:8000", *, rate: float = 200.0, seconds: flo
         raise ValueError(f"unknown kinds {', '.join(sorted(unknown))}; kinds: {', '.join(WEIGHTS)}")
     if not 0 <= warmup <= 600:
         raise ValueError("warmup must be 0-600 s")
-    report, plan = asyncio.run(_drive(url.rstrip("/"), rate, seconds, token, seed, tuple(skip), warmup))
+    report, plan = asyncio.run(_drive(url.rstrip("/"), rate, seconds, token, seed, tuple(skip), warmup, probe))
     report.stored = count_stored(plan, database_url)
     return report

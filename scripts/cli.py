@@ -389,23 +389,12 @@ COMMAND_MODULES = [
 ]
 
 
-def _exists(module: str) -> bool:
-    """Whether a module is present (a layer not yet written is skipped)."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
 
 def _register_modules() -> None:
     import importlib
-    import importlib.util
 
     for name in COMMAND_MODULES:
-        if _exists(name):
-            importlib.import_module(name).register(app)
+        importlib.import_module(name).register(app)
 
 
 _register_modules()

@@ -60,10 +60,10 @@ def create(
 ) -> None:
     """Receive a report (受理)."""
     from gis.db import session_scope
-    from layers.incidents import service as S
+    from layers.incidents.intake import create_ticket
 
     with session_scope() as session:
-        t = S.create_ticket(
+        t = create_ticket(
             session,
             channel=channel,
             category=category,
@@ -97,10 +97,10 @@ def list_(
 ) -> None:
     """List tickets, newest first (phones masked)."""
     from gis.db import session_scope
-    from layers.incidents import service as S
+    from layers.incidents.read import list_tickets
 
     with session_scope() as session:
-        total, rows = S.list_tickets(
+        total, rows = list_tickets(
             session,
             state=state,
             town=town,
@@ -134,10 +134,10 @@ def list_(
 def show(ticket_id: int) -> None:
     """A ticket with its timeline, as JSON."""
     from gis.db import session_scope
-    from layers.incidents import service as S
+    from layers.incidents.read import detail
 
     with session_scope() as session:
-        _json(S.detail(session, ticket_id))
+        _json(detail(session, ticket_id))
 
 
 @tickets_app.command("move")
@@ -153,14 +153,14 @@ def move(
     """Make one move (dispatch, grab, split, join, return, sign, ..., revisit, close, sign_off)."""
     from gis.db import session_scope
     from gis.errors import InvalidInput
-    from layers.incidents import service as S
+    from layers.incidents.moves import apply_move
 
     try:
         data = json.loads(payload)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"--payload is not JSON: {exc.msg}") from None
     with session_scope() as session:
-        t = S.apply_move(session, ticket_id, name, actor=actor, role=role, note=note, payload=data)
+        t = apply_move(session, ticket_id, name, actor=actor, role=role, note=note, payload=data)
         out.print(f"ticket #{t.id} is now {t.state}")
 
 
@@ -186,10 +186,10 @@ def cards() -> None:
 
     from gis.db import session_scope
     from gis.settings import api_settings
-    from layers.incidents import service as S
+    from layers.incidents.cards import run_cards_job
 
     with session_scope() as session:
-        counts = S.run_cards_job(session, every=timedelta(seconds=api_settings().cards_every_s), force=True)
+        counts = run_cards_job(session, every=timedelta(seconds=api_settings().cards_every_s), force=True)
     if counts is None:
         err.print("a server is refreshing the cards right now; try again in a moment")
         raise typer.Exit(1)

@@ -135,6 +135,8 @@ def bench_load(url: Annotated[str, typer.Option(help="base URL of a running OneM
                                                           "(caches and connection pools fill)")] = 10.0) -> None:
     """Mixed loopback load (map reads, resolves, ticket creates and moves, GPS ingest): throughput, p50/p99
     per kind, and a count afterwards that no accepted write was lost."""
+    from gis.settings import database_settings
+    from scripts.bench_cpu import CpuProbe, postmaster
     from scripts.bench_load import run
 
     server = None
@@ -148,7 +150,9 @@ def bench_load(url: Annotated[str, typer.Option(help="base URL of a running OneM
             url = f"http://127.0.0.1:{port}"
             wait_warm(url, "/resolve?lon=118.8&lat=36.88", token=token)
             out.print(f"server: {serve} process(es) at {url}")
-        report = run(url, rate=rate, seconds=seconds, token=token, skip=tuple(skip or ()), warmup=warmup)
+        probe = CpuProbe(server.pid if server else None, postmaster(database_settings().data_dir))
+        report = run(url, rate=rate, seconds=seconds, token=token, skip=tuple(skip or ()), warmup=warmup,
+                     probe=probe)
     except (OneMapError, RuntimeError, ValueError) as exc:
         _fail(getattr(exc, "message", str(exc)))
     finally:

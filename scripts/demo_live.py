@@ -357,7 +357,7 @@ class LiveDemo:
     def ticket(self, session: Session) -> None:
         """A citizen's report somewhere in the city, or a patrolling worker's where the worker stands."""
         from layers.incidents.categories import load_categories
-        from layers.incidents.service import create_ticket
+        from layers.incidents.intake import create_ticket
         from layers.incidents.simulate import SURNAMES, _categories, sample_points
 
         channels = list(REPORT_CHANNELS)
@@ -383,12 +383,13 @@ class LiveDemo:
 
     def move(self, session: Session) -> None:
         """One open ticket one step on: half the time one of the newest, else any open one."""
-        from layers.incidents.service import apply_move
+        from layers.incidents.moves import apply_move
+        from layers.incidents.workflow import TERMINAL_SQL
 
         newest = self.rng.random() < 0.5
         rows = session.execute(text(
             "SELECT id, state, channel, town_code, department, assignee, needs_town FROM tickets "
-            "WHERE state NOT IN ('closed', 'signed_off') AND duplicate_of IS NULL AND unplaced IS NOT TRUE "
+            f"WHERE state NOT IN {TERMINAL_SQL} AND duplicate_of IS NULL AND unplaced IS NOT TRUE "
             + ("ORDER BY created_at DESC LIMIT 12" if newest else "ORDER BY random() LIMIT 1"))).all()
         if not rows:
             return
@@ -428,7 +429,7 @@ class LiveDemo:
         return None
 
     def cards(self, session: Session) -> None:
-        from layers.incidents.service import refresh_cards
+        from layers.incidents.cards import refresh_cards
 
         refresh_cards(session, datetime.now(UTC))
 

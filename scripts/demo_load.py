@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from gis.db import session_scope
 from gis.models import Grid
-from gis.registry import import_areas, import_grids, validate_registry
+from gis.registry import current, import_areas, import_grids, validate_registry
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "grid_boundaries"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -34,7 +34,7 @@ def read_demo() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
 def load_into(session, *, who: str = "demo", validate: bool = True) -> str:
     """Import the demo areas, grids and standard addresses in the caller's transaction; skip when
     grids exist."""
-    count = session.scalar(select(func.count()).select_from(Grid).where(Grid.valid_to.is_(None)))
+    count = session.scalar(select(func.count()).select_from(Grid).where(current(Grid)))
     if count:
         return f"demo city already loaded: {count} current grids"
     areas, grids = read_demo()

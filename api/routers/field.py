@@ -27,7 +27,7 @@ from api.routers.pages import templates
 from api.routers.tiles import BASE_SQL, registry_version, tile_params
 from gis.errors import InvalidInput
 from layers.field import phone, public
-from layers.incidents import service as S
+from layers.incidents.attachments import MAX_ATTACHMENT_BYTES
 from layers.incidents.categories import load_categories
 
 router = APIRouter(tags=["field"])
@@ -176,10 +176,10 @@ async def submit(
     photo: Annotated[UploadFile | None, File()] = None,
 ) -> JSONResponse:
     """A citizen's report (no account): answers ``{"code"}`` to follow it at /report/CODE."""
-    data = await photo.read(S.MAX_ATTACHMENT_BYTES + 1) if photo is not None else b""
+    data = await photo.read(MAX_ATTACHMENT_BYTES + 1) if photo is not None else b""
     shot = public.Photo(photo.filename or "photo", photo.content_type or "", data) if data else None
-    if shot is not None and len(data) > S.MAX_ATTACHMENT_BYTES:
-        raise InvalidInput(f"the photo is larger than {S.MAX_ATTACHMENT_BYTES // 2**20} MB")
+    if shot is not None and len(data) > MAX_ATTACHMENT_BYTES:
+        raise InvalidInput(f"the photo is larger than {MAX_ATTACHMENT_BYTES // 2**20} MB")
     out = await run_in_threadpool(
         public.submit, session, ip=_ip(request), category=category, description=description, lon=lon, lat=lat,
         address=address, name=name, phone=phone_number, photo=shot, token=form_token, honeypot=website)

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from datetime import datetime
 from typing import Annotated
 
+import geopandas as gpd
 import pandas as pd
 from fastapi import APIRouter, Query, Response
-from sqlalchemy import text
 
 from api.auth import ScopeDep
 from api.deps import SessionDep
 from api.geojson import GeoJSONResponse, feature_collection
 from gis import codes as C
 from gis import registry
+from gis.cache import Cache, database_key
 from gis.errors import InvalidInput, NotFound
 from gis.locate import current_version
-from gis.locate import database_key as _database
 
 router = APIRouter(tags=["registry"])
 
@@ -30,7 +28,7 @@ GRID_PROPS = ["code", "name", "kind", "village_code", "town_code", "district_cod
 @router.get("/health")
 def health(session: SessionDep) -> dict:
     """Liveness and the registry version (id of the newest edit)."""
-    session.execute(text("SELECT 1"))
+    registry.ping(session)
     return {"status": "ok", "registry_version": registry.registry_version(session)}
 
 
@@ -53,31 +51,10 @@ def areas(session: SessionDep, scope: ScopeDep, level: Annotated[str | None, Que
     return GeoJSONResponse(feature_collection(frame, precision=6))
 
 
-class _Rendered:
-    """A selection of current grids rendered once per registry version: each feature's JSON text
-    beside the columns the caller's scope is tested on, so every caller still gets only its own grids
-    (``scope.mask`` runs on every request) while the geometry is never serialised twice."""
-
-    def __init__(self, size: int = 256) -> None:
-        self._items: OrderedDict[tuple, tuple[pd.DataFrame, list[bytes]]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._size = size
-
-    def get(self, key: tuple, make) -> tuple[pd.DataFrame, list[bytes]]:
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-                return hit
-        value = make()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return value
-
-
-RENDERED = _Rendered()
+# Current grids rendered once per registry version and selection: each feature's JSON text beside the
+# columns the caller's scope is tested on, so every caller still gets only its own grids (``scope.mask``
+# runs on every request) while the geometry is never serialised twice.
+RENDERED: Cache[tuple[pd.DataFrame, list[bytes]]] = Cache("rendered grids", size=256)
 
 
 @router.get("/grids", response_class=GeoJSONResponse)
@@ -105,15 +82,15 @@ def grids(session: SessionDep, scope: ScopeDep, town: str | None = None, village
     if as_of is not None:
         frame, texts = make()
     else:
-        key = (_database(session), current_version(session), town, village, tuple(codes or ()))
-        frame, texts = RENDERED.get(key, make)
+        key = (database_key(session), current_version(session), town, village, tuple(codes or ()))
+        frame, texts = RENDERED.get_or_make(key, make)
     visible = scope.mask(frame, grid_code="code").to_numpy()
     body = b",".join(t for t, keep in zip(texts, visible, strict=True) if keep)
     return Response(b'{"type":"FeatureCollection","features":[' + body + b"]}", media_type=GeoJSONResponse.media_type)
 
 
-def _with_names(session: SessionDep, frame):
-    names = dict(session.execute(text("SELECT code, name FROM areas WHERE valid_to IS NULL")).all())
+def _with_names(session: SessionDep, frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    names = registry.area_names(session)
     frame = frame.copy()
     frame["village_name"] = frame["village_code"].map(names)
     frame["town_name"] = frame["town_code"].map(names)

@@ -1,11 +1,8 @@
 """Live updates for the big screen: ``GET /live`` server-sent events fed by PostgreSQL LISTEN/NOTIFY.
 
-Why the database and not an in-process bus: the API runs as several processes, and a ticket created
-through one must reach screens connected to another. Any writer (a route, the CLI, a worker job, a
-trigger) says ``SELECT pg_notify('onemap_tickets', '{"id": 42, ...}')``; each API process holds ONE
-listening connection (a background task, started with the first subscriber) and fans every
-notification out to its own subscribers' queues. A slow screen loses its oldest events, never blocks
-the others. The listener reconnects after a database restart; browsers' EventSource reconnects by itself.
+The listening and fan-out is :class:`gis.notify.Hub` (one LISTEN connection per process, see there);
+this router adds the caller's scope, the heartbeat and the token re-check. Browsers' EventSource
+reconnects by itself.
 
 Scope: a city-wide caller gets every event as it is. A scoped caller (a town, a department, a grid
 worker) gets an event whose payload places it (``town_code``/``grid_code``, and for a department the
@@ -29,35 +26,21 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-import psycopg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import make_url
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import COOKIE, ScopeDep, settings_of
 from gis.errors import InvalidInput
+from gis.notify import CHANNELS, Hub, event_text, libpq_dsn
 from layers.accounts.scope import DEPARTMENT_COLUMNS, Scope
 from layers.accounts.security import AuthError, user_for_token
 
 log = logging.getLogger("onemap.live")
 router = APIRouter(tags=["map"])
 
-CHANNELS = {"tickets": "onemap_tickets", "registry": "onemap_registry", "alarms": "onemap_alarms",
-            "workers": "onemap_workers", "sensors": "onemap_sensors", "cameras": "onemap_cameras"}
-QUEUE_SIZE = 1000
 HEARTBEAT_S = 15.0
-RETRY_S = 2.0
 RECHECK_S = 5.0  # how often an open stream asks again whether its token still stands
-
-
-def event_text(name: str, payload: str) -> str:
-    """One SSE message; the payload is passed on as JSON (plain text is wrapped as {"payload": ...})."""
-    try:
-        data = json.loads(payload) if payload else {}
-    except ValueError:
-        data = {"payload": payload}
-    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
 PLACE_KEYS = ("grid_code", "village_code", "town_code", "district_code")
@@ -84,60 +67,6 @@ def scoped_message(scope: Scope, message: str) -> str | None:
         return message if scope.sees(data) else None
     nudge = {k: data[k] for k in NUDGE_KEYS if k in data and isinstance(data[k], str | int)}
     return event_text(name, json.dumps(nudge))
-
-
-def libpq_dsn(sqlalchemy_url: str) -> str:
-    """psycopg's connection string for the API's SQLAlchemy URL (driver suffix dropped)."""
-    url = make_url(sqlalchemy_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
-
-
-class Hub:
-    """One LISTEN connection per process, fanned out to every subscriber's queue."""
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self.subscribers: set[asyncio.Queue[str]] = set()
-        self.task: asyncio.Task | None = None
-        self.listening = asyncio.Event()
-
-    def subscribe(self) -> asyncio.Queue[str]:
-        queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_SIZE)
-        self.subscribers.add(queue)
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._run())
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[str]) -> None:
-        self.subscribers.discard(queue)
-
-    def publish(self, channel: str, payload: str) -> None:
-        name = next((k for k, v in CHANNELS.items() if v == channel), channel)
-        message = event_text(name, payload)
-        for queue in list(self.subscribers):
-            if queue.full():  # a stalled screen drops its oldest event
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait(message)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._listen()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - database gone: retry, screens keep their stream
-                self.listening.clear()
-                log.warning("live listener lost its connection (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(RETRY_S)
-
-    async def _listen(self) -> None:
-        async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
-            for channel in CHANNELS.values():
-                await conn.execute(f"LISTEN {channel}")
-            self.listening.set()
-            async for note in conn.notifies():
-                self.publish(note.channel, note.payload)
 
 
 def hub_for(request: Request) -> Hub:

@@ -25,11 +25,12 @@ import shapely
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pyproj import CRS
-from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from api.auth import ScopeDep
 from api.deps import SessionDep
 from gis import export as X
+from gis import registry
 from gis.coords import to_wgs84
 from gis.errors import InvalidInput, NotFound, UnknownCRS
 from layers import catalog
@@ -94,9 +95,10 @@ def bbox_to_wgs84(bbox: str | None, bbox_crs: str | None) -> tuple[float, float,
     if north_first(name):
         values = [values[1], values[0], values[3], values[2]]
     if name in ("CRS84", "EPSG:4326", "EPSG:4490"):
-        return catalog.check_bbox(tuple(values))
+        return catalog.check_bbox((values[0], values[1], values[2], values[3]))
     ring = shapely.segmentize(shapely.box(*values), (values[2] - values[0]) / 16 or 1.0)
-    x, y = to_wgs84(*shapely.get_coordinates(ring).T, crs=name)
+    corners = shapely.get_coordinates(ring)
+    x, y = to_wgs84(corners[:, 0], corners[:, 1], crs=name)
     return catalog.check_bbox((float(x.min()), float(y.min()), float(x.max()), float(y.max())))
 
 
@@ -155,11 +157,10 @@ def conformance() -> dict:
     return {"conformsTo": CONFORMANCE}
 
 
-def city_bbox(session) -> list[float]:
+def city_bbox(session: Session) -> list[float]:
     """The extent of every current area: the city is every layer's extent."""
-    row = session.execute(text("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
-                               "(SELECT ST_Extent(geom) AS e FROM areas WHERE valid_to IS NULL) s")).one()
-    return [round(v, 7) for v in row] if row[0] is not None else [-180.0, -90.0, 180.0, 90.0]
+    box = registry.extent(session, "areas")
+    return [round(v, 7) for v in box] if box is not None else [-180.0, -90.0, 180.0, 90.0]
 
 
 def _collection(request: Request, layer: catalog.Layer, bbox: list[float]) -> dict:

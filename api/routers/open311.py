@@ -12,7 +12,7 @@ Not implemented: ``api_key`` checks, service definitions (every service has ``me
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -23,11 +23,15 @@ from api.deps import SessionDep
 from api.errors import STATUS
 from gis.errors import InvalidInput, NotFound, OneMapError
 from layers.accounts.scope import Scope
-from layers.incidents import service as S
 from layers.incidents.categories import get_department, load_categories
-from layers.incidents.models import Ticket
+from layers.incidents.intake import create_ticket
+from layers.incidents.read import find_tickets, lonlat
 from layers.incidents.sla import SHANGHAI
+from layers.incidents.store import get_ticket
 from layers.incidents.workflow import TERMINAL
+
+if TYPE_CHECKING:
+    from layers.incidents.models import Ticket
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 
@@ -54,7 +58,7 @@ def _request(t: Ticket) -> dict[str, Any]:
 
 
 def _fields(t: Ticket) -> dict[str, Any]:
-    lon, lat = S.lonlat(t)
+    lon, lat = lonlat(t)
     closed = t.state in {s.value for s in TERMINAL}
     notes = f"duplicate of {t.duplicate_of}" if t.duplicate_of else t.state
     return {
@@ -115,7 +119,7 @@ def _create(session: Any, form: dict[str, str], scope: Scope) -> list[dict[str, 
     name = " ".join(x for x in (form.get("last_name"), form.get("first_name")) if x) or None
     category = load_categories().get(code)
     description = (form.get("description") or "").strip() or (category.name if category else "")
-    ticket = S.create_ticket(
+    ticket = create_ticket(
         session,
         channel="app",
         category=code,
@@ -192,7 +196,7 @@ def get_requests(
         if status not in (None, "", "open", "closed"):
             raise InvalidInput(f"status must be open or closed, got {status!r}")
         ids = _ids(service_request_id) if service_request_id else None
-        rows = S.find_tickets(
+        rows = find_tickets(
             session,
             ids=ids,
             category=service_code,
@@ -213,6 +217,6 @@ def get_request(request_id: str, session: SessionDep, scope: ScopeDep) -> list[d
         ident = request_id.removesuffix(".json")
         if not ident.isdigit() or int(ident) > MAX_ID:
             raise NotFound(f"no service request {request_id}")
-        return [_request(S.get_ticket(session, int(ident), scope=scope))]
+        return [_request(get_ticket(session, int(ident), scope=scope))]
     except OneMapError as exc:
         return _error(exc)

@@ -29,8 +29,13 @@ from layers.field import idempotency as idem
 from layers.incidents import authz as A
 from layers.incidents import kpis as K
 from layers.incidents import layer as L
-from layers.incidents import service as S
+from layers.incidents.attachments import MAX_ATTACHMENT_BYTES, add_attachment, get_attachment
+from layers.incidents.cards import run_cards_job
 from layers.incidents.categories import load_categories, load_departments
+from layers.incidents.intake import create_and_detail, place_ticket
+from layers.incidents.moves import move_and_detail
+from layers.incidents.read import detail, list_tickets
+from layers.incidents.routes import routing_table, set_route
 
 router = APIRouter(tags=["tickets"])
 
@@ -113,11 +118,11 @@ def create(body: TicketIn, session: SessionDep, scope: WriteScope, response: Res
         if done is not None:
             response.status_code = 200
             response.headers["Idempotent-Replayed"] = "true"
-            return S.detail(session, done, scope=scope)
+            return detail(session, done, scope=scope)
     fields = body.model_dump()
     fields["actor"] = _actor(scope, body.actor)
     # create_ticket + detail, without a read-back; duplicates only among the tickets the caller sees
-    out = S.create_and_detail(session, scope=scope, **fields)
+    out = create_and_detail(session, scope=scope, **fields)
     if idempotency_key is not None:
         idem.remember(session, owner=scope.user, key=idempotency_key, ref_id=out["id"])
     return out
@@ -149,7 +154,7 @@ def list_(
 ) -> dict[str, Any]:
     """Tickets newest first, or ``sort=urgency`` (red, then yellow, then the running deadline: the
     longest overdue first, then the nearest) across all pages; reporter phones masked."""
-    total, rows = S.list_tickets(
+    total, rows = list_tickets(
         session,
         state=state,
         town=town,
@@ -213,21 +218,21 @@ def cards(request: Request, session: SessionDep, scope: AdminScope) -> dict[str,
     if "now" in request.query_params:
         raise InvalidInput("now is not accepted: cards are computed at the server's time")
     every = timedelta(seconds=request.app.state.settings.cards_every_s)
-    counts = S.run_cards_job(session, every=every, force=True)
+    counts = run_cards_job(session, every=every, force=True)
     return {"ran": counts is not None, **(counts or {})}
 
 
 @router.get("/tickets/routing")
 def get_routing(session: SessionDep, scope: ScopeDep) -> list[dict[str, Any]]:
     """Category → department and whether a town handles it first (CSV defaults + overrides)."""
-    return [r.__dict__ for r in S.routing_table(session).rows()]
+    return [r.__dict__ for r in routing_table(session).rows()]
 
 
 @router.put("/tickets/routing/{category}")
 def put_routing(category: str, body: RouteIn, session: SessionDep,
                 scope: Annotated[Scope, Depends(require("admin"))]) -> dict[str, Any]:
     """Change where a category goes: city-wide, so city admins only."""
-    row = S.set_route(
+    row = set_route(
         session,
         category,
         department=body.department,
@@ -242,7 +247,7 @@ def put_routing(category: str, body: RouteIn, session: SessionDep,
 def show(ticket_id: TicketId, session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
     """Detail: place codes, state, deadlines, cards, timeline, photos, allowed moves by role, and the
     caller's own ``actor_role`` and ``my_moves`` (another area's ticket: 404, as if it did not exist)."""
-    return S.detail(session, ticket_id, scope=scope)
+    return detail(session, ticket_id, scope=scope)
 
 
 @router.post("/tickets/{ticket_id}/attachments", status_code=201)
@@ -257,7 +262,7 @@ async def attach(
     """A photo (JPEG/PNG/WebP, at most 5 MB). The body is read here; the check and the insert run
     in the thread pool so the event loop never waits on the database. With ``Idempotency-Key`` a
     retried upload answers the photo stored the first time."""
-    data = await file.read(S.MAX_ATTACHMENT_BYTES + 1)
+    data = await file.read(MAX_ATTACHMENT_BYTES + 1)
     who = A.acting(scope)
     row = await run_in_threadpool(
         _attach_once,
@@ -283,8 +288,8 @@ def _attach_once(session: Session, ticket_id: int, *, key: str | None, scope: Sc
     if key is not None:
         done = idem.claim(session, owner=scope.user, key=key, kind="attachment")
         if done is not None:
-            return S.get_attachment(session, ticket_id, done, scope=scope)
-    row = S.add_attachment(session, ticket_id, scope=scope, **fields)
+            return get_attachment(session, ticket_id, done, scope=scope)
+    row = add_attachment(session, ticket_id, scope=scope, **fields)
     if key is not None:
         idem.remember(session, owner=scope.user, key=key, ref_id=row.id)
     return row
@@ -293,7 +298,7 @@ def _attach_once(session: Session, ticket_id: int, *, key: str | None, scope: Sc
 @router.get("/tickets/{ticket_id}/attachments/{attachment_id}")
 def attachment(ticket_id: TicketId, attachment_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep,
                scope: ScopeDep) -> Response:
-    row = S.get_attachment(session, ticket_id, attachment_id, scope=scope)
+    row = get_attachment(session, ticket_id, attachment_id, scope=scope)
     return Response(row.data, media_type=row.content_type)
 
 
@@ -304,7 +309,7 @@ def place(ticket_id: TicketId, body: PlaceIn, session: SessionDep, scope: WriteS
     the placed ticket."""
     who = A.acting(scope, body.role)
     A.may_place(who)
-    S.place_ticket(
+    place_ticket(
         session,
         ticket_id,
         lon=body.lon,
@@ -314,7 +319,7 @@ def place(ticket_id: TicketId, body: PlaceIn, session: SessionDep, scope: WriteS
         role=who.role.value,
         scope=scope,
     )
-    return S.detail(session, ticket_id, scope=scope)
+    return detail(session, ticket_id, scope=scope)
 
 
 @router.post("/tickets/{ticket_id}/{move}")
@@ -329,7 +334,7 @@ def do_move(ticket_id: TicketId, move: str, body: MoveIn, session: SessionDep, s
     payload = dict(body.payload)
     if body.satisfaction is not None:
         payload["satisfaction"] = body.satisfaction
-    out = S.move_and_detail(  # apply_move + detail, in fewer round trips
+    out = move_and_detail(  # apply_move + detail, in fewer round trips
         session,
         ticket_id,
         move,

@@ -108,11 +108,16 @@ def _as_dict(row: AuditEntry) -> dict[str, Any]:
 
 
 class AuditWriter:
-    """A bounded queue drained by one daemon thread into ``sessions()`` transactions."""
+    """A bounded queue drained by one daemon thread into ``sessions()`` transactions.
+
+    After the first entry of a batch it lingers ``linger_s`` for more: under steady load the writes
+    of a tenth of a second share one transaction instead of costing one each (at 80 writes/s the
+    writer's transactions were a tenth of the server's CPU)."""
 
     def __init__(self, sessions: Callable[[], Session], *, max_pending: int = 100_000, batch: int = 500,
-                 retry_s: float = 1.0) -> None:
+                 retry_s: float = 1.0, linger_s: float = 0.1) -> None:
         self._sessions = sessions
+        self._linger_s = linger_s
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=max_pending)
         self._batch = batch
         self._retry_s = retry_s
@@ -170,6 +175,8 @@ class AuditWriter:
         while True:
             if not self._pending:
                 self._pending.append(self._queue.get())
+                if self._linger_s and self._queue.qsize() < self._batch:
+                    time.sleep(self._linger_s)
             while len(self._pending) < self._batch:
                 try:
                     self._pending.append(self._queue.get_nowait())

@@ -30,6 +30,7 @@ from sqlalchemy import ColumnElement, Select, and_, any_, false, inspect, litera
 
 from gis import codes as C
 from gis.errors import InvalidInput, NotFound
+from layers.privacy import mask_phone
 
 ROLES = ("city", "district", "town", "village", "grid_worker", "department", "planner", "analyst", "viewer")
 ROLE_NAMES = {"city": "市级", "district": "区县", "town": "镇街", "village": "村社区", "grid_worker": "网格员",
@@ -57,16 +58,6 @@ EXACT = {C.Level.DISTRICT: "district_code", C.Level.TOWN: "town_code", C.Level.V
 FINER = {C.Level.DISTRICT: ("town_code", "village_code", "grid_code"),
          C.Level.TOWN: ("village_code", "grid_code"), C.Level.VILLAGE: ("grid_code",)}
 DEPARTMENT_COLUMNS = ("department", "assignee")
-
-
-def mask_phone(phone: str | None) -> str | None:
-    """138****1234: keep the first three and last four digits, hide the rest."""
-    if not phone:
-        return phone
-    text = phone.strip()
-    if len(text) < 8:
-        return "*" * len(text)
-    return text[:3] + "*" * (len(text) - 7) + text[-4:]
 
 
 def validate_assignment(role: str, area_code: str | None, department: str | None,

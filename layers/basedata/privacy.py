@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from gis.errors import OneMapError
 from layers.accounts import audit
-from layers.accounts.scope import Scope, mask_phone
+from layers.accounts.scope import Scope
+from layers.privacy import mask_phone
 
 # Roles that may read households and residents at all (masked); others are refused.
 PEOPLE_ROLES = frozenset({"city", "district", "town", "village", "grid_worker"})

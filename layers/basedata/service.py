@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 from gis import codes as C
 from gis.errors import InvalidInput, NotFound
 from gis.locate import locate
+from gis.models import Grid
+from gis.registry import current
 from layers.accounts.scope import Scope
 from layers.basedata import privacy as P
 from layers.basedata.models import BaseUnit, Building, Household, KeySite, Resident
@@ -148,8 +150,8 @@ class Placed:
 
 
 def current_grids(session: Session, codes: list[str]) -> dict[str, tuple[str, str, str]]:
-    rows = session.execute(text("SELECT code, village_code, town_code, district_code FROM grids "
-                                "WHERE valid_to IS NULL AND code = ANY(:c)"), {"c": codes}).all()
+    rows = session.execute(select(Grid.code, Grid.village_code, Grid.town_code, Grid.district_code)
+                           .where(current(Grid), Grid.code.in_(codes))).all()
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 

@@ -36,7 +36,8 @@ from layers.calls.models import Call, CallEvent, CallLimit
 from layers.calls.workflow import Level, State
 from layers.incidents import sla
 from layers.incidents.categories import get_category, get_department
-from layers.incidents.service import get_ticket, resolve_place
+from layers.incidents.places import resolve_place
+from layers.incidents.store import get_ticket
 
 ACCOUNT_LEVEL = {"village": Level.COMMUNITY, "town": Level.TOWN, "department": Level.DEPARTMENT}
 

@@ -24,8 +24,10 @@ from gis.locate import locate
 from layers.cameras.calibration import Calibration
 from layers.cameras.models import Alarm, Camera, KeyFrame
 from layers.cameras.rules import AlarmEvent, RuleKind, feet
-from layers.incidents import service
+from layers.incidents.attachments import MAX_ATTACHMENT_BYTES, add_attachment
+from layers.incidents.intake import create_ticket
 from layers.incidents.models import TicketEvent
+from layers.incidents.store import get_ticket
 
 NOTIFY_CHANNEL = "onemap_alarms"  # filled by the alarms_notify trigger
 TITLES = {RuleKind.CROWD: "人群聚集", RuleKind.PARKING: "违章停车", RuleKind.PRESENT: "目标出现"}
@@ -68,8 +70,8 @@ def _attach(session: Session, ticket_id: int, key_frame: str | None, at: datetim
     if not key_frame or not Path(key_frame).is_file():
         return
     data = Path(key_frame).read_bytes()
-    if len(data) <= service.MAX_ATTACHMENT_BYTES:
-        service.add_attachment(session, ticket_id, filename=Path(key_frame).name, content_type="image/jpeg",
+    if len(data) <= MAX_ATTACHMENT_BYTES:
+        add_attachment(session, ticket_id, filename=Path(key_frame).name, content_type="image/jpeg",
                                data=data, uploaded_by=actor, at=at)
 
 
@@ -77,7 +79,7 @@ def _open(session: Session, camera: Camera, event: AlarmEvent, at: datetime,
           calibration: Calibration | None, key_frame: str | None) -> Alarm:
     where = place(camera, event, calibration)
     actor = f"camera:{camera.id}"
-    ticket = service.create_ticket(
+    ticket = create_ticket(
         session, channel="camera", category=event.rule.category, severity=event.rule.severity,
         description=describe(camera, event), lon=None if where is None else where[0],
         lat=None if where is None else where[1], source_ref=actor, actor=actor, at=at)
@@ -97,7 +99,7 @@ def _ticket_note(session: Session, alarm: Alarm, event: AlarmEvent, at: datetime
     """The ticket's timeline learns how the alarm goes on (state unchanged: an ``alarm`` event)."""
     if alarm.ticket_id is None:
         return
-    ticket = service.get_ticket(session, alarm.ticket_id)
+    ticket = get_ticket(session, alarm.ticket_id)
     note = (f"告警持续：{event.count} 个目标，已持续 {event.dwell_s:.0f} 秒" if event.kind == "update"
             else "告警解除：目标已离开或人群已散去")
     session.add(TicketEvent(ticket_id=ticket.id, at=at, actor=f"camera:{alarm.camera_id}", role="system",
@@ -142,7 +144,7 @@ def close_stale(session: Session, camera_ids: list[str], *, at: datetime,
     for alarm in stale:
         alarm.state, alarm.ended_at, alarm.last_seen_at = "ended", at, max(at, alarm.last_seen_at)
         if alarm.ticket_id is not None:
-            ticket = service.get_ticket(session, alarm.ticket_id)
+            ticket = get_ticket(session, alarm.ticket_id)
             session.add(TicketEvent(ticket_id=ticket.id, at=at, actor=f"camera:{alarm.camera_id}", role="system",
                                     move="alarm", from_state=ticket.state, to_state=ticket.state, note=note,
                                     rework=False, payload={"alarm_id": alarm.id, "event": "end"}))

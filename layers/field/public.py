@@ -33,8 +33,11 @@ from gis import registry
 from gis.errors import Conflict, InvalidInput, NotFound
 from gis.errors import RateLimited as TooMany
 from layers.field.phone import STATE_NAMES
-from layers.incidents import service as S
+from layers.incidents.attachments import add_attachment
 from layers.incidents.categories import load_categories
+from layers.incidents.intake import intake
+from layers.incidents.moves import apply_move
+from layers.incidents.store import get_ticket
 from layers.incidents.workflow import State
 
 CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read out over the phone
@@ -152,12 +155,12 @@ def submit(session: Session, *, ip: str, category: str, description: str, lon: f
     if earlier:
         return {"code": earlier, "duplicate": True}
     _rate_limits(session, who, settings, now)
-    ticket, _ = S.intake(session, channel="app", category=category, description=description, lon=lon, lat=lat,
+    ticket, _ = intake(session, channel="app", category=category, description=description, lon=lon, lat=lat,
                          address=(address or "").strip() or None, reporter_name=(name or "").strip()[:50] or None,
                          reporter_phone=(phone or "").strip()[:30] or None, source_ref="随手拍",
                          actor=PUBLIC_ACTOR, at=now)
     if photo is not None and photo.data:
-        S.add_attachment(session, ticket.id, filename=photo.filename, content_type=photo.content_type,
+        add_attachment(session, ticket.id, filename=photo.filename, content_type=photo.content_type,
                          data=photo.data, uploaded_by=PUBLIC_ACTOR, at=now)
     code = _new_code()
     session.execute(text("INSERT INTO public_reports (code, ticket_id, ip_hash, content_hash, created_at) "
@@ -186,17 +189,15 @@ def _event_text(move: str, to_state: str) -> str:
 def follow(session: Session, code: str) -> dict[str, Any]:
     """What the citizen may see of their own report: category, place names, state and history."""
     ticket_id = _ticket_of(session, code)
-    t = S.get_ticket(session, ticket_id)
+    t = get_ticket(session, ticket_id)
     events = session.execute(text(
         "SELECT at, move, to_state, payload FROM ticket_events WHERE ticket_id = :t ORDER BY at, id"),
         {"t": ticket_id}).all()
     history = [{"at": e.at.isoformat(), "text": _event_text(e.move, e.to_state),
                 "state_name": STATE_NAMES.get(e.to_state, e.to_state)}
                for e in events if e.move in MOVE_TEXT]
-    names = session.execute(text(
-        "SELECT (SELECT name FROM areas WHERE code = :v AND valid_to IS NULL), "
-        "(SELECT name FROM areas WHERE code = :t AND valid_to IS NULL)"),
-        {"v": t.village_code, "t": t.town_code}).one()
+    found = registry.area_names(session, [c for c in (t.village_code, t.town_code) if c])
+    names = (found.get(t.village_code or ""), found.get(t.town_code or ""))
     cats = load_categories()
     return {"code": code.strip().upper(), "category_name": cats[t.category].name if t.category in cats else "",
             "description": t.description, "village_name": names[0], "town_name": names[1],
@@ -213,14 +214,14 @@ def rate(session: Session, code: str, satisfaction: int) -> dict[str, Any]:
     workflow's revisit moves reviewed → handling, 二次办理, on a low score, and the service refuses to
     close a citizen's ticket from reviewed without a revisit)."""
     ticket_id = _ticket_of(session, code)
-    t = S.get_ticket(session, ticket_id)
+    t = get_ticket(session, ticket_id)
     if t.state != State.REVIEWED:
         why = "it has not been handled and reviewed yet" if t.state not in ("revisited", "closed") else \
             "it has been rated already"
         raise Conflict(f"this report cannot be rated now: {why}", detail={"state": t.state})
     if not isinstance(satisfaction, int) or isinstance(satisfaction, bool) or not 1 <= satisfaction <= 5:
         raise InvalidInput("satisfaction must be 1-5")
-    S.apply_move(session, ticket_id, "revisit", actor=f"{PUBLIC_ACTOR}:{code.strip().upper()}", role="district",
+    apply_move(session, ticket_id, "revisit", actor=f"{PUBLIC_ACTOR}:{code.strip().upper()}", role="district",
                  note="市民在随手拍查询页评价", payload={"satisfaction": satisfaction, "by": "citizen"})
     return follow(session, code)
 

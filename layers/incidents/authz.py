@@ -41,7 +41,7 @@ WORKFLOW_ROLE: Mapping[str, Role] = MappingProxyType({
     "grid_worker": Role.GRID_WORKER,
 })
 DEMO_ROLE = Role.DISTRICT  # sign-in off and no role in the body
-HANDLING = frozenset({"sign", "start", "complete", "return", "split", "join"})  # the assignee's moves
+HANDLING = frozenset(r.name for r in MOVES.values() if r.by_assignee)  # the assignee's moves
 REVIEW = frozenset({"review_pass", "review_fail"})
 CENTRE_ONLY = frozenset({Role.CITY, Role.DISTRICT})
 CLOCK_SKEW = timedelta(minutes=1)

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 from layers.accounts.scope import Scope
 from layers.incidents.categories import load_categories
 from layers.incidents.models import Ticket
+from layers.incidents.workflow import TERMINAL
 
-_CLOSED = ("closed", "signed_off")
+_CLOSED = [s.value for s in TERMINAL]
 
 GRID_COLUMNS = ["grid_code", "open_count", "yellow", "red", "worst_card"]
 

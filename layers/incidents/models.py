@@ -36,7 +36,6 @@ from gis.db import Base
 SRID = 4326
 CHANNELS = ("hotline", "app", "wechat", "patrol", "camera", "sensor")
 CITIZEN_CHANNELS = frozenset({"hotline", "app", "wechat"})  # 100% revisit (回访) before close
-CARDS = ("ok", "yellow", "red")
 
 
 class Ticket(Base):

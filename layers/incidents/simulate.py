@@ -1,11 +1,11 @@
 """A realistic week (or month) of tickets for the demo city, so the map and rankings show something true.
 
 Why a bulk path: 10,000 tickets through the ORM one flush at a time takes minutes; here every ticket
-still goes through :func:`layers.incidents.service.plan_move` (the same workflow table, deadlines and
+still goes through :func:`layers.incidents.moves.plan_move` (the same workflow table, deadlines and
 100% revisit rule as the API), but rows and events are inserted in batches. Duplicate detection and
 split children are left to the service path. Points are sampled inside grids (urban community grids
 twice as busy as village grids) and resolved with the same resolver as intake, so their frozen codes
-are what intake would have stored. Cards are then computed by :func:`service.refresh_cards`.
+are what intake would have stored. Cards are then computed by :func:`layers.incidents.cards.refresh_cards`.
 
 Volumes (per day, default 150: Gaoming's 16,769 a year is ~46 a day for one district; a county of
 1,347 grids with patrols and cameras sees a few times that): channels hotline 35%, patrol 25%, app
@@ -30,9 +30,11 @@ from gis.errors import InvalidInput
 from gis.locate import locate_many
 from gis.registry import load_grids, registry_version
 from layers.incidents import sla
+from layers.incidents.cards import refresh_cards
 from layers.incidents.categories import load_categories
 from layers.incidents.models import CITIZEN_CHANNELS, Ticket, TicketEvent
-from layers.incidents.service import plan_move, refresh_cards, routing_table
+from layers.incidents.moves import plan_move
+from layers.incidents.routes import routing_table
 
 CHANNEL_WEIGHTS = {
     "hotline": 0.35,

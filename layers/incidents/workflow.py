@@ -27,13 +27,17 @@ Verification is recorded, not enforced, here (keeping the table simple; the serv
 - ``verify_fix`` 核查 (completed → completed): someone confirmed on site that it was fixed; payload
   ``fixed`` (bool). The reviewer then passes or fails the completion.
 - ``close`` is allowed from reviewed as well as revisited: camera, sensor and patrol tickets have no
-  citizen to call back. Citizen channels must be revisited (100% 回访); the service enforces that,
-  since channel is not part of the state.
+  citizen to call back. Citizen channels must be revisited (100% 回访): the row says so
+  (``revisit_first``) and :func:`blocked_moves` answers it, since channel is not part of the state.
 
 A grid worker (网格员) signs, starts and completes a ticket assigned down to its grid's village or
 community (the service refuses one assigned elsewhere): the phone's "handle an assigned ticket".
 
-Roles are permissions by level; whether *this* town may act on *this* ticket is the service's check.
+Roles are permissions by level; whether *this* town may act on *this* ticket is
+:mod:`layers.incidents.authz`'s check (``by_assignee`` rows are the assignee's alone).
+
+Each row also declares the move's effects (clocks started and met, fields set, split children), so
+what a move does is read in one line; :func:`layers.incidents.moves.plan_move` applies them.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ from types import MappingProxyType
 from typing import Any
 
 from gis.errors import IllegalMove, InvalidInput
+from layers.incidents.sla import (
+    Kind,  # the SLA clocks; a clock's deadline is the ticket's <kind>_due
+)
 
 
 class State(StrEnum):
@@ -72,8 +79,10 @@ class Role(StrEnum):
     SYSTEM = "system"  # automatic: camera and sensor alarms
 
 
-TERMINAL = frozenset({State.CLOSED, State.SIGNED_OFF})
+TERMINAL = frozenset({State.CLOSED, State.SIGNED_OFF})  # the one list of end states
 OPEN = frozenset(State) - TERMINAL
+# TERMINAL spelled for raw SQL: ``state NOT IN {TERMINAL_SQL}``.
+TERMINAL_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(TERMINAL)) + ")"
 _S, _R = State, Role
 _CENTRE = frozenset({_R.CITY, _R.DISTRICT})
 _HANDLERS = frozenset({_R.TOWN, _R.VILLAGE, _R.DEPARTMENT})
@@ -83,9 +92,33 @@ _ON_SITE = _CENTRE | {_R.TOWN, _R.VILLAGE, _R.GRID_WORKER}
 _FIELD_HANDLERS = _HANDLERS | {_R.GRID_WORKER}
 
 
+# The clock that runs while a ticket is in a state: what cards, the overdue filter and the urgency
+# sort read. States not listed run no clock of the handler's.
+RUNNING_CLOCK: Mapping[State, Kind] = MappingProxyType({
+    State.RECEIVED: "dispatch",
+    State.RETURNED: "dispatch",
+    State.DISPATCHED: "sign",
+    State.SIGNED: "complete",
+    State.HANDLING: "complete",
+})
+
+
 @dataclass(frozen=True)
 class Rule:
-    """One row of the table: from which states, to which state (None: unchanged), by whom."""
+    """One row of the table: what a move is and everything it does.
+
+    Who and from where: ``sources`` (states), ``roles`` (levels), ``by_assignee`` (only the unit the
+    ticket is assigned to; :mod:`layers.incidents.authz`). Inputs: ``requires`` (payload keys),
+    ``needs_note``. Effects, applied by :func:`layers.incidents.moves.plan_move` and nothing else:
+    ``target`` (None: state unchanged), ``rework`` (counts against first-time fix),
+    ``unsatisfied`` (the state an unsatisfied revisit sends the ticket to, as rework),
+    ``starts`` (SLA clocks started at the move: their deadlines are set on the ticket),
+    ``stops`` (the clock the move meets: its deadline and whether it was met go into the event),
+    ``sets`` (ticket fields written from the checked payload: see ``moves.FIELDS``),
+    ``revisit_first`` (a citizen's ticket makes this move only once revisited, 100% 回访),
+    ``children`` (one child ticket per payload village, dispatched to it at once).
+    A move into a terminal state also stamps ``closed_at``.
+    """
 
     name: str
     sources: frozenset[State]
@@ -95,6 +128,13 @@ class Rule:
     needs_note: bool = False
     rework: bool = False
     title: str = ""
+    by_assignee: bool = False
+    unsatisfied: State | None = None
+    starts: tuple[Kind, ...] = ()
+    stops: Kind | None = None
+    sets: tuple[str, ...] = ()
+    revisit_first: bool = False
+    children: bool = False
 
 
 def _rule(
@@ -108,30 +148,37 @@ def _rule(
     return Rule(name, frozenset(sources), target, frozenset(roles), title=title, **kw)
 
 
+# A dispatch starts the handler's clocks; the assignee is the unit that then signs for it.
+_DISPATCH = {"starts": ("sign", "complete", "onsite"), "sets": ("assignee", "dispatched_at")}
+
 # The table reads best one move per line, so the formatter leaves it alone.
 # fmt: off
 MOVES: Mapping[str, Rule] = MappingProxyType({r.name: r for r in [
     _rule("check", {_S.RECEIVED}, None, _ON_SITE | {_R.SYSTEM}, "核实", requires=("verified",)),
     _rule("reject", {_S.RECEIVED}, _S.CLOSED, _CENTRE, "不予立案", needs_note=True),
-    _rule("grab", {_S.RECEIVED}, _S.DISPATCHED, {_R.TOWN}, "抢单", requires=("assignee",)),
+    _rule("grab", {_S.RECEIVED}, _S.DISPATCHED, {_R.TOWN}, "抢单", requires=("assignee",), **_DISPATCH),
     _rule("dispatch", {_S.RECEIVED, _S.RETURNED}, _S.DISPATCHED, _CENTRE | {_R.SYSTEM}, "派单",
-          requires=("assignee",)),
-    _rule("split", {_S.DISPATCHED, _S.SIGNED}, None, {_R.TOWN}, "分单", requires=("villages",)),
-    _rule("join", {_S.SIGNED, _S.HANDLING}, None, {_R.TOWN}, "联单", requires=("units",)),
+          requires=("assignee",), **_DISPATCH),
+    _rule("split", {_S.DISPATCHED, _S.SIGNED}, None, {_R.TOWN}, "分单", requires=("villages",),
+          by_assignee=True, children=True),
+    _rule("join", {_S.SIGNED, _S.HANDLING}, None, {_R.TOWN}, "联单", requires=("units",),
+          by_assignee=True, sets=("co_units",)),
     _rule("return", {_S.DISPATCHED, _S.SIGNED, _S.HANDLING}, _S.RETURNED, _HANDLERS, "返单",
-          needs_note=True),
-    _rule("sign", {_S.DISPATCHED}, _S.SIGNED, _FIELD_HANDLERS, "签收"),
-    _rule("start", {_S.SIGNED}, _S.HANDLING, _FIELD_HANDLERS, "开始处置"),
-    _rule("complete", {_S.HANDLING}, _S.COMPLETED, _FIELD_HANDLERS, "办结", needs_note=True),
+          needs_note=True, by_assignee=True, starts=("dispatch",)),
+    _rule("sign", {_S.DISPATCHED}, _S.SIGNED, _FIELD_HANDLERS, "签收", by_assignee=True, stops="sign"),
+    _rule("start", {_S.SIGNED}, _S.HANDLING, _FIELD_HANDLERS, "开始处置", by_assignee=True),
+    _rule("complete", {_S.HANDLING}, _S.COMPLETED, _FIELD_HANDLERS, "办结", needs_note=True,
+          by_assignee=True, stops="complete"),
     _rule("verify_fix", {_S.COMPLETED}, None, _ON_SITE, "核查", requires=("fixed",)),
     _rule("review_pass", {_S.COMPLETED}, _S.REVIEWED, _REVIEWERS, "审核通过"),
     _rule("review_fail", {_S.COMPLETED}, _S.HANDLING, _REVIEWERS, "审核退回", needs_note=True,
           rework=True),
-    _rule("revisit", {_S.REVIEWED}, _S.REVISITED, _CENTRE, "回访", requires=("satisfaction",)),
-    _rule("close", {_S.REVIEWED, _S.REVISITED}, _S.CLOSED, _CENTRE, "结案"),
+    _rule("revisit", {_S.REVIEWED}, _S.REVISITED, _CENTRE, "回访", requires=("satisfaction",),
+          unsatisfied=_S.HANDLING, sets=("revisited", "satisfied")),
+    _rule("close", {_S.REVIEWED, _S.REVISITED}, _S.CLOSED, _CENTRE, "结案", revisit_first=True),
     _rule("sign_off", OPEN, _S.SIGNED_OFF, _CENTRE, "销号", needs_note=True),
     _rule("extend", {_S.DISPATCHED, _S.SIGNED, _S.HANDLING}, None, _CENTRE, "延期",
-          requires=("until",), needs_note=True),
+          requires=("until",), needs_note=True, sets=("complete_due",)),
 ]})
 # fmt: on
 
@@ -283,8 +330,17 @@ def move(
     payload = dict(payload)
     _check_inputs(rule, note, payload)
     target, rework = rule.target or st, rule.rework
-    if rule.name == "revisit":
+    if rule.unsatisfied is not None:
         payload["satisfied"] = satisfaction_ok(payload["satisfaction"])
         if not payload["satisfied"]:
-            target, rework = State.HANDLING, True  # 二次办理
+            target, rework = rule.unsatisfied, True  # 二次办理
     return Transition(rule.name, st, target, rl, note, MappingProxyType(payload), rework)
+
+
+def blocked_moves(state: State | str, *, citizen: bool) -> frozenset[str]:
+    """Moves the table allows from ``state`` that a citizen's ticket may not make yet: the
+    ``revisit_first`` rows before the revisit (100% 回访; camera, sensor and patrol tickets have
+    no citizen to call back)."""
+    if not citizen or state == State.REVISITED:
+        return frozenset()
+    return frozenset(r.name for r in MOVES.values() if r.revisit_first and state in r.sources)

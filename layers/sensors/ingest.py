@@ -17,9 +17,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from layers.accounts.scope import Scope
-from layers.sensors import thresholds
-from layers.sensors.bulk import (
+from gis.bulk import (
     Column,
     IngestResult,
     Rows,
@@ -34,6 +32,8 @@ from layers.sensors.bulk import (
     text_codes,
     upsert,
 )
+from layers.accounts.scope import Scope
+from layers.sensors import thresholds
 from layers.sensors.models import POLLUTANTS
 from layers.sensors.registry import ALIASES, known_in_scope
 

@@ -6,7 +6,7 @@ partitioned by month on ``ts``: a year of minute data for a few hundred sensors 
 monthly partitions keep each index small, let old months be detached or dropped whole, and let the
 planner skip months a query does not touch. The unique index (sensor_id, ts DESC) serves both "latest
 per sensor" (one index probe per sensor) and "series for one sensor" (a range scan). Partitions are
-created on demand by the ingest path (``layers.sensors.bulk.ensure_month_partitions``).
+created on demand by the ingest path (``gis.bulk.ensure_month_partitions``).
 """
 
 from __future__ import annotations

@@ -12,12 +12,12 @@ import shapely
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from gis.bulk import Batch, blank, read_table
 from gis.coords import to_wgs84
 from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gis.locate import locate_many
 from gis.registry import registry_version
 from layers.accounts.scope import Scope
-from layers.sensors.bulk import Batch, blank, read_table
 from layers.sensors.models import KINDS, POLLUTANTS, STATUSES, Sensor
 
 ALIASES = {"pm2.5": "pm25", "pm2_5": "pm25", "pm25": "pm25", "pm10": "pm10", "no2": "no2", "so2": "so2",

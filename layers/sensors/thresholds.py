@@ -23,9 +23,9 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis.bulk import notify, read_frame
 from gis.errors import InvalidInput, NotFound
 from layers.accounts.scope import Scope
-from layers.sensors.bulk import notify, read_frame
 from layers.sensors.models import POLLUTANTS
 from layers.sensors.registry import scoped_ids
 
@@ -262,10 +262,10 @@ def open_ticket(session: Session, alarm_id: int, breach: Breach, sensor) -> int:
     The ticket is received at the breach time (or now, if the clock says the breach is in the future),
     so a replayed day keeps its timeline; ``source_ref`` names the sensor.
     """
-    from layers.incidents import service
+    from layers.incidents.intake import create_ticket
 
     at = min(breach.breach_at.to_pydatetime(), datetime.now(UTC))
-    ticket = service.create_ticket(
+    ticket = create_ticket(
         session, channel="sensor", category=POLLUTION_CATEGORY, severity="important",
         description=describe(breach, dict(sensor)), lon=float(sensor["lon"]), lat=float(sensor["lat"]),
         source_ref=breach.sensor_id, actor="sensor-alarm", at=at)

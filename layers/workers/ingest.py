@@ -8,7 +8,7 @@ with their row number and reason. Suspect fixes are *kept and flagged*, never si
 (reached and left at more than ``max_speed`` m/s: a spike). Tracks ignore flagged fixes.
 
 Phones post a handful of fixes at a time, many times a second across a city, so every step works on
-numpy arrays (``layers.sensors.bulk``), not DataFrames: a 10-fix batch costs a few milliseconds of CPU,
+numpy arrays (``gis.bulk``), not DataFrames: a 10-fix batch costs a few milliseconds of CPU,
 much of it the grid lookup and five statements (known workers, the previous fixes, partitions, the
 insert, last positions with the viewer's notification); a million-fix file runs the same code, vectorised.
 """
@@ -22,10 +22,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from gis.coords import from_wgs84, gauss_kruger_epsg, normalize_crs, to_wgs84
-from gis.locate import locate_arrays
-from layers.accounts.scope import Scope
-from layers.sensors.bulk import (
+from gis.bulk import (
     Column,
     IngestResult,
     Rows,
@@ -43,6 +40,9 @@ from layers.sensors.bulk import (
     text_codes,
     upsert,
 )
+from gis.coords import from_wgs84, gauss_kruger_epsg, normalize_crs, to_wgs84
+from gis.locate import locate_arrays
+from layers.accounts.scope import Scope
 from layers.workers.live import live_index
 from layers.workers.registry import known_in_scope
 from layers.workers.tracks import MAX_SPEED, spike_mask, step_speeds

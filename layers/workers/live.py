@@ -149,7 +149,7 @@ def nearest_workers(session: Session, *, lon: float | None = None, lat: float | 
     if ticket_id is not None:
         if scope is not None:
             # tickets' own visibility rule (the one place it is decided); imported here: no cycle at import
-            from layers.incidents.service import get_ticket
+            from layers.incidents.store import get_ticket
 
             get_ticket(session, ticket_id, scope=scope)
         lon, lat = _ticket_point(session, ticket_id)

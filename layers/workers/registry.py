@@ -17,10 +17,12 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from gis import codes as C
+from gis.bulk import Batch, blank, raw_connection, read_table
 from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
+from gis.models import Grid
+from gis.registry import current
 from layers.accounts.scope import Scope
-from layers.incidents.service import mask_phone
-from layers.sensors.bulk import Batch, blank, raw_connection, read_table
+from layers.privacy import mask_phone
 from layers.workers.models import ROLES, Assignment, LastPosition, Worker
 
 ROLE_ALIASES = {**{r: r for r in ROLES}, **{v: k for k, v in ROLES.items()},
@@ -41,9 +43,8 @@ def grid_list(raw) -> list[str]:
 
 def _current_grids(session: Session, codes: Iterable[str]) -> dict[str, str]:
     """Grid code → town code, for the codes that are current grids."""
-    rows = session.execute(text("SELECT code, town_code FROM grids WHERE valid_to IS NULL AND code = ANY(:c)"),
-                           {"c": list(codes)}).all()
-    return dict(rows)
+    rows = session.execute(select(Grid.code, Grid.town_code).where(current(Grid), Grid.code.in_(list(codes)))).all()
+    return {code: town for code, town in rows}
 
 
 def assign(session: Session, worker_id: str, grids: list[str]) -> list[str]:

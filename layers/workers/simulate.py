@@ -20,9 +20,9 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis.bulk import CITY_TZ
 from gis.coords import from_wgs84, gauss_kruger_epsg, to_wgs84
 from gis.registry import load_grids
-from layers.sensors.bulk import CITY_TZ
 from layers.workers.ingest import ingest_positions
 from layers.workers.registry import import_workers
 
@@ -166,7 +166,7 @@ def _ingest(session: Session, fixes: pd.DataFrame, workers: pd.DataFrame, now: d
 def _reports(session: Session, fixes: pd.DataFrame, workers: pd.DataFrame, count: int,
              rng: np.random.Generator) -> int:
     """A few patrol reports (巡查上报) at the reporter's position, so the worker view lists tickets."""
-    from layers.incidents.service import create_ticket
+    from layers.incidents.intake import create_ticket
 
     good = fixes[~fixes["zero"] & (fixes["accuracy"] < 100)]
     if good.empty or count <= 0:

@@ -28,8 +28,8 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gis.bulk import CITY_TZ, seconds
 from gis.coords import from_wgs84, gauss_kruger_epsg, to_wgs84
-from layers.sensors.bulk import CITY_TZ, seconds
 
 GAP_S = 600.0
 BUFFER_M = 30.0

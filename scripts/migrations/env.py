@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 from alembic import context
 from sqlalchemy import create_engine, pool
 
 from gis.db import Base
 from gis.settings import database_settings
-
-
-def _exists(module: str) -> bool:
-    """Whether a module is present (a layer not yet written is skipped)."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
 
 # Every module that defines tables on Base.metadata (each layer owns its tables).
 MODEL_MODULES = [
@@ -34,8 +22,7 @@ MODEL_MODULES = [
     "layers.field.models",
 ]
 for _name in MODEL_MODULES:
-    if _exists(_name):
-        importlib.import_module(_name)
+    importlib.import_module(_name)
 
 config = context.config
 target_metadata = Base.metadata

@@ -20,7 +20,10 @@ from api import middleware
 from api.app import create_app
 from gis.settings import ApiSettings
 from layers.accounts.models import User
-from layers.incidents import service as S
+from layers.incidents.cards import run_cards_job
+from layers.incidents.intake import create_ticket
+from layers.incidents.moves import apply_move
+from layers.incidents.read import timeline
 from tests.api.test_auth import HASH, OFF, api, bearer, city, make_client  # noqa: F401 - fixtures
 from tests.api.test_scope import _inside
 
@@ -35,7 +38,7 @@ def stage(demo_session, city):  # noqa: F811
     out = {"A": a, "B": b}
     for tag, town in (("A", a), ("B", b)):
         grid, lon, lat = _inside(demo_session, town)
-        t = S.create_ticket(demo_session, channel="hotline", category="0102", description=f"垃圾 {tag}",
+        t = create_ticket(demo_session, channel="hotline", category="0102", description=f"垃圾 {tag}",
                             lon=lon, lat=lat, actor="test", dedupe=False)
         out.update({f"ticket_{tag}": t.id, f"grid_{tag}": grid, f"point_{tag}": (lon, lat)})
     specs = {
@@ -85,13 +88,13 @@ def state(session, ticket: int) -> str:
 
 
 def events(session, ticket: int) -> list[tuple[str, str, str]]:
-    return [(e["move"], e["role"], e["actor"]) for e in S.timeline(session, ticket)]
+    return [(e["move"], e["role"], e["actor"]) for e in timeline(session, ticket)]
 
 
 def to(session, ticket: int, *moves: tuple[str, str, dict]) -> None:
     """Walk a ticket through moves with the service (the set-up, not the attack)."""
     for name, role, extra in moves:
-        S.apply_move(session, ticket, name, actor="setup", role=role, **extra)
+        apply_move(session, ticket, name, actor="setup", role=role, **extra)
 
 
 def dispatched(town_or_unit: str) -> tuple[str, str, dict]:
@@ -164,7 +167,7 @@ def test_handling_and_review_belong_to_the_right_unit(as_, stage, demo_session):
     assert as_.move("water", tid, "sign", role="department").status_code == 404  # another department's ticket
     assert as_.move("sanitation", tid, "sign", role="department").status_code == 200
     # a town does not review its own work: the district does
-    other = S.create_ticket(demo_session, channel="patrol", category="0102", description="垃圾",
+    other = create_ticket(demo_session, channel="patrol", category="0102", description="垃圾",
                             lon=stage["point_A"][0], lat=stage["point_A"][1], actor="t", dedupe=False).id
     to(demo_session, other, dispatched(stage["A"]), *HANDLED, ("complete", "town", {"note": "已清运"}))
     r = as_.move("town_a", other, "review_pass", role="town")
@@ -220,7 +223,7 @@ def test_demo_mode_keeps_the_body_role_as_its_role_switch(demo_session, stage):
 
 
 def test_placing_and_attaching_act_as_the_account(as_, stage, demo_session, api):  # noqa: F811
-    lost = S.create_ticket(demo_session, channel="hotline", category="0102", description="位置不明",
+    lost = create_ticket(demo_session, channel="hotline", category="0102", description="位置不明",
                            lon=0.0, lat=0.0, actor="t")
     assert lost.unplaced and lost.department == "sanitation"  # visible to the department
     spot = {"lon": stage["point_A"][0], "lat": stage["point_A"][1], "actor": "坐席"}
@@ -262,10 +265,10 @@ def test_the_card_job_runs_once_per_period_across_processes(demo_engine):
         one, two = Session(bind=c1), Session(bind=c2)
         one.execute(text("UPDATE job_runs SET started_at = NULL WHERE name = 'ticket_cards'"))
         assert one.execute(text("SELECT count(*) FROM job_runs")).scalar() == 1
-        assert S.run_cards_job(one, every=every) is not None
-        assert S.run_cards_job(two, every=every) is None  # claimed by the other process: skipped
-        assert S.run_cards_job(one, every=every) is None  # ran just now: nothing to do this period
-        assert S.run_cards_job(one, every=every, force=True) is not None  # an admin's forced run
+        assert run_cards_job(one, every=every) is not None
+        assert run_cards_job(two, every=every) is None  # claimed by the other process: skipped
+        assert run_cards_job(one, every=every) is None  # ran just now: nothing to do this period
+        assert run_cards_job(one, every=every, force=True) is not None  # an admin's forced run
         t1.rollback(), t2.rollback()
 
 

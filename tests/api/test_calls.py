@@ -13,7 +13,7 @@ from layers.accounts.models import User
 from layers.accounts.security import scope_of
 from layers.calls import service as S
 from layers.calls import workflow as W
-from layers.incidents import service as T
+from layers.incidents.intake import create_ticket
 from layers.workers import registry as workers
 from tests.api.test_auth import HASH, api, bearer  # noqa: F401 - fixtures
 
@@ -56,7 +56,7 @@ def world(demo_session):
     }
     for name, spec in specs.items():
         demo_session.add(User(username=name, display_name=name, password_hash=HASH, **spec))
-    ticket = T.create_ticket(demo_session, channel="patrol", category="0402", description="自来水管破裂,路面冒水",
+    ticket = create_ticket(demo_session, channel="patrol", category="0402", description="自来水管破裂,路面冒水",
                              lon=g["lon"], lat=g["lat"], actor="worker01")
     assert ticket.grid_code == g["code"] and ticket.department == "water"
     demo_session.flush()

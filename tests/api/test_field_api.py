@@ -165,15 +165,16 @@ def _public_report(field, fast, api, description):
 
 def _handle(session, tid, *, note="已处理"):
     """A town handles the ticket and the district reviews it (a town does not review its own work)."""
-    from layers.incidents import service as S
+    from layers.incidents.moves import apply_move
+    from layers.incidents.store import get_ticket
 
-    t = S.get_ticket(session, tid)
+    t = get_ticket(session, tid)
     if t.state == "received":
-        S.apply_move(session, tid, "dispatch", actor="区指挥中心", role="district", payload={"assignee": t.town_code})
-        S.apply_move(session, tid, "sign", actor="镇街值班员", role="town")
-        S.apply_move(session, tid, "start", actor="镇街值班员", role="town")
-    S.apply_move(session, tid, "complete", actor="镇街值班员", role="town", note=note)
-    S.apply_move(session, tid, "review_pass", actor="区指挥中心", role="district")
+        apply_move(session, tid, "dispatch", actor="区指挥中心", role="district", payload={"assignee": t.town_code})
+        apply_move(session, tid, "sign", actor="镇街值班员", role="town")
+        apply_move(session, tid, "start", actor="镇街值班员", role="town")
+    apply_move(session, tid, "complete", actor="镇街值班员", role="town", note=note)
+    apply_move(session, tid, "review_pass", actor="区指挥中心", role="district")
 
 
 def test_an_unsatisfied_citizen_sends_the_report_back_for_a_second_handling(field, fast, demo_session):
@@ -195,11 +196,11 @@ def test_an_unsatisfied_citizen_sends_the_report_back_for_a_second_handling(fiel
     assert again.status_code == 409  # nothing to rate while it is being handled again
     # a citizen's ticket cannot be closed from reviewed without asking again
     from gis.errors import IllegalMove
-    from layers.incidents import service as S
+    from layers.incidents.moves import apply_move
 
     _handle(demo_session, tid, note="二次处置：已清理")
     with pytest.raises(IllegalMove, match="revisited"):
-        S.apply_move(demo_session, tid, "close", actor="区指挥中心", role="district")
+        apply_move(demo_session, tid, "close", actor="区指挥中心", role="district")
     # the second handling is rated on the same page; satisfied (4) → revisited, then it may close
     follow = api.get(f"/public/reports/{code}").json()
     assert follow["can_rate"] is True and follow["state"] == "reviewed"
@@ -207,7 +208,7 @@ def test_an_unsatisfied_citizen_sends_the_report_back_for_a_second_handling(fiel
     scores = demo_session.scalars(text("SELECT payload->>'satisfaction' FROM ticket_events WHERE ticket_id = :t "
                                        "AND move = 'revisit' ORDER BY at, id"), {"t": tid}).all()
     assert scores == ["2", "4"]
-    S.apply_move(demo_session, tid, "close", actor="区指挥中心", role="district")
+    apply_move(demo_session, tid, "close", actor="区指挥中心", role="district")
     # 1 is unsatisfied too, 3 (基本满意) is not
     assert api.post(f"/public/reports/{code}/rating", json={"satisfaction": 0}).status_code == 422
 
@@ -223,24 +224,26 @@ def test_the_score_that_sends_a_report_back(field, fast, demo_session, score, st
 
 def test_the_follow_up_page_shows_no_staff_no_phones_no_notes_no_other_tickets(field, fast, demo_session):
     """The history a citizen sees is the moves' public wording: never who made them, their notes or payloads."""
-    from layers.incidents import service as S
+    from layers.incidents.intake import intake
+    from layers.incidents.moves import apply_move
+    from layers.incidents.store import get_ticket
 
     api = field["api"]
     code = _public_report(field, fast, api, "小区路灯不亮")
     tid = demo_session.scalar(text("SELECT ticket_id FROM public_reports WHERE code = :c"), {"c": code})
-    other, _ = S.intake(demo_session, channel="hotline", category="0102", description="另一位市民反映的噪音扰民",
+    other, _ = intake(demo_session, channel="hotline", category="0102", description="另一位市民反映的噪音扰民",
                         lon=field["lon"], lat=field["lat"], reporter_name="赵投诉人", reporter_phone="13711112222",
                         actor="hotline")
     secrets_ = ["张三科长", "13987654321", "内部备注", "王五主任", "15011112222", "另一位市民反映的噪音扰民",
                 "赵投诉人", "13711112222", "13812345678", f"#{other.id}", "区指挥中心", "镇街值班员"]
-    t = S.get_ticket(demo_session, tid)
-    S.apply_move(demo_session, tid, "dispatch", actor="区指挥中心", role="district", payload={"assignee": t.town_code},
+    t = get_ticket(demo_session, tid)
+    apply_move(demo_session, tid, "dispatch", actor="区指挥中心", role="district", payload={"assignee": t.town_code},
                  note="内部备注：请张三科长 13987654321 跟进")
-    S.apply_move(demo_session, tid, "sign", actor="王五主任", role="town", note="王五主任签收，电话15011112222")
-    S.apply_move(demo_session, tid, "join", actor="王五主任", role="town", payload={"units": ["sanitation"]},
+    apply_move(demo_session, tid, "sign", actor="王五主任", role="town", note="王五主任签收，电话15011112222")
+    apply_move(demo_session, tid, "join", actor="王五主任", role="town", payload={"units": ["sanitation"]},
                  note=f"与工单 #{other.id}（另一位市民反映的噪音扰民）一并处理")
-    S.apply_move(demo_session, tid, "start", actor="王五主任", role="town", note="张三科长已到场")
-    S.apply_move(demo_session, tid, "complete", actor="王五主任", role="town", note="内部备注：已修复，联系人张三科长 13987654321")
+    apply_move(demo_session, tid, "start", actor="王五主任", role="town", note="张三科长已到场")
+    apply_move(demo_session, tid, "complete", actor="王五主任", role="town", note="内部备注：已修复，联系人张三科长 13987654321")
     for path in (f"/public/reports/{code}", f"/report/{code}"):
         page = api.get(path)
         assert page.status_code == 200

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from layers.accounts.models import User
-from layers.incidents import service as S
+from layers.incidents.intake import create_ticket
 from layers.sensors import registry as sensors
 from layers.workers import registry as workers
 from tests.api.test_auth import HASH, api, bearer, city  # noqa: F401 - fixtures
@@ -34,7 +34,7 @@ def world(demo_session, city):  # noqa: F811
     made = {"A": a, "B": b}
     for tag, town in (("A", a), ("B", b)):
         grid, lon, lat = _inside(demo_session, town)
-        ticket = S.create_ticket(demo_session, channel="hotline", category="0102", description=f"垃圾 {tag}",
+        ticket = create_ticket(demo_session, channel="hotline", category="0102", description=f"垃圾 {tag}",
                                  lon=lon, lat=lat, reporter_name="张三", reporter_phone=PHONE, actor="test")
         assert ticket.town_code == town
         sensors.create_sensor(demo_session, id=f"S-{tag}", name=f"监测点{tag}", lon=lon, lat=lat)

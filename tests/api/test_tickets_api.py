@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from layers.incidents import service as S
+from layers.incidents.cards import refresh_cards
 from tests.layers.test_tickets_service import TOWN, at, pt, tiny  # noqa: F401
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -140,7 +140,7 @@ def test_attachments_overdue_and_layers(tiny, client):  # noqa: F811
     # cards are computed on the server's clock: no client may choose "now" (the service may, here)
     refused = client.post("/tickets/cards/refresh", params={"now": at(3, 9).isoformat()})
     assert refused.status_code == 400 and "server's time" in refused.json()["detail"]
-    assert S.refresh_cards(tiny, at(3, 9))["red"] == 1
+    assert refresh_cards(tiny, at(3, 9))["red"] == 1
     assert client.get("/tickets", params={"overdue": "true"}).json()["total"] == 1
     assert client.get(f"/tickets/{tid}").json()["card"] == "red"
     grids = client.get("/tickets/layer/grids").json()

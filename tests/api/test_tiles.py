@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import text
 
-from api.routers import tiles
+from gis import tiles as T
+from layers import maptiles as tiles
 from tests.api.mvt import decode
 
 CITY = (118.45, 36.70, 119.15, 37.30)  # lon/lat box around the demo city (寿光市)
@@ -32,7 +33,7 @@ def layers_over_city(client, layer: str, z: int, **params) -> dict[str, list[dic
     for tz, x, y in city_tiles(z):
         res = client.get(f"/tiles/{layer}/{tz}/{x}/{y}.pbf", params=params)
         assert res.status_code == 200, res.text
-        assert res.headers["content-type"] == tiles.MVT
+        assert res.headers["content-type"] == T.MVT
         for name, feats in decode(res.content).items():
             out.setdefault(name, []).extend(feats)
     return out
@@ -106,8 +107,8 @@ def test_gcj02_tiles_are_shifted_by_the_offset_at_the_tile_centre(demo_client):
     shifted = {f["properties"]["code"]: f for f in decode(shifted_tile)["grids_labels"]}
     common = sorted(set(plain) & set(shifted))
     assert common
-    off = tiles.crs_offset(z, x, y, "gcj02")
-    unit_m = tiles.WORLD_M / 2**z / tiles.EXTENT
+    off = T.crs_offset(z, x, y, "gcj02")
+    unit_m = T.WORLD_M / 2**z / T.EXTENT
     assert 300 < math.hypot(off["dx"], off["dy"]) < 800  # GCJ-02 shifts Shouguang by ~500 m
     for code in common:
         (px, py), (sx, sy) = _point(plain[code]), _point(shifted[code])

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
-from api.routers import tiles
+from layers import maptiles as tiles
 from tests.api.mvt import decode
 from tests.api.test_auth import api, bearer, city  # noqa: F401 - fixtures
 from tests.api.test_scope import world  # noqa: F401 - fixture

@@ -6,7 +6,7 @@ import numpy as np
 
 from gis import registry as R
 from gis.coords import from_wgs84
-from layers.incidents.service import create_ticket
+from layers.incidents.intake import create_ticket
 from tests import registry_city as city
 from tests.layers.test_workers import lonlat, walk
 

@@ -15,11 +15,11 @@ from sqlalchemy import text
 
 from gis import registry as R
 from gis import scale
+from gis.bulk import ensure_month_partitions
 from gis.coords import to_wgs84
 from gis.edits import split
 from gis.resolve import GridIndex
 from layers import archive as A
-from layers.sensors.bulk import ensure_month_partitions
 from tests import registry_city as city
 
 TOWN_A, TOWN_B = "370783001000", "370783002000"

@@ -14,7 +14,7 @@ from gis.errors import Conflict, InvalidInput, NotFound
 from gis.models import Grid
 from layers.accounts import audit
 from layers.accounts.models import AuditEntry, User
-from layers.accounts.scope import Scope, mask_phone
+from layers.accounts.scope import Scope
 from layers.accounts.security import (
     AuthError,
     authenticate,
@@ -29,6 +29,7 @@ from layers.accounts.security import (
 )
 from layers.accounts.settings import AuthSettings
 from layers.incidents.models import Ticket
+from layers.privacy import mask_phone
 from layers.workers.models import Assignment, Worker
 from tests import registry_city as city
 

@@ -17,9 +17,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from gis.bulk import ensure_month_partitions
 from gis.settings import DatabaseSettings
 from layers.accounts import audit
-from layers.sensors.bulk import ensure_month_partitions
 from scripts.migrate import libpq
 from tests.conftest import owner_url
 

@@ -22,7 +22,7 @@ from gis.models import Grid, GridEdit
 from layers import follow
 from layers.accounts.security import create_user, get_user, scope_of
 from layers.cameras.service import create_camera, get_camera
-from layers.incidents.service import create_ticket
+from layers.incidents.intake import create_ticket
 from layers.sensors.registry import create_sensor, get_sensor, scoped_ids
 from layers.workers.registry import create_worker, get_worker
 from tests import registry_city as city

@@ -9,7 +9,7 @@ import pytest
 
 from gis.errors import InvalidInput
 from layers.incidents import kpis as K
-from layers.incidents import service as S
+from layers.incidents.moves import revisit
 from tests.layers.test_tickets_service import TOWN, at, mv, new, tiny, walk_a  # noqa: F401
 
 AS_OF = at(10, 12)
@@ -31,7 +31,7 @@ def month(tiny):  # noqa: F811 - the fixture imported above
     a = walk_a(s)
     e = new(s, at(2, 12), x=120, y=410)  # A is still open (reviewed)
     assert e.duplicate_of == a.id
-    S.revisit(s, a.id, actor="回访员", satisfaction=5, at=at(3, 10, 30))
+    revisit(s, a.id, actor="回访员", satisfaction=5, at=at(3, 10, 30))
     mv(s, a, "close", "district", at(3, 10, 40))
     b = new(s, at(2, 10), category="0401", channel="app", x=700, y=300)
     mv(s, b, "grab", "town", at(2, 10, 5), assignee=TOWN)
@@ -43,7 +43,7 @@ def month(tiny):  # noqa: F811 - the fixture imported above
     mv(s, b, "extend", "district", at(3, 9), note="需封闭施工", until=at(4, 18).isoformat())
     mv(s, b, "complete", "department", at(4, 12), note="已回填")
     mv(s, b, "review_pass", "district", at(4, 14))
-    S.revisit(s, b.id, actor="回访员", satisfaction=4, at=at(4, 15))
+    revisit(s, b.id, actor="回访员", satisfaction=4, at=at(4, 15))
     mv(s, b, "close", "district", at(4, 16))
     c = new(s, at(2, 11), category="0507", channel="patrol", x=100, y=100)
     mv(s, c, "dispatch", "district", at(2, 11, 10), assignee=TOWN)

@@ -19,7 +19,11 @@ from api.routers.live import event_text, libpq_dsn, scoped_message
 from gis import registry
 from gis.errors import InvalidInput, NotFound
 from layers.accounts.scope import Scope
-from layers.incidents import service as S
+from layers.incidents.attachments import add_attachment
+from layers.incidents.intake import create_and_detail, create_ticket
+from layers.incidents.moves import apply_move, move_and_detail
+from layers.incidents.read import detail, timeline
+from layers.incidents.store import get_ticket
 from layers.incidents.workflow import allowed_moves
 from tests import registry_city as city
 from tests.layers.test_tickets_service import EAST, TOWN, WEST, at, mv, new, pt, tiny  # noqa: F401
@@ -30,13 +34,13 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 def intake(session, when, **kw):
     fields = {"channel": "hotline", "category": "0102", "description": "路边垃圾堆积",
               "reporter_phone": "13812341234", "at": when, **pt(100, 400), **kw}
-    return S.create_and_detail(session, **fields)
+    return create_and_detail(session, **fields)
 
 
 def read_back(session, ticket_id, scope=None):
     """What a new request reads: nothing of this one left in the identity map."""
     session.expunge_all()
-    return S.detail(session, ticket_id, scope=scope)
+    return detail(session, ticket_id, scope=scope)
 
 
 @contextmanager
@@ -69,7 +73,7 @@ def test_the_intake_answer_is_the_read_back(tiny):  # noqa: F811
     assert dup["duplicate_of"] == out["id"] and dup["state"] == "closed" and dup["allowed"] == {}
     assert [e["move"] for e in dup["timeline"]] == ["receive", "reject"]
     assert dup == read_back(tiny, dup["id"])
-    assert S.timeline(tiny, out["id"])[-1]["move"] == "duplicate"
+    assert timeline(tiny, out["id"])[-1]["move"] == "duplicate"
 
     outside = intake(tiny, at(2, 9), **pt(5000, 5000))
     assert outside["unplaced"] and outside == read_back(tiny, outside["id"])
@@ -77,7 +81,7 @@ def test_the_intake_answer_is_the_read_back(tiny):  # noqa: F811
 
 def test_every_move_answer_is_the_read_back(tiny):  # noqa: F811
     tid = intake(tiny, at(2, 9))["id"]
-    S.add_attachment(tiny, tid, filename="现场.png", content_type="image/png", data=PNG,
+    add_attachment(tiny, tid, filename="现场.png", content_type="image/png", data=PNG,
                      uploaded_by="坐席", at=at(2, 9, 5))
     steps = [
         ("check", "grid_worker", at(2, 9, 10), None, {"verified": True}),
@@ -96,7 +100,7 @@ def test_every_move_answer_is_the_read_back(tiny):  # noqa: F811
     ]
     for name, role, when, note, payload in steps:
         tiny.expunge_all()  # each request starts with an empty identity map
-        out = S.move_and_detail(tiny, tid, name, actor="王五", role=role, note=note, payload=payload,
+        out = move_and_detail(tiny, tid, name, actor="王五", role=role, note=note, payload=payload,
                                 at=when, scope=Scope.demo())
         again = read_back(tiny, tid, Scope.demo())
         assert jsonable_encoder(out) == jsonable_encoder(again), name  # spelled the same, too
@@ -108,14 +112,14 @@ def test_every_move_answer_is_the_read_back(tiny):  # noqa: F811
 
 def test_a_move_that_leaves_the_callers_scope_answers_none(tiny):  # noqa: F811
     tid = intake(tiny, at(2, 9))["id"]
-    mv(tiny, S.get_ticket(tiny, tid), "dispatch", "district", at(2, 9, 30), assignee="water")
+    mv(tiny, get_ticket(tiny, tid), "dispatch", "district", at(2, 9, 30), assignee="water")
     water = Scope.for_role("department", user="水务", department="water")
-    mv(tiny, S.get_ticket(tiny, tid), "return", "department", at(2, 10), note="不归我们管")
-    out = S.move_and_detail(tiny, tid, "dispatch", actor="水务", role="district", payload={"assignee": TOWN},
+    mv(tiny, get_ticket(tiny, tid), "return", "department", at(2, 10), note="不归我们管")
+    out = move_and_detail(tiny, tid, "dispatch", actor="水务", role="district", payload={"assignee": TOWN},
                             at=at(2, 10, 30), scope=water)
-    assert out is None and S.get_ticket(tiny, tid).assignee == TOWN  # the move itself was made
+    assert out is None and get_ticket(tiny, tid).assignee == TOWN  # the move itself was made
     with pytest.raises(NotFound):  # and another area's ticket is still a 404 before any move
-        S.move_and_detail(tiny, tid, "sign", actor="x", role="town", at=at(2, 11), scope=water)
+        move_and_detail(tiny, tid, "sign", actor="x", role="town", at=at(2, 11), scope=water)
 
 
 def test_writes_are_one_statement_each(tiny):  # noqa: F811
@@ -126,12 +130,12 @@ def test_writes_are_one_statement_each(tiny):  # noqa: F811
     assert len(seen) == 3 and not any(s.startswith("SELECT tickets.") for s in seen), seen
     tiny.expunge_all()
     with statements(tiny) as seen:
-        S.move_and_detail(tiny, out["id"], "check", actor="x", role="district", payload={"verified": True},
+        move_and_detail(tiny, out["id"], "check", actor="x", role="district", payload={"verified": True},
                           at=at(2, 10))
     assert len(seen) == 3, seen  # lock and read, update and insert, the timeline
     tiny.expunge_all()
     with statements(tiny) as seen:
-        S.detail(tiny, out["id"])
+        detail(tiny, out["id"])
     assert len(seen) == 2, seen  # the ticket with its children and photos, the timeline
 
 
@@ -147,7 +151,7 @@ def test_a_rolled_back_write_is_forgotten_like_a_flushed_one(tiny):  # noqa: F81
     assert kept.state == "received" and kept.assignee is None  # expired and read again
     tiny.flush()  # nothing is written twice, nothing is left pending
     assert tiny.execute(text("SELECT count(*) FROM tickets")).scalar() == 1
-    assert [e["move"] for e in S.timeline(tiny, kept.id)] == ["receive"]
+    assert [e["move"] for e in timeline(tiny, kept.id)] == ["receive"]
     mv(tiny, kept, "dispatch", "district", at(2, 9, 40), assignee=TOWN)  # and it moves on normally
     assert read_back(tiny, kept.id)["state"] == "dispatched"
 
@@ -184,7 +188,7 @@ def test_ticket_events_are_notified_with_where_they_are_routed(committed):
     listener.execute("LISTEN onemap_tickets")
     try:
         with Session(eng, expire_on_commit=False) as session:
-            t = S.create_ticket(session, channel="hotline", category="0102", description="垃圾",
+            t = create_ticket(session, channel="hotline", category="0102", description="垃圾",
                                 at=at(2, 9), **pt(100, 400))
             session.commit()
             (received,) = _received(listener, 1)
@@ -193,15 +197,15 @@ def test_ticket_events_are_notified_with_where_they_are_routed(committed):
                 "sanitation", None, [])
             assert received["grid_code"] == "370783001001001" and received["town_code"] == TOWN
 
-            S.apply_move(session, t.id, "dispatch", actor="x", role="district", payload={"assignee": "water"},
+            apply_move(session, t.id, "dispatch", actor="x", role="district", payload={"assignee": "water"},
                          at=at(2, 9, 30))
             session.commit()
-            S.apply_move(session, t.id, "return", actor="x", role="department", note="不归我们管",
+            apply_move(session, t.id, "return", actor="x", role="department", note="不归我们管",
                          at=at(2, 10))
-            S.apply_move(session, t.id, "dispatch", actor="x", role="district", payload={"assignee": TOWN},
+            apply_move(session, t.id, "dispatch", actor="x", role="district", payload={"assignee": TOWN},
                          at=at(2, 10, 30))
-            S.apply_move(session, t.id, "sign", actor="x", role="town", at=at(2, 11))
-            S.apply_move(session, t.id, "join", actor="x", role="town", payload={"units": ["urban"]},
+            apply_move(session, t.id, "sign", actor="x", role="town", at=at(2, 11))
+            apply_move(session, t.id, "join", actor="x", role="town", payload={"units": ["urban"]},
                          at=at(2, 11) + timedelta(minutes=5))
             session.commit()
             dispatched, returned, redispatched, signed, joined = _received(listener, 5)
@@ -210,7 +214,7 @@ def test_ticket_events_are_notified_with_where_they_are_routed(committed):
             assert returned["state"] == "returned" and redispatched["assignee"] == TOWN
             assert signed["state"] == "signed" and joined["co_units"] == ["urban"]
 
-            S.apply_move(session, t.id, "start", actor="x", role="town", at=at(2, 12))
+            apply_move(session, t.id, "start", actor="x", role="town", at=at(2, 12))
             session.rollback()
             assert list(listener.notifies(timeout=0.5)) == []  # a rolled-back move is never announced
     finally:

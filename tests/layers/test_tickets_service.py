@@ -11,7 +11,12 @@ from sqlalchemy import text
 
 from gis import registry
 from gis.errors import IllegalMove, InvalidInput, NotFound
-from layers.incidents import service as S
+from layers.incidents.cards import refresh_cards
+from layers.incidents.intake import create_ticket, place_ticket
+from layers.incidents.moves import apply_move, revisit
+from layers.incidents.read import detail, list_tickets, summary, timeline
+from layers.incidents.routes import routing_table, set_route
+from layers.incidents.store import get_ticket
 from tests import registry_city as city
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -36,7 +41,7 @@ def tiny(session):
 
 
 def new(session, when, *, category="0102", channel="hotline", x=100.0, y=400.0, **kw):
-    return S.create_ticket(
+    return create_ticket(
         session,
         channel=channel,
         category=category,
@@ -48,7 +53,7 @@ def new(session, when, *, category="0102", channel="hotline", x=100.0, y=400.0, 
 
 
 def mv(session, ticket, name, role, when, note=None, actor="张三", **payload):
-    return S.apply_move(
+    return apply_move(
         session, ticket.id, name, actor=actor, role=role, note=note, payload=payload, at=when
     )
 
@@ -64,11 +69,11 @@ def test_intake_freezes_the_place_and_starts_the_dispatch_clock(tiny):
     )
     assert t.match == "inside" and not t.unplaced and t.department == "sanitation"
     assert t.dispatch_due == at(3, 17, 30)  # 1 working day: close of Tuesday
-    events = S.timeline(tiny, t.id)
+    events = timeline(tiny, t.id)
     assert [(e["move"], e["from_state"], e["to_state"]) for e in events] == [
         ("receive", None, "received")
     ]
-    assert S.summary(t)["reporter_phone"] == "138****1234"
+    assert summary(t)["reporter_phone"] == "138****1234"
 
 
 def walk_a(s):
@@ -87,7 +92,7 @@ def walk_a(s):
     mv(s, a, "review_fail", "district", at(2, 16), note="现场仍有残留")
     mv(s, a, "complete", "town", at(2, 16, 30), note="二次清运")
     mv(s, a, "review_pass", "district", at(2, 17))
-    S.revisit(s, a.id, actor="回访员", satisfaction=2, at=at(3, 9))
+    revisit(s, a.id, actor="回访员", satisfaction=2, at=at(3, 9))
     mv(s, a, "complete", "town", at(3, 9, 30), note="第三次清运并清洗地面")
     mv(s, a, "review_pass", "district", at(3, 9, 40))
     return a
@@ -99,10 +104,10 @@ def test_one_ticket_through_every_move_and_its_timeline(tiny):
     with pytest.raises(IllegalMove) as refused:  # 100% revisit for a hotline ticket
         mv(tiny, a, "close", "district", at(3, 10))
     assert refused.value.detail["allowed"] == ["revisit", "sign_off"]
-    S.revisit(tiny, a.id, actor="回访员", satisfaction=5, at=at(3, 10, 30))
+    revisit(tiny, a.id, actor="回访员", satisfaction=5, at=at(3, 10, 30))
     mv(tiny, a, "close", "district", at(3, 10, 40))
     assert (a.state, a.closed_at, a.satisfied) == ("closed", at(3, 10, 40), True)
-    events = S.timeline(tiny, a.id)
+    events = timeline(tiny, a.id)
     assert [(e["move"], e["to_state"], e["rework"]) for e in events] == [
         ("receive", "received", False),
         ("check", "received", False),
@@ -124,8 +129,8 @@ def test_one_ticket_through_every_move_and_its_timeline(tiny):
     ]
     assert events[4]["payload"] == {"due": at(2, 11, 30).isoformat(), "on_time": True}
     assert events[12]["payload"] == {"satisfaction": 2, "satisfied": False}
-    children = S.detail(tiny, a.id)["children"]
-    kids = [S.get_ticket(tiny, c) for c in children]
+    children = detail(tiny, a.id)["children"]
+    kids = [get_ticket(tiny, c) for c in children]
     assert [(k.state, k.assignee, k.village_code, k.parent_id) for k in kids] == [
         ("dispatched", WEST, WEST, a.id),
         ("dispatched", EAST, EAST, a.id),
@@ -186,8 +191,8 @@ def test_duplicates_link_to_the_first_open_ticket(tiny):
         {"i": dup.id},
     ).one()
     assert tuple(link) == (a.id, 22, 180)
-    assert S.timeline(tiny, a.id)[-1]["move"] == "duplicate"
-    total, rows = S.list_tickets(tiny)
+    assert timeline(tiny, a.id)[-1]["move"] == "duplicate"
+    total, rows = list_tickets(tiny)
     assert dup.id not in [r["id"] for r in rows] and total == 4
     with pytest.raises(IllegalMove, match="duplicate"):
         mv(tiny, dup, "dispatch", "district", at(2, 13), assignee=TOWN)
@@ -197,7 +202,7 @@ def test_unplaced_tickets_are_kept_and_can_be_placed(tiny):
     out = new(tiny, at(2, 9), x=5000, y=5000)
     assert (out.state, out.unplaced, out.grid_code) == ("received", True, None)
     assert "outside every grid" in out.unplaced_reason
-    by_address = S.create_ticket(
+    by_address = create_ticket(
         tiny,
         channel="hotline",
         category="0102",
@@ -206,13 +211,13 @@ def test_unplaced_tickets_are_kept_and_can_be_placed(tiny):
         at=at(2, 9, 5),
     )
     assert by_address.unplaced and by_address.unplaced_reason
-    total, rows = S.list_tickets(tiny, unplaced=True)
+    total, rows = list_tickets(tiny, unplaced=True)
     assert total == 2 and {r["id"] for r in rows} == {out.id, by_address.id}
     with pytest.raises(InvalidInput, match="could not be resolved"):
         new(tiny, at(2, 9), x=5000, y=5000, require_place=True)
-    S.place_ticket(tiny, out.id, **pt(600, 100), actor="坐席", at=at(2, 10))
+    place_ticket(tiny, out.id, **pt(600, 100), actor="坐席", at=at(2, 10))
     assert (out.unplaced, out.grid_code) == (False, "370783001002001")
-    assert S.timeline(tiny, out.id)[-1]["move"] == "place"
+    assert timeline(tiny, out.id)[-1]["move"] == "place"
 
 
 def test_bad_input_writes_nothing(tiny):
@@ -221,13 +226,13 @@ def test_bad_input_writes_nothing(tiny):
         new(tiny, at(2, 9), category="0190")
     assert unknown.value.detail["close_matches"]
     with pytest.raises(InvalidInput, match="needs a location"):
-        S.create_ticket(tiny, channel="app", category="0102", description="x", at=at(2, 9))
+        create_ticket(tiny, channel="app", category="0102", description="x", at=at(2, 9))
     with pytest.raises(InvalidInput, match="unknown channel"):
         new(tiny, at(2, 9), channel="fax")
     assert tiny.execute(text("SELECT count(*) FROM tickets")).scalar() == before
     a = new(tiny, at(2, 9))
     with pytest.raises(IllegalMove) as refused:
-        S.revisit(tiny, a.id, actor="回访员", satisfaction=5, at=at(2, 10))
+        revisit(tiny, a.id, actor="回访员", satisfaction=5, at=at(2, 10))
     assert refused.value.detail["allowed"] == ["check", "reject", "dispatch", "sign_off"]
     with pytest.raises(NotFound):
         mv(tiny, type("T", (), {"id": 10**9})(), "sign", "town", at(2, 10))
@@ -237,10 +242,10 @@ def test_bad_input_writes_nothing(tiny):
     mv(tiny, a, "complete", "town", at(2, 11), note="ok")
     mv(tiny, a, "review_pass", "district", at(2, 11, 30))
     with pytest.raises(InvalidInput, match="1-5"):
-        S.revisit(tiny, a.id, actor="回访员", satisfaction=9, at=at(2, 12))
+        revisit(tiny, a.id, actor="回访员", satisfaction=9, at=at(2, 12))
     with pytest.raises(InvalidInput, match="assignee"):
         mv(tiny, new(tiny, at(2, 9), x=600, y=100), "dispatch", "district", at(2, 10), assignee="x")
-    assert len(S.timeline(tiny, a.id)) == 6 and a.state == "reviewed"
+    assert len(timeline(tiny, a.id)) == 6 and a.state == "reviewed"
 
 
 def test_events_are_append_only(tiny):
@@ -259,18 +264,18 @@ def test_events_are_append_only(tiny):
 def test_cards_turn_yellow_then_red_and_are_recorded(tiny):
     a = new(tiny, at(2, 9))
     mv(tiny, a, "dispatch", "district", at(2, 9, 30), assignee=TOWN)  # sign due 11:30
-    assert S.refresh_cards(tiny, at(2, 10))["changed"] == 0
-    counts = S.refresh_cards(tiny, at(2, 11, 10))  # 100 of 120 minutes used: >= 80%
+    assert refresh_cards(tiny, at(2, 10))["changed"] == 0
+    counts = refresh_cards(tiny, at(2, 11, 10))  # 100 of 120 minutes used: >= 80%
     assert (counts["yellow"], counts["changed"], a.card) == (1, 1, "yellow")
-    S.refresh_cards(tiny, at(2, 11, 31))
+    refresh_cards(tiny, at(2, 11, 31))
     assert a.card == "red"
-    assert S.refresh_cards(tiny, at(2, 11, 40))["changed"] == 0
-    cards = [e["payload"]["card"] for e in S.timeline(tiny, a.id) if e["move"] == "card"]
+    assert refresh_cards(tiny, at(2, 11, 40))["changed"] == 0
+    cards = [e["payload"]["card"] for e in timeline(tiny, a.id) if e["move"] == "card"]
     assert cards == ["yellow", "red"]
-    assert [r["id"] for r in S.list_tickets(tiny, overdue=True, now=at(2, 11, 40))[1]] == [a.id]
-    assert S.list_tickets(tiny, overdue=True, now=at(2, 11))[0] == 0
+    assert [r["id"] for r in list_tickets(tiny, overdue=True, now=at(2, 11, 40))[1]] == [a.id]
+    assert list_tickets(tiny, overdue=True, now=at(2, 11))[0] == 0
     mv(tiny, a, "sign", "town", at(2, 12))
-    S.refresh_cards(tiny, at(2, 12, 1))
+    refresh_cards(tiny, at(2, 12, 1))
     assert a.card == "ok"
 
 
@@ -292,7 +297,7 @@ def test_an_address_is_geocoded_or_queued_with_the_reason(tiny):
             }
         ),
     )
-    t = S.create_ticket(
+    t = create_ticket(
         tiny,
         channel="hotline",
         category="0102",
@@ -306,7 +311,7 @@ def test_an_address_is_geocoded_or_queued_with_the_reason(tiny):
         "370783001002001",
         TOWN,
     )
-    miss = S.create_ticket(
+    miss = create_ticket(
         tiny,
         channel="hotline",
         category="0102",
@@ -318,9 +323,9 @@ def test_an_address_is_geocoded_or_queued_with_the_reason(tiny):
 
 
 def test_planners_routing_overrides_apply_to_new_tickets(tiny):
-    S.set_route(tiny, "0102", department="urban", needs_town=False, who="规划员", why="试点")
+    set_route(tiny, "0102", department="urban", needs_town=False, who="规划员", why="试点")
     t = new(tiny, at(2, 9))
     assert (t.department, t.needs_town) == ("urban", False)
     with pytest.raises(InvalidInput, match="unknown department"):
-        S.set_route(tiny, "0102", department="nasa", needs_town=False, who="x")
-    assert S.routing_table(tiny).route("0102").department == "urban"
+        set_route(tiny, "0102", department="nasa", needs_town=False, who="x")
+    assert routing_table(tiny).route("0102").department == "urban"

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from gis import registry as R
 from gis.coords import from_wgs84, to_wgs84
-from layers.incidents.service import create_ticket
+from layers.incidents.intake import create_ticket
 from layers.workers import ingest, live, registry, report, tracks
 from layers.workers.tracks import measure, spike_mask
 from tests import registry_city as city
@@ -202,7 +202,7 @@ def _mixed_walk():
 
 def test_a_small_batch_and_a_copied_one_store_the_same_rows(crew, monkeypatch):
     """Up to UNNEST_MAX_ROWS rows go in with one INSERT over unnest(arrays), beyond with COPY: same rows."""
-    from layers.sensors import bulk
+    from gis import bulk
 
     small = ingest.ingest_positions(crew, _mixed_walk(), now=NOW)
     by_unnest = _stored(crew)

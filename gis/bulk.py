@@ -11,7 +11,7 @@ Storing: rows go in with ``INSERT ... ON CONFLICT DO NOTHING``, so a resent batc
 one) is a no-op for rows already stored, ingestion is idempotent on (id, ts), and rows may arrive in
 any order. A small batch is one statement over ``unnest`` of arrays; a big one is first copied into a
 temporary table with binary COPY, the fastest way into PostgreSQL, which cannot skip duplicates by
-itself. (Workers reuse this module; it belongs in gis/ once a third layer needs it.)
+itself. Sensors, worker positions and the archive all use it, so it lives in gis/ (it knows no layer).
 """
 
 from __future__ import annotations
@@ -399,7 +399,8 @@ def _city_offset(year: int, month: int, day: int, hour: int) -> int | None:
     """The city's UTC offset in µs during a wall-clock hour; None in an hour the clocks skipped or repeated."""
     wall = datetime(year, month, day, hour)
     offsets = {wall.replace(minute=m, tzinfo=CITY_TZ, fold=f).utcoffset() for m in (0, 59) for f in (0, 1)}
-    return offsets.pop() // _MICRO if len(offsets) == 1 else None
+    offset = offsets.pop() if len(offsets) == 1 else None
+    return None if offset is None else offset // _MICRO
 
 
 def _pandas_times(values: pd.Series) -> np.ndarray:
