@@ -8,7 +8,6 @@ nothing but the citizen's own report (layers/field/public.py has the abuse check
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any
@@ -16,7 +15,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import ScopeDep, WriteScope
@@ -24,8 +22,10 @@ from api.client_ip import client_ip
 from api.deps import SessionDep
 from api.geojson import GeoJSONResponse, feature_collection
 from api.routers.pages import templates
-from api.routers.tiles import BASE_SQL, registry_version, tile_params
+from gis import tiles as T
+from gis.cache import Cache, database_key
 from gis.errors import InvalidInput
+from gis.registry import registry_version
 from layers.field import phone, public
 from layers.incidents.attachments import MAX_ATTACHMENT_BYTES
 from layers.incidents.categories import load_categories
@@ -113,28 +113,21 @@ def outline(session: SessionDep) -> GeoJSONResponse:
 
 # The registry's names a citizen may see: towns' and villages' (public), no grid's.
 _NO_GRID_NAMES = {"names_all": False, "names_prefix": "", "names_codes": []}
-_PUBLIC_TILES: OrderedDict[tuple, bytes] = OrderedDict()
+_PUBLIC_TILES: Cache[bytes] = Cache("public base tiles", size=4000)
 
 
 @router.get("/public/tiles/base/{z}/{x}/{y}.pbf", response_class=Response,
-            responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}, "description": "a vector tile"}})
+            responses={200: {"content": {T.MVT: {}}, "description": "a vector tile"}})
 def public_base_tile(session: SessionDep, z: Annotated[int, Path(ge=0, le=22)], x: Annotated[int, Path(ge=0)],
                      y: Annotated[int, Path(ge=0)],
                      crs: Annotated[str, Query(pattern="^(wgs84|gcj02)$")] = "wgs84") -> Response:
     """The public report page's base map (no account): the big screen's registry base layer (grid,
     village and town outlines; town and village names) with no grid names and nothing else (no
     tickets, workers or counts). Cached per registry version."""
-    if x >= 2**z or y >= 2**z:
-        raise InvalidInput(f"tile {z}/{x}/{y} does not exist: x and y must be below {2**z} at zoom {z}")
-    key = (registry_version(session), z, x, y, crs)
-    body = _PUBLIC_TILES.get(key)
-    if body is None:
-        body = bytes(session.scalar(text(BASE_SQL), {**tile_params(z, x, y, crs), **_NO_GRID_NAMES}) or b"")
-        _PUBLIC_TILES[key] = body
-        while len(_PUBLIC_TILES) > 4000:
-            _PUBLIC_TILES.popitem(last=False)
-    return Response(body, media_type="application/vnd.mapbox-vector-tile",
-                    headers={"Cache-Control": "public, max-age=3600"})
+    params = T.tile_params(z, x, y, crs)  # a tile outside the zoom's range: 400
+    key = (database_key(session), registry_version(session), z, x, y, crs)
+    body = _PUBLIC_TILES.get_or_make(key, lambda: T.render_registry(session, "base", params, names=_NO_GRID_NAMES))
+    return Response(body, media_type=T.MVT, headers={"Cache-Control": "public, max-age=3600"})
 
 
 def _base_map(request: Request) -> dict[str, str]:

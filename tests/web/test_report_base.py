@@ -56,7 +56,7 @@ def test_the_public_base_tiles_answer_without_an_account_and_carry_no_grid_names
     grid_names = names(url, "SELECT name FROM grids WHERE valid_to IS NULL")
     assert not [n for n in grid_names if n.encode() in body]
     bad = httpx.get(f"{srv.base}/public/tiles/base/3/9/1.pbf")
-    assert bad.status_code == 400 and "below 8" in bad.json()["detail"]
+    assert bad.status_code == 400 and "does not exist" in bad.json()["detail"]
 
 
 def test_the_report_map_draws_the_base_from_this_server(public_city, browser, artifacts):
