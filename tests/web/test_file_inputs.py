@@ -106,6 +106,8 @@ def test_the_desk_uploads_a_photo_picked_in_chinese(files_server, browser, photo
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{base}/desk?ticket={tid}")
     page.wait_for_selector("#upload")
+    page.wait_for_load_state("networkidle")  # the detail is drawn for good (a later redraw would empty the input)
+    page.wait_for_selector("#upload")
     every_file_input_is_wrapped(page)
     check_picker(page, "#photo", photo_file)
     page.locator("#upload").scroll_into_view_if_needed()
