@@ -11,7 +11,8 @@ as the camera analysis does) and writes through the same services the API and th
   threshold rule turns into an alarm and a ticket;
 - cameras raise alarms (crowd, illegal parking, intrusion) through the same alarm path as YOLO
   (``layers.cameras.alarms.handle``: alarm row, ticket, live event), each ending a minute or two
-  later — unless YOLO is analysing the cameras itself (``cameras=False``);
+  later — unless YOLO is analysing the cameras itself (``cameras=False``); a rule whose camera still has
+  an open ticket of its kind waits its turn (at most one repeat, a duplicate, per ``REPEAT_S``);
 - citizens and patrolling workers report tickets, and open tickets move through the workflow
   (dispatch or grab, sign, start, complete, review, revisit, close) with the same moves as the desk;
   cards are refreshed every minute, so yellow and red cards appear as deadlines pass.
@@ -35,7 +36,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import select, text, true
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gis.coords import from_wgs84, gauss_kruger_epsg, to_wgs84
@@ -49,6 +50,7 @@ log = logging.getLogger("onemap.demo_live")
 CITIZEN = ("hotline", "app", "wechat")
 REPORT_CHANNELS = {"hotline": 0.4, "app": 0.2, "wechat": 0.1, "patrol": 0.3}
 CENTRE = "指挥中心"
+REPEAT_S = 900.0  # a camera re-raises an alarm whose ticket is still open (a duplicate) at most this often
 
 
 @dataclass(frozen=True)
@@ -298,29 +300,49 @@ class LiveDemo:
 
     # ------------------------------------------------------------------ cameras
     def camera_alarm(self, session: Session) -> None:
-        """A camera alarm through the YOLO runner's own path: alarm row, ticket, live event."""
+        """A camera alarm through the YOLO runner's own path: alarm row, ticket, live event.
+
+        A rule whose camera already has an open ticket of that category would only add a duplicate (the
+        intake closes it 不予立案 and links it to the first): such a rule is picked only when no other is
+        free, and not within ``REPEAT_S`` of its last alarm, so the stream does not pour duplicates."""
         from layers.cameras import alarms
-        from layers.cameras.models import Alarm, Camera, CameraRule
+        from layers.cameras.models import Camera, CameraRule
         from layers.cameras.rules import AlarmEvent, RuleKind
         from layers.cameras.service import rule_of
 
-        busy = {a.camera_id for a in self.alarms} | set(session.scalars(
-            select(Alarm.camera_id).where(Alarm.state == "active")))
-        rows = session.scalars(select(CameraRule).where(CameraRule.enabled.is_(True),
-                                                        CameraRule.camera_id.not_in(busy) if busy else true())).all()
-        if not rows:
+        row = self._pick_rule(session)
+        if row is None:
             return
-        row = rows[int(self.rng.integers(len(rows)))]
         camera = session.get(Camera, row.camera_id)
-        if camera is None:
+        stored = session.get(CameraRule, row.id)
+        if camera is None or stored is None:
             return
-        rule = rule_of(row)
+        rule = rule_of(stored)
         count = rule.min_count + int(self.rng.integers(0, 4)) if rule.kind == RuleKind.CROWD else 1
         t = time.time()
         event = AlarmEvent("start", rule, t, count, (), max(rule.min_dwell_s, 1.0))
         alarms.handle(session, camera, event, at=datetime.now(UTC))
         self.alarms.append(CameraAlarm(camera.id, rule, t + float(self.rng.uniform(40, 120)), count, t))
         self.counts.camera_alarms += 1
+
+    def _pick_rule(self, session: Session):
+        """An enabled rule of a camera not alarming now: one without an open ticket of its category if any,
+        else one whose last alarm is ``REPEAT_S`` old; None when every rule is busy or repeated lately."""
+        from layers.incidents.workflow import TERMINAL_SQL
+
+        busy = sorted({a.camera_id for a in self.alarms})
+        rows = session.execute(text(
+            "SELECT r.id, r.camera_id, EXISTS (SELECT 1 FROM tickets t WHERE t.source_ref = 'camera:' || r.camera_id "
+            f"  AND t.category = r.category AND t.duplicate_of IS NULL AND t.state NOT IN {TERMINAL_SQL}) AS open, "
+            " (SELECT max(a.started_at) FROM alarms a WHERE a.camera_id = r.camera_id AND a.kind = r.kind) AS last_at "
+            "FROM camera_rules r WHERE r.enabled AND r.camera_id <> ALL(:busy) AND NOT EXISTS ("
+            "  SELECT 1 FROM alarms a WHERE a.camera_id = r.camera_id AND a.state = 'active') ORDER BY r.id"),
+            {"busy": busy}).all()
+        fresh = [r for r in rows if not r.open]
+        if not fresh:
+            now = datetime.now(UTC)
+            fresh = [r for r in rows if r.last_at is None or (now - r.last_at).total_seconds() >= REPEAT_S]
+        return fresh[int(self.rng.integers(len(fresh)))] if fresh else None
 
     def camera_updates(self, session: Session) -> None:
         """Running alarms report once a minute and end when their time is up."""

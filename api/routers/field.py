@@ -9,11 +9,11 @@ nothing but the citizen's own report (layers/field/public.py has the abuse check
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -24,13 +24,16 @@ from api.geojson import GeoJSONResponse, feature_collection
 from api.routers.pages import templates
 from api.schemas import field as F
 from api.schemas.common import FeatureCollection
+from gis import tiles as T
+from gis.cache import Cache, database_key
 from gis.errors import InvalidInput
+from gis.registry import registry_version
 from layers.field import phone, public
 from layers.incidents.attachments import MAX_ATTACHMENT_BYTES
 from layers.incidents.categories import load_categories
 
 router = APIRouter(tags=["field"])
-STATIC = Path(__file__).resolve().parents[2] / "web" / "static"
+STATIC = FilePath(__file__).resolve().parents[2] / "web" / "static"
 SW_CSP = "default-src 'none'; connect-src 'self'; frame-ancestors 'none'"
 
 
@@ -110,10 +113,36 @@ def outline(session: SessionDep) -> GeoJSONResponse:
                            headers={"Cache-Control": "public, max-age=3600"})
 
 
+# The registry's names a citizen may see: towns' and villages' (public), no grid's.
+_NO_GRID_NAMES = {"names_all": False, "names_prefix": "", "names_codes": []}
+_PUBLIC_TILES: Cache[bytes] = Cache("public base tiles", size=4000)
+
+
+@router.get("/public/tiles/base/{z}/{x}/{y}.pbf", response_class=Response,
+            responses={200: {"content": {T.MVT: {}}, "description": "a vector tile"}})
+def public_base_tile(session: SessionDep, z: Annotated[int, Path(ge=0, le=22)], x: Annotated[int, Path(ge=0)],
+                     y: Annotated[int, Path(ge=0)],
+                     crs: Annotated[str, Query(pattern="^(wgs84|gcj02)$")] = "wgs84") -> Response:
+    """The public report page's base map (no account): the big screen's registry base layer (grid,
+    village and town outlines; town and village names) with no grid names and nothing else (no
+    tickets, workers or counts). Cached per registry version."""
+    params = T.tile_params(z, x, y, crs)  # a tile outside the zoom's range: 400
+    key = (database_key(session), registry_version(session), z, x, y, crs)
+    body = _PUBLIC_TILES.get_or_make(key, lambda: T.render_registry(session, "base", params, names=_NO_GRID_NAMES))
+    return Response(body, media_type=T.MVT, headers={"Cache-Control": "public, max-age=3600"})
+
+
+def _base_map(request: Request) -> dict[str, str]:
+    """The optional raster base map (``ONEMAP_TILE_URL``, the configured tile server) and its CRS."""
+    settings = request.app.state.settings
+    crs = "gcj02" if str(settings.tile_crs).lower().replace("-", "") == "gcj02" else "wgs84"
+    return {"tile_url": settings.tile_url, "tile_crs": crs}
+
+
 @router.get("/report", response_class=HTMLResponse, include_in_schema=False)
 def report_page(request: Request) -> HTMLResponse:
     """随手拍: the public report form (no account)."""
-    return templates.TemplateResponse(request, "report.html", {"form_token": public.form_token()})
+    return templates.TemplateResponse(request, "report.html", {"form_token": public.form_token(), **_base_map(request)})
 
 
 @router.get("/report/{code}", response_class=HTMLResponse, include_in_schema=False)

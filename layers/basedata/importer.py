@@ -5,14 +5,16 @@ UTF-8 (with or without BOM) or else GBK, which Excel on a Chinese Windows deskto
 the English column names or their usual Chinese labels (姓名, 身份证号, 网格编码, ...). Each row is placed
 by ``grid_code`` or ``lon``/``lat`` and must lie in the importer's area; references (household_id,
 building_id) must exist there; household numbers must be new. Nothing is written unless every row is
-good. Excel workbooks are not read (openpyxl is not a dependency): save the sheet as CSV.
+good. An Excel workbook (.xlsx) is read too (its first sheet, with openpyxl): its row numbers are the
+sheet's own, whole numbers typed as numbers (出生年份, 电话) read as written, dates as YYYY-MM-DD.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import insert, text
@@ -48,18 +50,65 @@ def decode(data: bytes) -> str:
     raise InvalidInput("the file is neither UTF-8 nor GBK text: save the sheet as CSV (UTF-8)")
 
 
-def read_rows(data: bytes) -> tuple[list[str], list[dict[str, str]]]:
-    if data[:2] == b"PK":
-        raise InvalidInput("this looks like an Excel workbook (.xlsx): save the sheet as CSV (UTF-8) and import that")
-    reader = csv.reader(io.StringIO(decode(data)))
+def cell_text(value: Any) -> str:
+    """A workbook cell as the text a CSV of it would hold: whole numbers without ".0", dates as ISO."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def workbook_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
+    """(row number, cell texts) of an .xlsx workbook's first sheet."""
+    from zipfile import BadZipFile
+
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
     try:
-        header = [ALIASES.get(h.strip().lower(), ALIASES.get(h.strip(), h.strip().lower())) for h in next(reader)]
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (BadZipFile, InvalidFileException, KeyError, OSError, ValueError, TypeError) as exc:
+        raise InvalidInput(f"the file starts like an Excel workbook (.xlsx) but cannot be read as one ({exc}): "
+                           "save it again as .xlsx, or as CSV (UTF-8)") from None
+    try:
+        sheet = book.worksheets[0]
+        for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+            yield number, [cell_text(v) for v in values]
+    finally:
+        book.close()
+
+
+def _records(data: bytes) -> Iterator[tuple[int, list[str]]]:
+    if data[:4] == b"\xd0\xcf\x11\xe0":
+        raise InvalidInput("this is an old Excel workbook (.xls): save it as .xlsx, or as CSV (UTF-8)")
+    if data[:2] == b"PK":
+        return workbook_rows(data)
+    return enumerate(csv.reader(io.StringIO(decode(data))), start=1)
+
+
+def read_rows(data: bytes) -> tuple[list[str], list[dict[str, str]]]:
+    """The header (English names, Chinese labels translated) and the records of a CSV or .xlsx file."""
+    records = _records(data)
+    try:
+        _, names = next(records)
     except StopIteration:
         raise InvalidInput("the file is empty: the first row must name the columns") from None
+    while names and not names[-1].strip():  # a sheet's empty columns on the right
+        names.pop()
+    header = [ALIASES.get(h.strip().lower(), ALIASES.get(h.strip(), h.strip().lower())) for h in names]
     rows = []
-    for number, values in enumerate(reader, start=2):
+    for number, values in records:
         if not any(v.strip() for v in values):
             continue
+        if len(values) > len(header) and not any(v.strip() for v in values[len(header):]):
+            values = values[:len(header)]  # a workbook row reaching into empty columns
         if len(values) != len(header):
             rows.append({"__row": str(number), "__width": str(len(values))})
             continue

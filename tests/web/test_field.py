@@ -215,7 +215,7 @@ def test_the_grid_workers_phone(browser, city, tmp_path):
     ctx.close()
 
 
-SHELL = {"/mobile", "/static/mobile.js", "/static/mobile.css", "/static/mobile.webmanifest",
+SHELL = {"/mobile", "/static/mobile.js", "/static/filepick.js", "/static/mobile.css", "/static/mobile.webmanifest",
          "/static/icons/field-192.png", "/static/icons/field-512.png"}
 
 

@@ -42,5 +42,15 @@ export function timeText(iso) {
 
 export const STATE_NAMES = { received: "受理", dispatched: "已派单", signed: "已签收", handling: "处置中", completed: "已办结",
   reviewed: "已审核", revisited: "已回访", closed: "已结案", returned: "已返单", signed_off: "已销号" };
+// Every move and system event a ticket's timeline (and the live stream) can carry, in Chinese. 数字城管
+// terms (GB/T 30428 series): 核实 checks a report before it is filed and dispatched (派遣); 核查 checks
+// the result on site after 办结. An event this list does not know yet shows as 工单更新, never as its
+// internal English name.
+export const MOVE_NAMES = { receive: "受理", create: "受理", check: "核实", reject: "不予立案", grab: "抢单", dispatch: "派遣",
+  split: "分单", join: "联单", return: "返单", sign: "签收", start: "开始处置", complete: "办结", verify_fix: "核查",
+  review_pass: "审核通过", review_fail: "审核退回", revisit: "回访", close: "结案", sign_off: "销号", extend: "延期",
+  card: "督办", place: "定位", attach: "上传照片", duplicate: "重复上报", alarm: "告警更新" };
+export function moveName(move) { return move ? MOVE_NAMES[move] || "工单更新" : ""; }
+
 export const CARD_NAMES = { ok: "正常", yellow: "黄牌", red: "红牌" };
 export const CARD_COLOURS = { ok: "#3ddc97", yellow: "#ffd166", red: "#ff4d5e" };

@@ -1,5 +1,5 @@
 // The ticket desk: filtered list, detail with the timeline, the allowed moves as buttons, a map inset.
-import { getJSON, postJSON, esc, timeText, STATE_NAMES, CARD_NAMES, CARD_COLOURS } from "/static/common.js";
+import { getJSON, postJSON, esc, timeText, STATE_NAMES, CARD_NAMES, CARD_COLOURS, moveName } from "/static/common.js";
 import { shifter, shiftGeoJSON } from "/static/gcj02.js";
 
 const body = document.body;
@@ -7,11 +7,7 @@ const crs = body.dataset.tileCrs === "gcj02" ? "gcj02" : "wgs84";
 const shift = shifter(crs);
 const PAGE = 20;
 const ROLES = { district: "区指挥中心", town: "镇街", village: "村社区", department: "职能部门", grid_worker: "网格员", city: "市级" };
-// 数字城管 terms (GB/T 30428 series; the flow itself is GB/T 30428.8): 核实 is the check of a report
-// before it is filed and dispatched (派遣); 核查 is the on-site check of the result after 处置/办结.
-const MOVE_NAMES = { receive: "受理", create: "受理", check: "核实", reject: "不予立案", grab: "抢单", dispatch: "派遣", split: "分单", join: "联单", return: "返单",
-  sign: "签收", start: "开始处置", complete: "办结", verify_fix: "核查", review_pass: "审核通过", review_fail: "审核退回",
-  revisit: "回访", close: "结案", sign_off: "销号", extend: "延期", card: "督办", place: "定位", attach: "上传照片" };
+// Move names: common.js (数字城管 terms, GB/T 30428 series; 核实 before dispatch, 核查 after 办结).
 // What each move needs in its payload, read from the parameter box (lists: comma separated).
 const NEEDS = { grab: ["assignee", "镇街编码"], dispatch: ["assignee", "承办单位（镇街编码或部门）"], split: ["villages", "村社区编码，逗号分隔"],
   join: ["units", "联办部门，逗号分隔"], revisit: ["satisfaction", "满意度 1-5"], extend: ["until", "延期至（ISO 时间）"],
@@ -122,7 +118,7 @@ function renderDetail(t) {
   // signed in: the server knows the caller's workflow role (contract 1) and says which moves it has
   const moves = state.demo ? ((t.allowed && t.allowed[state.role]) || [])
     : (t.my_moves || (t.actor_role && t.allowed && t.allowed[t.actor_role]) || []);
-  const timeline = t.timeline.map((e) => `<li><time>${timeText(e.at)}</time><b>${esc(MOVE_NAMES[e.move] || e.move)}</b>
+  const timeline = t.timeline.map((e) => `<li><time>${timeText(e.at)}</time><b>${esc(moveName(e.move))}</b>
     ${esc(e.role === "system" ? "系统" : ROLES[e.role] || e.role)} ${esc(actorText(e.actor))} → ${esc(STATE_NAMES[e.to_state] || e.to_state)}${eventWhat(e)}${e.note ? "<br><span class='muted'>" + esc(e.note) + "</span>" : ""}</li>`).join("");
   document.getElementById("detail").innerHTML = `<h2>工单 #${t.id} <small>${esc(t.category_major)} / ${esc(t.category_name)}</small></h2>
     <dl class="facts"><dt>状态</dt><dd>${esc(STATE_NAMES[t.state] || t.state)}</dd><dt>督办</dt><dd class="card-${t.card}">${esc(CARD_NAMES[t.card])}${t.live_card !== t.card ? ` <span class="muted">（按当前时间将为${esc(CARD_NAMES[t.live_card])}）</span>` : ""}</dd>
@@ -132,7 +128,7 @@ function renderDetail(t) {
     ${t.unplaced ? `<div class="message bad place-hint" id="place-hint">此工单未定位（${esc(unplacedText(t.unplaced_reason))}）：请在右侧地图上点击事件位置进行定位。</div>` : ""}
     <h3>现场照片 <small class="muted">${t.attachments.length} 张</small></h3>
     <div class="photos">${t.attachments.map((a) => `<a href="/tickets/${t.id}/attachments/${a.id}" target="_blank" title="${esc(a.filename)}"><img src="/tickets/${t.id}/attachments/${a.id}" alt="${esc(a.filename)}" loading="lazy"></a>`).join("") || "<span class='muted'>暂无照片</span>"}</div>
-    <form id="upload" class="form-row"><label for="photo">上传照片</label><input id="photo" name="file" type="file" accept="image/jpeg,image/png,image/webp"><button type="submit">上传</button></form>
+    <form id="upload" class="form-row"><label class="file-pick">上传照片<input id="photo" name="file" type="file" accept="image/jpeg,image/png,image/webp"><span class="file-row"><span class="file-button">选择照片</span><span class="file-name" data-empty="未选择照片">未选择照片</span></span></label><button type="submit">上传</button></form>
     <div id="upload-result"></div>
     <h3>办理流程</h3><ol class="timeline" data-events="${t.timeline.length}">${timeline}</ol>
     <h3>可执行操作 ${state.demo ? `<label class="muted">演示角色 <select id="role">${Object.entries(ROLES).map(([k, v]) => `<option value="${k}" ${k === state.role ? "selected" : ""}>${v}</option>`).join("")}</select></label>`
@@ -142,7 +138,7 @@ function renderDetail(t) {
       <div id="nearest" class="muted">正在查找附近的网格员…</div>` : ""}
     <div class="form-row"><label>参数</label><input id="param" type="text" placeholder="分单填村社区编码；联单填部门"></div>
     <div class="form-row"><label>备注</label><input id="note" type="text"></div>
-    <div class="moves">${moves.map((m) => `<button data-move="${m}" title="${esc((NEEDS[m] || [])[1] || "")}">${esc(MOVE_NAMES[m] || m)}</button>`).join("") || "<span class='muted'>此角色当前无可执行操作</span>"}</div>
+    <div class="moves">${moves.map((m) => `<button data-move="${m}" title="${esc((NEEDS[m] || [])[1] || "")}">${esc(moveName(m))}</button>`).join("") || "<span class='muted'>此角色当前无可执行操作</span>"}</div>
     <div id="move-result"></div>`;
   const role = document.getElementById("role");
   if (role) role.addEventListener("change", (e) => { state.role = e.target.value; renderDetail(state.ticket); });

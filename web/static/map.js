@@ -8,7 +8,7 @@
 // event refetches the counts, not the tiles. Every symbol and label shares one overlay canvas, painted
 // once when the data is in. Panels (KPIs, ranking, feed) and the live stream start after the map.
 import { MVTLayer, Overlay, LabelSet, PointSet } from "/static/mvt.js";
-import { getJSON, hasPath, esc, pct, shanghaiDate, timeText, STATE_NAMES, CARD_COLOURS } from "/static/common.js";
+import { getJSON, hasPath, esc, pct, shanghaiDate, timeText, STATE_NAMES, CARD_COLOURS, moveName } from "/static/common.js";
 import { shifter, shiftGeoJSON } from "/static/gcj02.js";
 import { duty, learn, gridOf, nameOf, unitName, unitCodes, placeText, ticketHtml, peopleHtml, deadlineHtml, deskLink,
   cardBadge, urgent, dueOfSummary, baseSummary, baseHtml, timeLeft, CLOCK_NAMES } from "/static/duty.js";
@@ -794,13 +794,19 @@ async function loadRanking() {
 
 // The feed: newest on top; an item with a key (a ticket) replaces its earlier line, so a ticket that
 // moves on shows once, in its latest state. Red items (a red card, an alarm) flash as they arrive.
-// Places and units are names (grid, town, department), never codes.
+// Places and units are names (grid, town, department), never codes. Repeats fold into one line with a
+// count (×N): a camera raising the same alarm again (same camera and rule within FOLD_MS), a sensor
+// over the same limit again, and the reports the intake linked to an open ticket as its duplicates
+// (each closed 不予立案 with a link to it) count on that ticket's line instead of taking lines of
+// their own. The records are untouched (the desk still lists every report); only the wall folds them.
 const FEED_MAX = 20;
+const FOLD_MS = 30 * 60e3;
 function feed(item) {
   const list = document.getElementById("alarms");
   const li = document.createElement("li");
   li.className = "feed-" + item.kind + (item.card ? " card-" + item.card : "") + (item.fresh ? " fresh" : "");
-  li.innerHTML = `<time>${esc(item.time)}</time><b>${esc(item.title)}</b><span>${esc(item.text)}</span>`;
+  li.innerHTML = `<time>${esc(item.time)}</time><b><bdi>${esc(item.title)}</bdi>${item.count > 1 ? ` <em class="repeat">×${item.count}</em>` : ""}</b><span>${esc(item.text)}</span>`;
+  if (item.count > 1) li.dataset.count = String(item.count);
   li.addEventListener("click", () => {
     if (item.lat != null && item.lon != null) map.flyTo(shift([item.lat, item.lon]), 15);
     if (item.open) item.open();
@@ -816,13 +822,21 @@ function feed(item) {
   return li;
 }
 
-const MOVE_NAMES = { receive: "受理", dispatch: "派遣", grab: "抢单", split: "分单", join: "联单", return: "返单", sign: "签收",
-  start: "开始处置", complete: "办结", review_pass: "审核通过", review_fail: "审核退回", revisit: "回访", close: "结案",
-  sign_off: "销号", reject: "不予立案", check: "核实", verify_fix: "核查", extend: "延期", card: "督办", alarm: "告警更新" };
+// How many times a fold key came up, the count starting again after FOLD_MS of quiet.
+const repeats = new Map();
+function repeat(key, bump) {
+  const now = Date.now(), r = repeats.get(key);
+  const n = r && now - r.last < FOLD_MS ? r.n : 0;
+  const next = bump || !n ? n + 1 : n;
+  repeats.set(key, { n: next, last: bump || !r ? now : r.last });
+  return next;
+}
+const reports = new Map(); // ticket id → the reports it stands for (itself and its duplicates seen live)
+const duplicates = new Set(); // tickets known to be duplicates of another: never a line of their own
 
 function ticketText(t) {
   const unit = t.assignee ? unitName(t.assignee) : null;
-  const step = t.move && t.move !== "receive" ? MOVE_NAMES[t.move] || t.move : null;
+  const step = t.move && t.move !== "receive" ? moveName(t.move) : null;
   const place = placeText(t.grid_code, t.town_code);
   const named = unit && unit !== t.assignee && !(place || "").startsWith(unit) ? unit : null; // a town handling its own ticket: once
   return [step ? `${step} → ${STATE_NAMES[t.state] || t.state}` : STATE_NAMES[t.state] || t.state, named, place].filter(Boolean).join(" · ");
@@ -830,7 +844,8 @@ function ticketText(t) {
 
 function ticketFeed(t, time, fresh = false) {
   const red = t.card === "red";
-  const li = feed({ kind: "ticket", key: t.id ? "ticket-" + t.id : null, card: t.card, time, fresh: fresh && red,
+  const count = reports.get(t.id) || 1;
+  const li = feed({ kind: "ticket", key: t.id ? "ticket-" + t.id : null, card: t.card, time, fresh: fresh && red, count,
     title: t.id ? `#${t.id} ${t.category_name || "工单"}` : "工单更新", text: ticketText(t), lon: t.lon, lat: t.lat,
     open: t.id ? () => showTicket(t.id) : null });
   if (!t.id) return;
@@ -840,9 +855,24 @@ function ticketFeed(t, time, fresh = false) {
   full.then(async (f) => {
     const merged = { ...t, ...(f ? { category_name: f.category_name, assignee: t.assignee ?? f.assignee, town_code: t.town_code ?? f.town_code } : {}) };
     await duty({ grids: [merged.grid_code], ...mergeCodes(unitCodes([merged.assignee]), [merged.town_code]) });
-    li.querySelector("b").textContent = `#${t.id} ${merged.category_name || "工单"}`;
+    li.querySelector("b bdi").textContent = `#${t.id} ${merged.category_name || "工单"}`;
     li.querySelector("span").textContent = ticketText(merged);
   });
+}
+
+// A ticket event from the live stream. A new report (受理) or a 不予立案 is looked up first: when the
+// intake linked it to an open ticket as a duplicate, it folds into that ticket's line (the first
+// ticket's own 重复上报 event counts it), so a camera re-raising an alarm does not fill the feed.
+function liveTicket(d) {
+  const time = when(d.at || new Date().toISOString());
+  if (!d.id) return ticketFeed(d, time, true);
+  if (duplicates.has(d.id)) return;
+  if (d.move === "duplicate") reports.set(d.id, (reports.get(d.id) || 1) + 1);
+  if (d.move !== "receive" && d.move !== "reject") return ticketFeed(d, time, true);
+  getJSON("/tickets/" + d.id).then((f) => {
+    if (f.duplicate_of) { duplicates.add(d.id); return; }
+    ticketFeed({ ...d, category_name: f.category_name, assignee: d.assignee ?? f.assignee, town_code: d.town_code ?? f.town_code }, time, true);
+  }).catch(() => ticketFeed(d, time, true));
 }
 
 function alarmTitle(d) {
@@ -853,15 +883,21 @@ function alarmTitle(d) {
   return `视频告警 · ${ALARM_KINDS[d.rule] ? ALARM_KINDS[d.rule] + (d.event === "end" ? "解除" : "") : d.title || "告警"}`;
 }
 
+// One line per camera and rule (or sensor and pollutant) while it keeps alarming: a new start counts.
 function alarmFeed(d, fresh = true) {
   const [lon, lat] = d.lonlat || [d.lon, d.lat];
   const ended = d.event === "end";
-  const li = feed({ kind: "alarm", key: d.alarm_id ? `alarm-${d.kind}-${d.alarm_id}` : null, card: ended ? null : "red", fresh: fresh && !ended,
+  const fold = d.camera_id ? `alarm-camera-${d.camera_id}-${d.rule || ""}`
+    : d.sensor_id ? `alarm-sensor-${d.sensor_id}-${d.pollutant || ""}` : d.alarm_id ? `alarm-${d.kind}-${d.alarm_id}` : null;
+  const count = fold ? repeat(fold, d.event === "start" || d.event == null) : 1;
+  const what = () => [d.kind === "sensor_alarm" ? `${d.name || d.sensor_id} ${d.peak}/${d.limit} ${unitOf(d.pollutant)}` : d.text,
+    placeText(d.grid_code, d.town_code)].filter(Boolean).join(" · ");
+  const li = feed({ kind: "alarm", key: fold, card: ended ? null : "red", fresh: fresh && !ended, count,
     time: when(d.at || d.breach_at || new Date().toISOString()), title: alarmTitle(d), lon, lat, open: () => showAlarm(d),
-    text: [d.kind === "sensor_alarm" ? `${d.name || d.sensor_id} ${d.peak}/${d.limit} ${unitOf(d.pollutant)}` : d.text, placeText(d.grid_code, d.town_code)].filter(Boolean).join(" · ") });
+    text: what() });
+  if (d.camera_id) li.dataset.camera = d.camera_id;
   duty({ grids: [d.grid_code], areas: [d.town_code] }).then(() => {
-    const where = placeText(d.grid_code, d.town_code);
-    if (where) li.querySelector("span").textContent = [d.kind === "sensor_alarm" ? `${d.name || d.sensor_id} ${d.peak}/${d.limit} ${unitOf(d.pollutant)}` : d.text, where].filter(Boolean).join(" · ");
+    if (placeText(d.grid_code, d.town_code)) li.querySelector("span").textContent = what();
   });
 }
 
@@ -906,7 +942,7 @@ function connectLive() {
     seen("Tickets");
     const d = JSON.parse(e.data);
     // a card change shows when it is red; an alarm's own updates show as the alarm's line
-    if ((d.move !== "card" || d.card === "red") && d.move !== "alarm") ticketFeed(d, when(d.at || new Date().toISOString()), true);
+    if ((d.move !== "card" || d.card === "red") && d.move !== "alarm") liveTicket(d);
     state.live++;
     reloadStats(); // the colours and bubbles: a few kB, not the tiles
     clearTimeout(ticketTimer);

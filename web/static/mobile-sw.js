@@ -1,7 +1,7 @@
 // The phone's service worker: keeps the app shell so /mobile opens without a network.
 // API requests are NOT intercepted: they fail offline in the page, whose queue (IndexedDB) keeps them.
-const SHELL = "onemap-field-v1";
-const FILES = ["/mobile", "/static/mobile.js", "/static/mobile.css", "/static/mobile.webmanifest",
+const SHELL = "onemap-field-v2";
+const FILES = ["/mobile", "/static/mobile.js", "/static/filepick.js", "/static/mobile.css", "/static/mobile.webmanifest",
   "/static/icons/field-192.png", "/static/icons/field-512.png"];
 
 self.addEventListener("install", (event) => {

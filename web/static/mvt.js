@@ -120,6 +120,7 @@ function tracePath(ctx, f) {
 // Tiles of 512 px fetched one zoom lower (zoomOffset -1) by default: a quarter of the requests of 256 px
 // tiles for the same screen. Keys and drawing use the map's zoom; only the URL uses the offset.
 // options.query: extra URL parameters (an object, or a function returning one), e.g. the registry version;
+// options.root: where the tiles are served (default "/tiles/"; the public report page: "/public/tiles/");
 // options.dataOnly: fetch and parse, draw nothing (the features are drawn elsewhere, e.g. on an Overlay).
 export const MVTLayer = L.GridLayer.extend({
   options: { tileSize: 512, zoomOffset: -1, updateWhenZooming: false, keepBuffer: 1, crs: "wgs84", maxNativeZoom: 19 },
@@ -140,7 +141,7 @@ export const MVTLayer = L.GridLayer.extend({
     const q = typeof this.options.query === "function" ? this.options.query() : (this.options.query || {});
     const params = new URLSearchParams({ ...(this.options.crs === "gcj02" ? { crs: "gcj02" } : {}), ...q,
       ...(this.version ? { v: this.version } : {}) }).toString();
-    return "/tiles/" + this.name + "/" + (c.z + this.options.zoomOffset) + "/" + c.x + "/" + c.y + ".pbf" + (params ? "?" + params : "");
+    return (this.options.root || "/tiles/") + this.name + "/" + (c.z + this.options.zoomOffset) + "/" + c.x + "/" + c.y + ".pbf" + (params ? "?" + params : "");
   },
 
   createTile(coords, done) {
@@ -375,7 +376,7 @@ export const Overlay = L.Layer.extend({
   },
 });
 
-// Labels from a source (zoom → [{latlng, text, size, color, bold}]): no label is cut at a tile edge,
+// Labels from a source (zoom → [{latlng, text, size, color, bold, halo}]): no label is cut at a tile edge,
 // and a simple collision test keeps them legible (earlier entries win).
 export class LabelSet {
   constructor(source) { this.source = source; this.drawn = 0; this.visible = true; }
@@ -392,7 +393,7 @@ export class LabelSet {
       const box = [pt.x - w / 2 - 2, pt.y - h / 2 - 2, pt.x + w / 2 + 2, pt.y + h / 2 + 2];
       if (boxes.some((b) => b[0] < box[2] && box[0] < b[2] && b[1] < box[3] && box[1] < b[3])) continue;
       boxes.push(box);
-      ctx.lineWidth = item.bold ? 4 : 3; ctx.strokeStyle = "rgba(4, 12, 24, 0.9)"; ctx.strokeText(item.text, pt.x, pt.y);
+      ctx.lineWidth = item.bold ? 4 : 3; ctx.strokeStyle = item.halo || "rgba(4, 12, 24, 0.9)"; ctx.strokeText(item.text, pt.x, pt.y);
       ctx.fillStyle = item.color; ctx.fillText(item.text, pt.x, pt.y);
       drawn++;
     }

@@ -11,12 +11,44 @@ async function call(path, options) {
   return body;
 }
 
-// A small map to place the report by a tap: the towns' outlines (public) on a blank ground, no tiles,
-// no grids, no tickets. The town under the tap is named back to the citizen.
+// The base map: the big screen's registry tiles (grid, village and town outlines; town and village
+// names) from this server, served to the public without grid names (/public/tiles/base), over the
+// configured raster base map (ONEMAP_TILE_URL) when it is in WGS 84 like the picked points. Nothing
+// from the internet; no tickets, workers or counts.
+const BASE_STYLE = {
+  grids: (z) => (z < 12 ? null : { fill: "rgba(255,255,255,0.55)", stroke: "#b9c7d8", width: z >= 14 ? 1 : 0.6 }),
+  villages: (z) => (z < 10 ? null : { stroke: "#7f97b5", width: z >= 13 ? 1.4 : 0.9, dash: [4, 3] }),
+  towns: () => ({ fill: "rgba(219,231,245,0.35)", stroke: "#0c4a8c", width: 2 }),
+  districts: () => ({ stroke: "#0c4a8c", width: 3 }),
+};
+
+async function baseMap(map) {
+  const body = document.body;
+  if (body.dataset.tileUrl && body.dataset.tileCrs !== "gcj02") L.tileLayer(body.dataset.tileUrl, { maxZoom: 19 }).addTo(map);
+  const { MVTLayer, Overlay, LabelSet } = await import("/static/mvt.js");
+  map.createPane("base").style.zIndex = 250;
+  map.createPane("names").style.zIndex = 450;
+  map.getPane("names").style.pointerEvents = "none";
+  const base = new MVTLayer("base", { root: "/public/tiles/", pane: "base", order: ["grids", "villages", "towns", "districts"],
+    style: (p, z, name) => BASE_STYLE[name] && BASE_STYLE[name](z) });
+  const names = new LabelSet((z) => [
+    ...base.labels("towns").map((l) => ({ latlng: l.latlng, text: l.props.name, size: z >= 13 ? 16 : 14, color: "#0c3a6e", bold: true, halo: "rgba(255,255,255,0.92)" })),
+    ...(z >= 12.5 ? base.labels("villages").map((l) => ({ latlng: l.latlng, text: l.props.name, size: 13, color: "#3d5675", bold: false, halo: "rgba(255,255,255,0.92)" })) : [])]);
+  const overlay = new Overlay({ pane: "names" }).addTo(map);
+  overlay.add(names);
+  base.on("tiledata", () => overlay.redraw());
+  base.once("load", () => { map.getContainer().dataset.base = "1"; });
+  base.addTo(map);
+  window.reportBase = base;
+}
+
+// A small map to place the report by a tap, over the base map. The town under the tap is named back
+// to the citizen.
 function pickMap(onPick) {
   if (!window.L) return null;
   const map = L.map("pick-map", { zoomControl: true, attributionControl: false, tap: true });
   window.reportMap = map;  // the browser test reads pixel positions from it
+  baseMap(map).catch((e) => console.warn("base map", e));
   let marker = null;
   let town = null;
   const mark = (p, pan) => {
@@ -26,7 +58,7 @@ function pickMap(onPick) {
   };
   call("/public/outline").then((fc) => {
     const towns = L.geoJSON(fc, {
-      style: { color: "#0c4a8c", weight: 1.5, fillColor: "#dbe7f5", fillOpacity: 0.5 },
+      style: { stroke: false, fillColor: "#dbe7f5", fillOpacity: 0.01 },  // the base draws them: these name a tap
       onEachFeature: (f, layer) => {
         layer.bindTooltip(f.properties.name, { sticky: true, direction: "top" });
         layer.on("click", () => { town = f.properties.name; });  // fires before the map's click
