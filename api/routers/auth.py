@@ -16,7 +16,7 @@ from api.schemas.errors import ErrorBody
 from layers.accounts import audit
 from layers.accounts.scope import ROLE_NAMES
 from layers.accounts.security import AuthError, authenticate, issue_token
-from layers.accounts.throttle import SignInThrottle
+from layers.accounts.throttle import SignInThrottle, committing
 
 router = APIRouter(tags=["auth"])
 
@@ -46,10 +46,11 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def _throttle(request: Request) -> SignInThrottle:
-    """The app's sign-in throttle (one per app, so per process), made on first use."""
+    """The app's sign-in throttle, made on first use: its counts live in the database, shared by every
+    server process, each record in a transaction of its own (kept though the request answers 401)."""
     found = getattr(request.app.state, "sign_in_throttle", None)
     if found is None:
-        found = request.app.state.sign_in_throttle = SignInThrottle()
+        found = request.app.state.sign_in_throttle = SignInThrottle(committing(request.app.state.sessions))
     return found
 
 

@@ -1,9 +1,9 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from api import middleware
 from api.app import create_app
 from api.deps import get_session
+from tests.api.state import use_session
 
 
 def _client(session):
@@ -14,7 +14,7 @@ def _client(session):
         session.flush()
 
     app.dependency_overrides[get_session] = override
-    app.state.audit = middleware.SessionAudit(session)  # audit rows land in the rolled-back session
+    use_session(app, session)  # audit rows land in the rolled-back session
     return TestClient(app, raise_server_exceptions=False)
 
 

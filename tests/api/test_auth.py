@@ -16,6 +16,7 @@ from gis.models import Grid
 from layers.accounts.models import AuditEntry, User
 from layers.accounts.security import hash_password, issue_token, set_disabled
 from layers.accounts.settings import AuthSettings
+from tests.api.state import use_session
 
 KEY = "test-secret-" + "k" * 40
 ON = AuthSettings(auth=True, secret_key=KEY, lockout_failures=5, lockout_minutes=15, token_minutes=30)
@@ -28,7 +29,7 @@ HASH = hash_password(PASSWORD, ON)
 def make_client(session, auth: AuthSettings, http: middleware.HttpSettings | None = None) -> TestClient:
     app = create_app(database_url=UNUSED)
     middleware.install(app, auth=auth, http=http or middleware.HttpSettings(tile_url="https://tiles.example.cn/{z}/{x}/{y}.png"))
-    app.state.audit = middleware.SessionAudit(session)
+    use_session(app, session)
 
     def override():
         yield session

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 
-from api import middleware
 from layers.accounts.settings import AuthSettings
 from tests.api.fuzzing import fuzz_app
+from tests.api.state import use_session
 
 EXAMPLES = 6
 
@@ -25,7 +25,7 @@ APP, BOUND, schema = fuzz_app(AuthSettings(auth=False))
 @pytest.fixture(autouse=True)
 def bound(demo_session):
     BOUND["session"] = demo_session
-    APP.state.audit = middleware.SessionAudit(demo_session)
+    use_session(APP, demo_session)
     yield
     BOUND.clear()
 

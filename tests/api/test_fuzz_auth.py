@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import ignored_auth, not_a_server_error
 
-from api import middleware
 from layers.accounts.models import User
 from layers.accounts.security import issue_token
 from tests.api.fuzzing import fuzz_app
+from tests.api.state import use_session
 from tests.api.test_auth import HASH, ON
 
 EXAMPLES = 3
@@ -33,7 +33,7 @@ APP, BOUND, schema = fuzz_app(ON)
 @pytest.fixture(autouse=True)
 def bound(demo_session):
     BOUND["session"] = demo_session
-    APP.state.audit = middleware.SessionAudit(demo_session)
+    use_session(APP, demo_session)
     user = User(username="fuzz_admin", display_name="fuzz", password_hash=HASH, role="city", token_version=0)
     demo_session.add(user)
     demo_session.flush()

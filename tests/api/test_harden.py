@@ -271,6 +271,20 @@ def test_sign_in_throttled_per_address_and_account_without_freezing_the_admin(de
     assert sign_in(from_ip("203.0.113.8"), "town_a").status_code == 429
 
 
+def test_sign_in_counts_are_shared_by_every_server_process(demo_session, world):  # noqa: F811
+    # two apps on one database stand for two server processes: failures made through either count
+    # together (the counts lived in each process's memory: N processes gave N times the budget)
+    first, second = (make_client(demo_session, ON).app for _ in range(2))
+    a, b = (TestClient(app, raise_server_exceptions=False, client=("203.0.113.9", 40000)) for app in (first, second))
+    for client in (a, a, a, b, b):
+        assert sign_in(client, "city_admin", "wrong guess 123").status_code == 401
+    for client in (a, b):
+        refused = sign_in(client, "city_admin")
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    hall = TestClient(second, raise_server_exceptions=False, client=("10.1.1.1", 40000))
+    assert sign_in(hall, "city_admin").status_code == 200
+
+
 def test_sign_in_throttled_across_addresses_and_per_address(demo_session, world, monkeypatch):  # noqa: F811
     from layers.accounts import throttle as T
 

@@ -18,11 +18,11 @@ import shapely
 import uvicorn
 from fastapi.testclient import TestClient
 
-from api import middleware
 from api.app import create_app
 from api.deps import get_session
 from api.routers import ogc
 from gis import registry
+from tests.api.state import use_session
 
 TOWN = "370783001000"
 
@@ -37,7 +37,7 @@ def _app(session):
         session.flush()
 
     app.dependency_overrides[get_session] = override
-    app.state.audit = middleware.SessionAudit(session)  # OGC reads are audited: into the rolled-back session
+    use_session(app, session)  # OGC reads are audited: into the rolled-back session
     return app
 
 

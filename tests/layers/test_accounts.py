@@ -171,7 +171,7 @@ def test_roles_carry_what_scopes_them(session):
 # ----------------------------------------------------------------------------- sign-in
 
 def test_password_lockout_per_address_and_unlock(session):
-    from layers.accounts.throttle import SignInThrottle
+    from layers.accounts.throttle import SignInThrottle, nested_in
 
     create_user(session, username="zhang", password=PASSWORD, role="town", area_code=TOWN, settings=SETTINGS)
     user = session.scalars(select(User).where(User.username == "zhang")).one()
@@ -181,7 +181,7 @@ def test_password_lockout_per_address_and_unlock(session):
     # The lock is per (account, address) in the throttle, never on the account row: failing from one
     # address locks that address out for this name; another address still signs in.
     clock = [0.0]
-    throttle = SignInThrottle(clock=lambda: clock[0])
+    throttle = SignInThrottle(nested_in(session), clock=lambda: clock[0])
     for _ in range(3):
         assert throttle.check("zhang", "10.0.0.9") is None
         with pytest.raises(AuthError, match="incorrect"):
