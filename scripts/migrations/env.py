@@ -20,6 +20,8 @@ MODEL_MODULES = [
     "layers.cameras.models",
     "layers.accounts.models",
     "layers.field.models",
+    "layers.basedata.models",
+    "layers.calls.models",
 ]
 for _name in MODEL_MODULES:
     importlib.import_module(_name)
