@@ -213,7 +213,6 @@ def _driver_errors(path: Path, driver: str) -> Iterator[None]:
         raise InvalidInput(f"cannot read {path.name}: {first_line(exc)}") from exc
 
 
-
 def json_problem(path: Path) -> str | None:
     """Where a would-be GeoJSON file stops being JSON (None when it parses, or is not GeoJSON-shaped)."""
     try:
