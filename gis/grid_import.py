@@ -27,7 +27,7 @@ from gis.cleaning import Fix
 from gis.coords import SPECIAL, from_wgs84
 from gis.derive import Derived, derive_areas
 from gis.errors import CodeError, InvalidInput, TopologyError
-from gis.readers import ReadResult
+from gis.read_result import ReadResult
 from gis.registry import EditResult, import_areas, import_grids, load_areas
 from gis.topology import Report
 

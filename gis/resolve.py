@@ -4,13 +4,14 @@ Why a raster and not an R-tree: a city is a few thousand polygons and millions o
 every point lies well inside one grid. A regular raster laid over the grids settles those points with
 integer arithmetic alone; only the thin band of cells that a boundary passes through needs an exact
 (GEOS) test. The raster is built by scan-line filling cell centres (no polygon test per cell) and by
-marking every cell a boundary edge comes within ``_EPS`` cells of, so an unmarked cell is provably
+marking every cell a boundary edge comes within ``EPS`` cells of, so an unmarked cell is provably
 inside exactly one grid, or outside all of them. Most marked cells are crossed by a single straight
 edge; there a floating-point orientation test with Shewchuk's error bound picks the side (doubtful
 signs go to GEOS), so GEOS sees only cells holding a vertex. Snapping distances use numpy with the
 arithmetic of GEOS's point-to-segment distance over the edges listed for the cell.
 
-Semantics (the same as :func:`resolve_reference`, the slow shapely version, and as PostGIS):
+Semantics (the same as :func:`gis.resolve_reference.resolve_reference`, the slow shapely version,
+and as PostGIS):
 - ``inside``: covered by exactly one grid and in its interior.
 - ``boundary``: covered by a grid but on its edge, or by several grids (shared edge or vertex, or an
   overlap in bad data): the lowest code among all covering grids wins, always.
@@ -22,6 +23,9 @@ Semantics (the same as :func:`resolve_reference`, the slow shapely version, and 
 - ``outside``: none of the above; ``grid_code`` None, ``distance_m`` NaN.
 - ``invalid``: a NaN or infinite coordinate. Callers should reject such input before resolving; the
   resolver marks it rather than guessing.
+
+Here: :class:`GridIndex` (building its cell table and resolving points). The array work of building
+the raster is :mod:`gis.resolve_raster`; snapping distances are :mod:`gis.resolve_snap`.
 """
 
 from __future__ import annotations
@@ -33,8 +37,24 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-from gis.coords import from_wgs84, gauss_kruger_epsg, to_wgs84
-from gis.errors import CodeError, InvalidGeometry
+from gis.coords import from_wgs84, to_wgs84
+from gis.resolve_raster import (
+    EPS,
+    Raster,
+    csr,
+    expand,
+    grow,
+    line_ids,
+    metre_degrees,
+    orient,
+    overlapping_grids,
+    prepare_frame,
+    raster_for,
+    scanline,
+    segments,
+    touched_cells,
+)
+from gis.resolve_snap import first_min, gk_zone, nearest_reference, point_segment, to_gk
 
 MATCHES = np.array(["inside", "boundary", "snapped", "outside", "invalid"])
 INSIDE, BOUNDARY, SNAPPED, OUTSIDE, INVALID = range(5)
@@ -44,10 +64,6 @@ _FAR, _NEAR, _MIXED0 = (
     -2,
     -3,
 )  # cell table: >= 0 interior grid; -1 far out; -2 near; <= -3 mixed
-_EPS = 1e-6  # margin (in cells) a boundary must keep from a cell for the cell to count as clean
-_M_PER_DEG_LAT = 110_000.0  # under the true 110,574-111,694 m: degree margins come out generous
-_M_PER_DEG_LON_EQ = 111_000.0
-_MAX_CELLS = 8_000_000
 
 
 @dataclass(frozen=True)
@@ -60,201 +76,6 @@ class Resolution:
 
     def __len__(self) -> int:
         return len(self.match)
-
-
-@dataclass(frozen=True)
-class _Raster:
-    """A regular lon/lat raster: cell (i, j) spans [x0 + i/sx, x0 + (i+1)/sx) x [y0 + j/sy, ...)."""
-
-    x0: float
-    y0: float
-    sx: float  # cells per degree of longitude
-    sy: float
-    nx: int
-    ny: int
-
-    def uv(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (x - self.x0) * self.sx, (y - self.y0) * self.sy
-
-
-def _prepare_frame(grids: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Codes and WGS84 geometries sorted by code, so the lowest code is the lowest index."""
-    if "code" not in grids.columns:
-        raise CodeError("grids need a 'code' column")
-    if grids.crs is not None and grids.crs.to_epsg() not in (4326, 4490):
-        grids = grids.to_crs(4326)
-    codes = np.array([str(c) for c in grids["code"]], dtype=object)
-    if len(set(codes)) != len(codes):
-        raise CodeError("grid codes must be unique in one grid version")
-    geoms = np.asarray(grids.geometry.values, dtype=object)
-    kinds = shapely.get_type_id(geoms)
-    if len(geoms) == 0 or np.any((kinds != 3) & (kinds != 6)) or np.any(shapely.is_empty(geoms)):
-        raise InvalidGeometry("every grid needs a non-empty Polygon or MultiPolygon geometry")
-    order = np.argsort(codes.astype(str), kind="stable")
-    return codes[order], geoms[order]
-
-
-def _segments(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every ring edge as start point, end point and owning grid index."""
-    parts, part_owner = shapely.get_parts(geoms, return_index=True)  # get_rings skips MultiPolygons
-    rings, ring_part = shapely.get_rings(parts, return_index=True)
-    owner = part_owner[ring_part]
-    xy, ring = shapely.get_coordinates(rings, return_index=True)
-    same = ring[1:] == ring[:-1]
-    return xy[:-1][same], xy[1:][same], owner[ring[:-1][same]]
-
-
-def _metre_degrees(bounds: np.ndarray, metres: float) -> tuple[float, float]:
-    """Degrees of lon and lat that surely span at least ``metres`` anywhere in ``bounds``."""
-    lat = max(abs(bounds[1]), abs(bounds[3]))
-    return metres / (
-        _M_PER_DEG_LON_EQ * math.cos(math.radians(min(lat, 85.0)))
-    ), metres / _M_PER_DEG_LAT
-
-
-def _raster(geoms: np.ndarray, snap_m: float, cell_m: float | None) -> _Raster:
-    """A raster over the grids plus the snapping margin; cells about 1/50 of a grid's width."""
-    bounds = shapely.total_bounds(geoms)
-    if cell_m is None:
-        areas_m2 = shapely.area(geoms) * np.prod([1 / d for d in _metre_degrees(bounds, 1.0)])
-        cell_m = max(math.sqrt(float(np.median(areas_m2))) / 50.0, 1.0)
-    cdx, cdy = _metre_degrees(bounds, cell_m)
-    mdx, mdy = _metre_degrees(bounds, snap_m * 1.05)
-    width, height = bounds[2] - bounds[0] + 2 * mdx, bounds[3] - bounds[1] + 2 * mdy
-    grow = max(1.0, math.sqrt(width / cdx * height / cdy / _MAX_CELLS))
-    cdx, cdy = cdx * grow, cdy * grow
-    nx, ny = int(width / cdx) + 3, int(height / cdy) + 3
-    return _Raster(bounds[0] - mdx - cdx, bounds[1] - mdy - cdy, 1 / cdx, 1 / cdy, nx, ny)
-
-
-def _crossings(ua, va, ub, vb, owner) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Points where edges cross the raster's vertical lines (u integer), in raster units."""
-    lo, hi = np.minimum(ua, ub), np.maximum(ua, ub)
-    first = np.floor(lo) + 1
-    count = np.maximum(np.ceil(hi) - first, 0).astype(np.int64)
-    edge = np.repeat(np.arange(len(ua)), count)
-    step = np.arange(len(edge)) - np.repeat(np.cumsum(count) - count, count)
-    k = first[edge] + step
-    t = (k - ua[edge]) / (ub[edge] - ua[edge])
-    return k, va[edge] + t * (vb[edge] - va[edge]), owner[edge]
-
-
-def _touched(r: _Raster, ua, va, ub, vb) -> tuple[np.ndarray, np.ndarray]:
-    """Unique (cell, edge) pairs: the cells each edge comes within _EPS cells of.
-
-    An edge piece between two consecutive raster-line crossings lies in one cell, so probing around
-    its vertices and crossing points (+-_EPS on both axes) reaches every cell it touches."""
-    edge = np.arange(len(ua))
-    cu, cv, ce = _crossings(ua, va, ub, vb, edge)
-    hv, hu, he = _crossings(va, ua, vb, ub, edge)
-    u = np.concatenate([ua, cu, hu])
-    v = np.concatenate([va, cv, hv])
-    e = np.concatenate([edge, ce, he]).astype(np.int64)
-    keys = []
-    for du in (-_EPS, _EPS):
-        for dv in (-_EPS, _EPS):
-            i = np.clip(np.floor(u + du), 0, r.nx - 1).astype(np.int64)
-            j = np.clip(np.floor(v + dv), 0, r.ny - 1).astype(np.int64)
-            keys.append((j * r.nx + i) * len(ua) + e)
-    return np.divmod(np.unique(np.concatenate(keys)), len(ua))
-
-
-def _line_ids(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Edges as undirected lines: an id per edge (a shared edge's two copies get one id) and, per
-    id, its endpoints (x1, y1, x2, y2) in a fixed order."""
-    swap = (a[:, 0] > b[:, 0]) | ((a[:, 0] == b[:, 0]) & (a[:, 1] > b[:, 1]))
-    ends = np.ascontiguousarray(
-        np.hstack([np.where(swap[:, None], b, a), np.where(swap[:, None], a, b)])
-    )
-    _, first, line = np.unique(
-        ends.view(np.dtype((np.void, 32))).ravel(), return_index=True, return_inverse=True
-    )
-    return line.ravel(), ends[first]
-
-
-def _orient(line: np.ndarray, x, y) -> tuple[np.ndarray, np.ndarray]:
-    """Signed area of (a, b, p) (> 0: p left of a→b) and whether its sign is certain in floating
-    point (Shewchuk's orient2d error bound, with margin); uncertain signs go to GEOS."""
-    left = (line[:, 2] - line[:, 0]) * (y - line[:, 1])
-    right = (line[:, 3] - line[:, 1]) * (x - line[:, 0])
-    det = left - right
-    return det, np.abs(det) > 1e-15 * (np.abs(left) + np.abs(right))
-
-
-def _scanline(r: _Raster, ua, va, ub, vb, owner) -> tuple[np.ndarray, np.ndarray]:
-    """How many grids cover each cell centre, and the sum of (index + 1) over them (even-odd rule)."""
-    lo, hi = np.minimum(va, vb), np.maximum(va, vb)
-    j0 = np.ceil(lo - 0.5).astype(np.int64)
-    count = np.maximum(np.ceil(hi - 0.5).astype(np.int64) - j0, 0)
-    edge = np.repeat(np.arange(len(va)), count)
-    j = j0[edge] + np.arange(len(edge)) - np.repeat(np.cumsum(count) - count, count)
-    vc = j + 0.5
-    u = ua[edge] + (vc - va[edge]) * (ub[edge] - ua[edge]) / (vb[edge] - va[edge])
-    g = owner[edge]
-    order = np.lexsort((u, j, g))
-    u, j, g = u[order], j[order], g[order]
-    start = np.clip(np.ceil(u[0::2] - 0.5), 0, r.nx).astype(np.int64)
-    stop = np.clip(np.ceil(u[1::2] - 0.5), 0, r.nx).astype(np.int64)
-    row = j[0::2] * (r.nx + 1)
-    size = (r.nx + 1) * r.ny
-    cov = np.bincount(row + start, minlength=size) - np.bincount(row + stop, minlength=size)
-    ids = np.bincount(row + start, g[0::2] + 1, size) - np.bincount(row + stop, g[0::2] + 1, size)
-    cov = np.cumsum(cov.reshape(r.ny, r.nx + 1), axis=1)[:, :-1]
-    ids = np.cumsum(ids.reshape(r.ny, r.nx + 1), axis=1)[:, :-1]
-    return cov.ravel(), np.rint(ids).astype(np.int64).ravel()
-
-
-def _dilate(mask: np.ndarray, k: int, axis: int) -> np.ndarray:
-    """Cells within ``k`` cells of a True cell along ``axis`` (a running window sum)."""
-    if k <= 0:
-        return mask
-    n = mask.shape[axis]
-    c = np.cumsum(mask, axis=axis, dtype=np.int32)
-    c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
-    i = np.arange(n)
-    hi = np.take(c, np.minimum(i + k + 1, n), axis=axis)
-    lo = np.take(c, np.maximum(i - k, 0), axis=axis)
-    return hi > lo
-
-
-def _grow(mask: np.ndarray, kx: int, ky: int) -> np.ndarray:
-    return _dilate(_dilate(mask, kx, 1), ky, 0)
-
-
-def _csr(keys: np.ndarray, width: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row pointers (for sorted ``rows``) and column values of sorted keys = row * width + column."""
-    row, col = np.divmod(keys, width)
-    ptr = np.searchsorted(row, np.append(rows, np.iinfo(np.int64).max))
-    return ptr.astype(np.int64), col
-
-
-def _point_segment(px, py, ax, ay, bx, by) -> np.ndarray:
-    """Point-to-segment distance, the same arithmetic as GEOS ``Distance::pointToSegment``."""
-    dx, dy = bx - ax, by - ay
-    len2 = dx * dx + dy * dy
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = ((px - ax) * dx + (py - ay) * dy) / len2
-        s = ((ay - py) * dx - (ax - px) * dy) / len2
-    to_a = np.sqrt((px - ax) ** 2 + (py - ay) ** 2)
-    to_b = np.sqrt((px - bx) ** 2 + (py - by) ** 2)
-    mid = np.abs(s) * np.sqrt(len2)
-    return np.where((len2 == 0) | (r <= 0), to_a, np.where(r >= 1, to_b, mid))
-
-
-def _first_min(group_start: np.ndarray, value: np.ndarray, grid: np.ndarray, none: int):
-    """Per group: the minimum value and the lowest grid index attaining it (groups non-empty)."""
-    best = np.minimum.reduceat(value, group_start)
-    sizes = np.diff(np.append(group_start, len(value)))
-    tie = value == np.repeat(best, sizes)
-    return best, np.minimum.reduceat(np.where(tie, grid, none), group_start)
-
-
-def _expand(ptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each row, the positions ptr[row]..ptr[row+1]: (owner, position, group starts)."""
-    start, count = ptr[rows], ptr[rows + 1] - ptr[rows]
-    owner = np.repeat(np.arange(len(rows)), count)
-    first = np.cumsum(count) - count
-    return owner, np.repeat(start - first, count) + np.arange(len(owner)), first
 
 
 class GridIndex:
@@ -273,7 +94,7 @@ class GridIndex:
     _codes_none: np.ndarray  # codes + a trailing None (index n or -1: unresolved)
     _codes_list: list[str]
     _gk: str  # "EPSG:45xx", the city's Gauss-Krüger zone
-    _r: _Raster
+    _r: Raster
     _table: np.ndarray  # int32 per cell, see above
     _cand_ptr: np.ndarray
     _cand: np.ndarray
@@ -299,36 +120,36 @@ class GridIndex:
         ``cell_m`` is the raster cell size in metres; by default 1/50 of the median grid width."""
         if not snap_m >= 0:
             raise ValueError(f"snap_m must be >= 0 metres, got {snap_m!r}")
-        codes, geoms = _prepare_frame(grids)
+        codes, geoms = prepare_frame(grids)
         self = cls()
         self.version, self.codes, self.snap_m = int(version), codes, float(snap_m)
         self._geoms, self._cell_m = geoms, cell_m
         self._bounds = shapely.total_bounds(geoms)
         shapely.prepare(geoms)
-        self._codes_none = _with_none(codes)
+        self._codes_none = with_none(codes)
         self._codes_list = list(codes)
-        self._gk = f"EPSG:{gauss_kruger_epsg(float(np.mean(shapely.total_bounds(geoms)[[0, 2]])))}"
+        self._gk = gk_zone(geoms)
         self._build(geoms)
         return self
 
     # -- building -------------------------------------------------------------------------------
     def _build(self, geoms: np.ndarray) -> None:
-        r = self._r = _raster(geoms, self.snap_m, self._cell_m)
-        a, b, owner = _segments(geoms)
+        r = self._r = raster_for(geoms, self.snap_m, self._cell_m)
+        a, b, owner = segments(geoms)
         ua, va = r.uv(a[:, 0], a[:, 1])
         ub, vb = r.uv(b[:, 0], b[:, 1])
         n = len(geoms)
-        t_cell, t_edge = _touched(r, ua, va, ub, vb)
+        t_cell, t_edge = touched_cells(r, ua, va, ub, vb)
         touched = np.unique(t_cell * n + owner[t_edge])
-        cov, ids = _scanline(r, ua, va, ub, vb, owner)
+        cov, ids = scanline(r, ua, va, ub, vb, owner)
         marked = np.zeros(r.nx * r.ny, dtype=bool)
         marked[touched // n] = True
         deep_overlap = ~marked & (cov >= 2)
         outside = ~marked & (cov == 0)
         mixed = marked | deep_overlap
-        mdx, mdy = _metre_degrees(self._bounds, self.snap_m * 1.05)
+        mdx, mdy = metre_degrees(self._bounds, self.snap_m * 1.05)
         kx, ky = math.ceil(mdx * r.sx) + 1, math.ceil(mdy * r.sy) + 1
-        near = outside & _grow(marked.reshape(r.ny, r.nx), kx, ky).ravel()
+        near = outside & grow(marked.reshape(r.ny, r.nx), kx, ky).ravel()
         table = np.full(r.nx * r.ny, _FAR, dtype=np.int32)
         inner = ~mixed & (cov == 1)
         table[inner] = ids[inner] - 1
@@ -338,7 +159,7 @@ class GridIndex:
         self._table = table
         self._candidates(touched, mixed_cells, cov, ids)
         self._single_lines(a, b, t_cell, t_edge, mixed_cells)
-        snap = near | (marked & _grow(outside.reshape(r.ny, r.nx), 1, 1).ravel())
+        snap = near | (marked & grow(outside.reshape(r.ny, r.nx), 1, 1).ravel())
         self._snap_lists(snap, ua, va, ub, vb, a, b, owner, kx, ky)
 
     def _candidates(self, touched, mixed_cells, cov, ids) -> None:
@@ -357,9 +178,9 @@ class GridIndex:
         row = np.searchsorted(mixed_cells, keys // n)
         grid = keys % n
         order = np.lexsort((grid, grid != centre_grid[row], row))
-        ptr, _ = _csr(keys, n, mixed_cells)
+        ptr, _ = csr(keys, n, mixed_cells)
         self._cand_ptr, self._cand = ptr, grid[order]
-        overlapping = _overlapping(self._geoms)
+        overlapping = overlapping_grids(self._geoms)
         self._cell_clean = ~np.logical_or.reduceat(overlapping[self._cand], ptr[:-1])
 
     def _single_lines(self, a, b, t_cell, t_edge, mixed_cells) -> None:
@@ -368,7 +189,7 @@ class GridIndex:
         and points later by which side of the line they fall (``_side``: grid, n = none, -1 = ask
         GEOS). Only where no candidate overlaps another."""
         r, n = self._r, len(self.codes)
-        line_of_edge, ends = _line_ids(a, b)
+        line_of_edge, ends = line_ids(a, b)
         pairs = np.unique(t_cell * len(ends) + line_of_edge[t_edge])
         cell, line = np.divmod(pairs, len(ends))
         cells, first, count = np.unique(cell, return_index=True, return_counts=True)
@@ -380,28 +201,28 @@ class GridIndex:
         j, i = np.divmod(cells, r.nx)
         cx = r.x0 + (i[:, None] + np.array([0, 1, 0, 1])) / r.sx
         cy = r.y0 + (j[:, None] + np.array([0, 0, 1, 1])) / r.sy
-        det = np.column_stack([_orient(line, cx[:, k], cy[:, k])[0] for k in range(4)])
+        det = np.column_stack([orient(line, cx[:, k], cy[:, k])[0] for k in range(4)])
         self._line = np.full((len(mixed_cells), 4), np.nan)
         self._line[m] = line
         self._side = np.full((len(mixed_cells), 2), -1, dtype=np.int64)
         rows = np.arange(len(m))
         for col, pick in ((0, np.argmax(det, axis=1)), (1, np.argmin(det, axis=1))):
             px, py = cx[rows, pick], cy[rows, pick]
-            d, sure = _orient(line, px, py)
+            d, sure = orient(line, px, py)
             usable = np.flatnonzero(sure & ((d > 0) if col == 0 else (d < 0)))
             grid, match = self._covering(px[usable], py[usable], m[usable])
             side = np.where(match == INSIDE, grid, np.where(match == OUTSIDE, n, -1))
             self._side[m[usable], col] = side
 
     def _box_query(self, cells: np.ndarray) -> np.ndarray:
-        """(cell, grid) keys for grids intersecting each cell box grown by _EPS (rare: overlaps)."""
+        """(cell, grid) keys for grids intersecting each cell box grown by EPS (rare: overlaps)."""
         r = self._r
         j, i = np.divmod(cells, r.nx)
         boxes = shapely.box(
-            r.x0 + (i - _EPS) / r.sx,
-            r.y0 + (j - _EPS) / r.sy,
-            r.x0 + (i + 1 + _EPS) / r.sx,
-            r.y0 + (j + 1 + _EPS) / r.sy,
+            r.x0 + (i - EPS) / r.sx,
+            r.y0 + (j - EPS) / r.sy,
+            r.x0 + (i + 1 + EPS) / r.sx,
+            r.y0 + (j + 1 + EPS) / r.sy,
         )
         box_i, grid_i = shapely.STRtree(self._geoms).query(boxes, predicate="intersects")
         return cells[box_i] * len(self.codes) + grid_i
@@ -425,7 +246,7 @@ class GridIndex:
         keep = snap[cell]
         keys = np.unique(cell[keep] * len(ua) + owner_seg[keep])
         self._snap_cells = np.flatnonzero(snap)
-        self._snap_ptr, seg_of = _csr(keys, len(ua), self._snap_cells)
+        self._snap_ptr, seg_of = csr(keys, len(ua), self._snap_cells)
         ax, ay = from_wgs84(a[seg_of, 0], a[seg_of, 1], self._gk)
         bx, by = from_wgs84(b[seg_of, 0], b[seg_of, 1], self._gk)
         self._snap_seg = (ax, ay, bx, by, owner[seg_of])
@@ -538,7 +359,7 @@ class GridIndex:
         none = len(self.codes)
         grid = np.full(len(m), none, dtype=np.int64)
         match = np.full(len(m), np.int8(OUTSIDE))
-        det, sure = _orient(self._line[m], x, y)
+        det, sure = orient(self._line[m], x, y)
         side = np.where(sure, self._side[m, (det <= 0).view(np.int8)], -1)
         grid[side >= 0] = side[side >= 0]
         match[(side >= 0) & (side < none)] = INSIDE
@@ -560,7 +381,7 @@ class GridIndex:
     def _covering(self, x, y, m) -> tuple[np.ndarray, np.ndarray]:
         """GEOS covers against every candidate; lowest covering index wins; inside if alone."""
         none = len(self.codes)
-        pt, pos, first = _expand(self._cand_ptr, m)
+        pt, pos, first = expand(self._cand_ptr, m)
         cand = self._cand[pos]
         cov = shapely.intersects_xy(self._geoms[cand], x[pt], y[pt])
         count = np.add.reduceat(cov.astype(np.int32), first)
@@ -584,13 +405,13 @@ class GridIndex:
         idx = np.flatnonzero(listed)
         idx = idx[self._snap_ptr[row[idx] + 1] > self._snap_ptr[row[idx]]]
         if len(idx):
-            pt, pos, first = _expand(self._snap_ptr, row[idx])
+            pt, pos, first = expand(self._snap_ptr, row[idx])
             ax, ay, bx, by, owner = (a[pos] for a in self._snap_seg)
-            d = _point_segment(gx[idx][pt], gy[idx][pt], ax, ay, bx, by)
-            dist[idx], grid[idx] = _first_min(first, d, owner, none)
+            d = point_segment(gx[idx][pt], gy[idx][pt], ax, ay, bx, by)
+            dist[idx], grid[idx] = first_min(first, d, owner, none)
         other = np.flatnonzero(~listed)
         if len(other):
-            dist[other], grid[other] = _nearest_reference(
+            dist[other], grid[other] = nearest_reference(
                 self._gk_tree(), gx[other], gy[other], self.snap_m
             )
         far = ~(dist <= self.snap_m)
@@ -599,78 +420,10 @@ class GridIndex:
 
     def _gk_tree(self) -> shapely.STRtree:
         if self._tree is None:
-            self._tree = shapely.STRtree(shapely.boundary(_to_gk(self._geoms, self._gk)))
+            self._tree = shapely.STRtree(shapely.boundary(to_gk(self._geoms, self._gk)))
         return self._tree
 
 
-def _with_none(codes: np.ndarray) -> np.ndarray:
+def with_none(codes: np.ndarray) -> np.ndarray:
+    """Codes plus a trailing None: position ``len(codes)`` (or -1) reads as unresolved."""
     return np.array([*codes, None], dtype=object)
-
-
-def _overlapping(geoms: np.ndarray) -> np.ndarray:
-    """Per grid: does its interior meet another grid's? (Bad data; it disables a shortcut.)"""
-    tree = shapely.STRtree(geoms)
-    a, b = tree.query(geoms, predicate="intersects")
-    a, b = a[a < b], b[a < b]
-    flag = np.zeros(len(geoms), dtype=bool)
-    try:
-        both = shapely.relate_pattern(geoms[a], geoms[b], "T********")
-    except shapely.errors.GEOSException:
-        return ~flag
-    flag[a[both]] = flag[b[both]] = True
-    return flag
-
-
-def _to_gk(geoms: np.ndarray, gk: str) -> np.ndarray:
-    return shapely.transform(geoms, lambda xy: np.column_stack(from_wgs84(xy[:, 0], xy[:, 1], gk)))
-
-
-def _nearest_reference(
-    tree: shapely.STRtree, gx, gy, snap_m: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per point: GEOS distance to the nearest grid boundary (the tree holds boundaries in metres)
-    within snap_m, and the lowest index at that distance (else NaN and n)."""
-    none = len(tree.geometries)
-    dist, grid = np.full(len(gx), np.nan), np.full(len(gx), none, dtype=np.int64)
-    pts = shapely.points(gx, gy)
-    pt, g = tree.query(pts, predicate="dwithin", distance=snap_m * (1 + 1e-9) + 1e-6)
-    if len(pt):
-        order = np.lexsort((g, pt))
-        pt, g = pt[order], g[order]
-        d = shapely.distance(tree.geometries[g], pts[pt])
-        starts = np.flatnonzero(np.r_[True, pt[1:] != pt[:-1]])
-        best, low = _first_min(starts, d, g, none)
-        dist[pt[starts]], grid[pt[starts]] = best, low
-    return dist, grid
-
-
-def resolve_reference(
-    grids: gpd.GeoDataFrame, lon, lat, *, crs: str = "EPSG:4326", snap_m: float = 50.0
-) -> Resolution:
-    """The slow, obviously right resolver: shapely covers/contains for every candidate grid, GEOS
-    distance in Gauss-Krüger metres for snapping. The fast index must agree with it point for point."""
-    codes, geoms = _prepare_frame(grids)
-    x, y = (np.ravel(a) for a in to_wgs84(lon, lat, crs))
-    n, none = len(x), len(codes)
-    grid, match, dist = np.full(n, none), np.full(n, OUTSIDE, dtype=np.int8), np.full(n, np.nan)
-    valid = np.isfinite(x) & np.isfinite(y)
-    match[~valid] = INVALID
-    pts = shapely.points(np.where(valid, x, 0.0), np.where(valid, y, 0.0))
-    pt, g = shapely.STRtree(geoms).query(pts, predicate="intersects")
-    keep = valid[pt]
-    order = np.lexsort((g[keep], pt[keep]))
-    pt, g = pt[keep][order], g[keep][order]
-    starts = np.flatnonzero(np.r_[True, pt[1:] != pt[:-1]]) if len(pt) else np.zeros(0, dtype=int)
-    covered, lowest = pt[starts], g[starts]
-    single = np.diff(np.append(starts, len(pt))) == 1
-    whole = single & shapely.contains(geoms[lowest], pts[covered])
-    grid[covered], match[covered], dist[covered] = lowest, np.where(whole, INSIDE, BOUNDARY), 0.0
-    rest = np.flatnonzero(valid & (match == OUTSIDE))
-    if len(rest) and snap_m > 0:
-        gk = f"EPSG:{gauss_kruger_epsg(float(np.mean(shapely.total_bounds(geoms)[[0, 2]])))}"
-        gx, gy = from_wgs84(x[rest], y[rest], gk)
-        edges = shapely.boundary(_to_gk(geoms, gk))
-        d, low = _nearest_reference(shapely.STRtree(edges), gx, gy, snap_m)
-        hit = d <= snap_m
-        grid[rest[hit]], match[rest[hit]], dist[rest[hit]] = low[hit], SNAPPED, d[hit]
-    return Resolution(_with_none(codes).take(grid), MATCHES.take(match), dist)

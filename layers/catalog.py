@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 from gis import codes as C
 from gis import registry
 from gis.errors import InvalidInput, NotFound
-from gis.export import Source, iter_chunks
+from gis.export_source import Source, iter_chunks
 from layers.accounts.scope import Scope
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

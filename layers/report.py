@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from gis import export as X
 from gis import registry
 from gis.errors import InvalidInput
+from gis.export_geojson import features_json
 from gis.metric import area_m2
 from layers import catalog
 from layers.incidents.workflow import TERMINAL
@@ -105,7 +105,7 @@ def _town_rates(session: Session, area: str, start: datetime | None, end: dateti
 
 
 def _geojson(frame: gpd.GeoDataFrame, columns: list[str]) -> dict:
-    data = X.features_json(frame[[*columns, frame.geometry.name]], None, 6)
+    data = features_json(frame[[*columns, frame.geometry.name]], None, 6)
     return json.loads(b'{"type":"FeatureCollection","features":[' + data + b"]}")
 
 

@@ -57,8 +57,9 @@ def chunks(n: int = N_TICKETS) -> Iterator:
 
 def _onemap(fmt: str, out: Path, n: int) -> None:
     from gis import export as X
+    from gis.export_source import Source
 
-    X.export(X.Source("tickets", chunks(n), key="id", geometry_type="Point"), fmt, out)
+    X.export(Source("tickets", chunks(n), key="id", geometry_type="Point"), fmt, out)
 
 
 def _baseline(fmt: str, out: Path, n: int) -> None:

@@ -25,6 +25,8 @@ from api.auth import ExportScope
 from api.deps import SessionDep
 from gis import export as X
 from gis.errors import InvalidInput
+from gis.export_crs import file_stem, output_crs
+from gis.export_dbf import ENCODINGS
 from layers import catalog
 
 router = APIRouter(tags=["exports"])
@@ -44,7 +46,7 @@ def download_names(layers: list[catalog.Layer], fmt: str, crs: str, area: str | 
     ascii_stem = "+".join(layer.name for layer in layers) + (f"_{area}" if area else "") + period
     zh_stem = "+".join(layer.title for layer in layers) + (f"_{area_name or area}" if area else "") + period
     suffix = X.SUFFIXES[fmt]
-    return X.file_stem(zh_stem, crs) + suffix, X.file_stem(ascii_stem, crs) + suffix
+    return file_stem(zh_stem, crs) + suffix, file_stem(ascii_stem, crs) + suffix
 
 
 def _area_name(session, area: str | None) -> str | None:
@@ -72,7 +74,7 @@ def export_layer(
 ) -> FileResponse:
     """Download a layer (or several, comma-separated) as a file ArcGIS, QGIS or Excel opens: roles
     with the export permission only, and only the features of the caller's area."""
-    fmt, out_crs = X.check_format(format), X.output_crs(crs)
+    fmt, out_crs = X.check_format(format), output_crs(crs)
     wanted = [n.strip() for n in layer.split(",") if n.strip()]
     found = [catalog.get(n) for n in wanted]
     if len(found) > 1 and fmt in ("geojson", "csv"):
@@ -121,6 +123,6 @@ def export_catalog(scope: ExportScope) -> dict:
                     "time_filter": layer.temporal, "description": layer.description}
                    for layer in catalog.layers().values()],
         "formats": list(X.FORMATS),
-        "encodings": list(X.ENCODINGS),
+        "encodings": list(ENCODINGS),
         "crs": ["EPSG:4326", "EPSG:4490", "EPSG:4513..EPSG:4554", "gcj02"],
     }

@@ -29,10 +29,11 @@ from sqlalchemy.orm import Session
 
 from api.auth import ScopeDep
 from api.deps import SessionDep
-from gis import export as X
 from gis import registry
-from gis.coords import to_wgs84
+from gis.coords import WGS84, to_wgs84
 from gis.errors import InvalidInput, NotFound, UnknownCRS
+from gis.export_crs import GK_EPSG, is_projected, to_output_crs
+from gis.export_geojson import features_json
 from layers import catalog
 
 router = APIRouter(prefix="/ogc", tags=["ogc"])
@@ -44,7 +45,7 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
 ]
-SUPPORTED = [CRS84] + [f"{EPSG_URI}{code}" for code in (4326, 4490, *X.GK_EPSG)]
+SUPPORTED = [CRS84] + [f"{EPSG_URI}{code}" for code in (4326, 4490, *GK_EPSG)]
 GEOJSON = "application/geo+json"
 DEFAULT_LIMIT, MAX_LIMIT = 100, 10_000
 
@@ -198,13 +199,13 @@ def collection(collection_id: str, request: Request, session: SessionDep, scope:
 
 def _feature_bytes(frame, layer: catalog.Layer, out_crs: str) -> bytes:
     if out_crs == "CRS84":
-        frame = X.to_output_crs(frame, X.WGS84)
+        frame = to_output_crs(frame, WGS84)
     else:
-        frame = X.to_output_crs(frame, out_crs)
+        frame = to_output_crs(frame, out_crs)
         if north_first(out_crs):
             frame = frame.set_geometry(_swap(np.asarray(frame.geometry.values, dtype=object)), crs=frame.crs)
-    precision = 3 if X.is_projected(out_crs if out_crs != "CRS84" else X.WGS84) else 7
-    return X.features_json(frame, layer.key, precision)
+    precision = 3 if is_projected(out_crs if out_crs != "CRS84" else WGS84) else 7
+    return features_json(frame, layer.key, precision)
 
 
 def _next_href(request: Request, offset: int, limit: int) -> str:

@@ -17,21 +17,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from gis.bulk import (
-    Column,
-    IngestResult,
-    Rows,
-    check_ids,
-    check_times,
-    ensure_month_partitions,
-    micros,
-    missing,
-    notify,
-    numbers,
-    read_rows,
-    text_codes,
-    upsert,
-)
+from gis.batch import IngestResult, Rows, check_ids, check_times, read_rows
+from gis.batch_values import missing, numbers
+from gis.bulk import Column, ensure_month_partitions, micros, notify, text_codes, upsert
 from layers.accounts.scope import Scope
 from layers.sensors import thresholds
 from layers.sensors.models import POLLUTANTS

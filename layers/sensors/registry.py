@@ -12,7 +12,8 @@ import shapely
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from gis.bulk import Batch, blank, read_table
+from gis.batch import Batch, read_table
+from gis.batch_values import blank
 from gis.coords import to_wgs84
 from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gis.locate import locate_many

@@ -8,7 +8,7 @@ with their row number and reason. Suspect fixes are *kept and flagged*, never si
 (reached and left at more than ``max_speed`` m/s: a spike). Tracks ignore flagged fixes.
 
 Phones post a handful of fixes at a time, many times a second across a city, so every step works on
-numpy arrays (``gis.bulk``), not DataFrames: a 10-fix batch costs a few milliseconds of CPU,
+numpy arrays (``gis.batch``), not DataFrames: a 10-fix batch costs a few milliseconds of CPU,
 much of it the grid lookup and five statements (known workers, the previous fixes, partitions, the
 insert, last positions with the viewer's notification); a million-fix file runs the same code, vectorised.
 """
@@ -22,21 +22,15 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from gis.batch import IngestResult, Rows, check_ids, check_times, read_rows
+from gis.batch_values import missing, numbers, seconds
 from gis.bulk import (
     Column,
-    IngestResult,
-    Rows,
-    check_ids,
-    check_times,
     ensure_month_partitions,
     micros,
-    missing,
     notify,
     notify_body,
-    numbers,
     raw_connection,
-    read_rows,
-    seconds,
     text_codes,
     upsert,
 )

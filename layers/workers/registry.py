@@ -17,7 +17,9 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from gis import codes as C
-from gis.bulk import Batch, blank, raw_connection, read_table
+from gis.batch import Batch, read_table
+from gis.batch_values import blank
+from gis.bulk import raw_connection
 from gis.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gis.models import Grid
 from gis.registry import current

@@ -20,7 +20,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from gis.bulk import CITY_TZ
+from gis.batch_values import CITY_TZ
 from gis.coords import from_wgs84, gauss_kruger_epsg, to_wgs84
 from gis.registry import load_grids
 from layers.workers.ingest import ingest_positions

@@ -28,7 +28,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from gis.bulk import CITY_TZ, seconds
+from gis.batch_values import CITY_TZ, seconds
 from gis.coords import from_wgs84, gauss_kruger_epsg, to_wgs84
 
 GAP_S = 600.0

@@ -21,6 +21,10 @@ from shapely.geometry import LineString, Point
 from gis import export as X
 from gis.coords import from_wgs84, wgs84_to_gcj02
 from gis.errors import InvalidGeometry, InvalidInput, UnknownCRS
+from gis.export_crs import file_stem, output_crs
+from gis.export_dbf import dbf_field_names
+from gis.export_shp import MAX_PART_BYTES
+from gis.export_source import Source
 from gis.readers import read_features
 from gis.registry import import_areas, import_grids, load_grids
 from layers import catalog
@@ -62,8 +66,8 @@ def raw_field_names(dbf: bytes) -> list[bytes]:
 
 def test_field_names_fit_ten_bytes_in_each_encoding_without_collisions():
     columns = ["code", "village_code", "village_name", "网格名称", "网格编码长名", "网格编码长名称", "CODE"]
-    utf8 = X.dbf_field_names(columns, "utf-8")
-    gbk = X.dbf_field_names(columns, "gbk")
+    utf8 = dbf_field_names(columns, "utf-8")
+    gbk = dbf_field_names(columns, "gbk")
     assert utf8 == {"code": "code", "village_code": "village_co", "village_name": "village_na",
                     "网格名称": "网格名", "网格编码长名": "网格编", "网格编码长名称": "网格_1",
                     "CODE": "CODE_1"}
@@ -76,9 +80,9 @@ def test_field_names_fit_ten_bytes_in_each_encoding_without_collisions():
 
 
 def test_field_names_are_deterministic_and_refuse_what_gbk_cannot_hold():
-    assert X.dbf_field_names(["a" * 12, "a" * 11]) == X.dbf_field_names(["a" * 12, "a" * 11])
+    assert dbf_field_names(["a" * 12, "a" * 11]) == dbf_field_names(["a" * 12, "a" * 11])
     with pytest.raises(InvalidInput, match="cannot be written in GBK"):
-        X.dbf_field_names(["名称😀"], "gbk")
+        dbf_field_names(["名称😀"], "gbk")
 
 
 # ------------------------------------------------------------------------------ shapefile
@@ -87,7 +91,7 @@ def test_field_names_are_deterministic_and_refuse_what_gbk_cannot_hold():
 @pytest.mark.parametrize("encoding,cpg,ldid", [("utf-8", b"UTF-8", 0x00), ("gbk", b"936", 0x4D)])
 def test_shapefile_zip_chinese_attributes_in_both_encodings(tmp_path, encoding, cpg, ldid):
     out = tmp_path / "grids.zip"
-    source = X.Source("grids", grids_frame(), labels={"village_code": "村社区编码"}, key="code")
+    source = Source("grids", grids_frame(), labels={"village_code": "村社区编码"}, key="code")
     summary = X.export(source, "shp", out, encoding=encoding)
     assert summary.rows == {"grids": 3}
     archive = unzip(out)
@@ -137,7 +141,7 @@ def test_gcj02_shifts_coordinates_and_is_labelled_wgs84(tmp_path):
     lon, lat = np.asarray(grids_frame().geometry.iloc[0].exterior.coords)[0]
     glon, glat = wgs84_to_gcj02([lon], [lat])
     assert np.allclose(shapely.get_coordinates(read.geometry.iloc[0])[0], [glon[0], glat[0]], atol=1e-9)
-    assert X.file_stem("网格", "gcj02") == "网格_gcj02"
+    assert file_stem("网格", "gcj02") == "网格_gcj02"
 
 
 def test_mixed_layer_becomes_one_file_per_geometry_type(tmp_path):
@@ -145,7 +149,7 @@ def test_mixed_layer_becomes_one_file_per_geometry_type(tmp_path):
         Point(118.8, 36.9), None, city.grids().geometry[0], LineString([(118.8, 36.9), (118.9, 36.8)]),
         Point(118.7, 36.8)])
     out = tmp_path / "m.zip"
-    X.export(X.Source("mixed", frame, key="id"), "shp", out)
+    X.export(Source("mixed", frame, key="id"), "shp", out)
     names = sorted(unzip(out).namelist())
     assert [n for n in names if n.endswith(".shp")] == ["mixed_line.shp", "mixed_point.shp", "mixed_polygon.shp"]
     points = dbf_reader(unzip(out), "mixed_point", "utf-8")
@@ -163,7 +167,7 @@ def test_long_text_is_cut_at_a_character_and_recorded(tmp_path):
     frame["note"] = [long_text, None, "短"]
     for encoding, size in (("utf-8", 450), ("gbk", 300)):
         out = tmp_path / f"{encoding}.zip"
-        summary = X.export(X.Source("grids", frame, key="code"), "shp", out, encoding=encoding)
+        summary = X.export(Source("grids", frame, key="code"), "shp", out, encoding=encoding)
         assert summary.truncated == 1
         archive = unzip(out)
         note = dbf_reader(archive, "grids", encoding).record(0)["note"]
@@ -178,27 +182,27 @@ def test_gbk_refuses_a_character_it_cannot_hold_naming_the_record(tmp_path):
     frame = grids_frame()
     frame.loc[1, "name"] = "东关😀网格"
     with pytest.raises(InvalidInput) as caught:
-        X.export(X.Source("grids", frame, key="code"), "shp", tmp_path / "g.zip", encoding="gbk")
+        X.export(Source("grids", frame, key="code"), "shp", tmp_path / "g.zip", encoding="gbk")
     message = caught.value.message
     assert "record 2 (FID 1, code 370783001001002)" in message and "'name'" in message
     assert "'😀'" in message and "encoding=utf-8" in message
-    X.export(X.Source("grids", frame, key="code"), "shp", tmp_path / "u.zip")  # UTF-8 holds it
+    X.export(Source("grids", frame, key="code"), "shp", tmp_path / "u.zip")  # UTF-8 holds it
 
 
 def test_two_gigabyte_limit_is_checked_per_chunk(tmp_path):
     chunks = [grids_frame(), grids_frame(), grids_frame()]
     with pytest.raises(InvalidInput, match=r"passed the shapefile limit of 1,500 bytes after 3 records.*format=gpkg"):
         X.export({"grids": iter(chunks)}, "shp", tmp_path / "g.zip", max_part_bytes=1_500)
-    assert X.MAX_PART_BYTES == 2**31 - 1
+    assert MAX_PART_BYTES == 2**31 - 1
 
 
 def test_chunks_are_appended_and_empty_selection_is_a_valid_empty_file(tmp_path):
     out = tmp_path / "g.zip"
-    summary = X.export(X.Source("grids", iter([grids_frame(), grids_frame().iloc[:1]])), "shp", out)
+    summary = X.export(Source("grids", iter([grids_frame(), grids_frame().iloc[:1]])), "shp", out)
     assert summary.rows == {"grids": 4}
     assert len(pyogrio.read_dataframe(f"/vsizip/{out}/grids.shp")) == 4
     empty = grids_frame().iloc[:0]
-    X.export(X.Source("grids", empty, geometry_type="MultiPolygon"), "shp", tmp_path / "e.zip")
+    X.export(Source("grids", empty, geometry_type="MultiPolygon"), "shp", tmp_path / "e.zip")
     reader = dbf_reader(unzip(tmp_path / "e.zip"), "grids", "utf-8")
     assert len(reader) == 0 and reader.shapeType == shapefile.POLYGON
 
@@ -210,7 +214,7 @@ def test_geopackage_holds_several_layers_with_chinese_names(tmp_path):
     out = tmp_path / "sel.gpkg"
     grids = grids_frame().rename(columns={"code": "网格编码", "name": "网格名称"})
     points = gpd.GeoDataFrame({"编号": [7], "描述": ["井盖缺失"]}, geometry=[Point(118.8, 36.9)], crs=4326)
-    X.export([X.Source("网格", grids), X.Source("事件工单", points)], "gpkg", out, crs="EPSG:4490")
+    X.export([Source("网格", grids), Source("事件工单", points)], "gpkg", out, crs="EPSG:4490")
     assert sorted(map(tuple, pyogrio.list_layers(out))) == [("事件工单", "Point"), ("网格", "Polygon")]
     read = pyogrio.read_dataframe(out, layer="网格")
     assert list(read["网格名称"]) == list(grids["网格名称"]) and read.crs.to_epsg() == 4490
@@ -221,7 +225,7 @@ def test_geojson_is_rfc7946(tmp_path):
     out = tmp_path / "g.geojson"
     clockwise = grids_frame()
     clockwise["geometry"] = shapely.orient_polygons(clockwise.geometry.values, exterior_cw=True)
-    X.export(X.Source("grids", iter([clockwise.iloc[:2], clockwise.iloc[2:]]), key="code"), "geojson", out)
+    X.export(Source("grids", iter([clockwise.iloc[:2], clockwise.iloc[2:]]), key="code"), "geojson", out)
     data = json.loads(out.read_text(encoding="utf-8"))
     assert "crs" not in data and len(data["features"]) == 3
     feature = data["features"][0]
@@ -252,7 +256,7 @@ def test_bad_format_crs_and_encoding(tmp_path):
     with pytest.raises(InvalidInput, match="known formats: shp, gpkg, geojson, csv"):
         X.export({"grids": grids_frame()}, "kml", tmp_path / "x")
     with pytest.raises(UnknownCRS, match="EPSG:4513-4554"):
-        X.output_crs("EPSG:3857")
+        output_crs("EPSG:3857")
     with pytest.raises(InvalidInput, match="known: utf-8, gbk"):
         X.export({"grids": grids_frame()}, "shp", tmp_path / "x.zip", encoding="latin-9")
     with pytest.raises(InvalidInput, match="shapefiles only"):
@@ -287,10 +291,10 @@ def test_round_trip_demo_grids_into_a_fresh_registry(tmp_path, demo_session, ses
 def test_geopackage_from_chunks_some_empty(tmp_path):
     out = tmp_path / "c.gpkg"
     empty = grids_frame().iloc[:0]
-    summary = X.export(X.Source("grids", iter([empty, grids_frame(), empty, grids_frame().iloc[:1]]),
+    summary = X.export(Source("grids", iter([empty, grids_frame(), empty, grids_frame().iloc[:1]]),
                                 geometry_type="MultiPolygon"), "gpkg", out)
     assert summary.rows == {"grids": 4}
     assert len(pyogrio.read_dataframe(out, layer="grids")) == 4
-    X.export(X.Source("grids", iter([empty]), geometry_type="MultiPolygon"), "gpkg", out)
+    X.export(Source("grids", iter([empty]), geometry_type="MultiPolygon"), "gpkg", out)
     assert pyogrio.read_info(out, layer="grids")["features"] == 0
     assert pyogrio.read_info(out, layer="grids")["geometry_type"] == "MultiPolygon"

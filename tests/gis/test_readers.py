@@ -14,7 +14,8 @@ from shapely.geometry import Point, Polygon
 
 from gis.coords import from_wgs84, gcj02_to_wgs84
 from gis.errors import InvalidGeometry, InvalidInput, UnknownCRS
-from gis.readers import _member_name, read_features
+from gis.read_zip import _member_name
+from gis.readers import read_features
 
 # Two ~900 m grids in Shouguang (寿光), as WGS84 lon/lat corners; EPSG:4528 is CGCS2000 GK zone 40 (120°E).
 LON0, LAT0, STEP = 118.78, 36.88, 0.01

@@ -11,7 +11,8 @@ import shapely
 
 from gis.coords import from_wgs84, gauss_kruger_epsg
 from gis.errors import CodeError, InvalidGeometry
-from gis.resolve import MATCHES, GridIndex, resolve_reference
+from gis.resolve import MATCHES, GridIndex
+from gis.resolve_reference import resolve_reference
 from scripts.bench_resolve import random_points, synthetic_grids
 
 A, B, C = "370783001001001", "370783001001002", "370783001201001"

@@ -203,7 +203,7 @@ def test_text_times_read_one_by_one_agree_with_pandas():
     """Small batches parse ISO 8601 one by one (datetime.fromisoformat); big ones with pandas: same instants,
     including city time for naive ones and the refusals (impossible dates, wall times the 1986-1991
     summer-time changes skipped or repeated)."""
-    from gis.bulk import _ISO, parse_text_times
+    from gis.batch_values import _ISO, parse_text_times
 
     rng = np.random.default_rng(7)
     texts = ["2026-05-01T08:00:00+08:00", "2026-05-01T00:00:00Z", "2026-05-01T08:00:00+0800", "2026-05-01 08:04:00",
@@ -226,7 +226,7 @@ def test_text_times_read_one_by_one_agree_with_pandas():
 
 def test_plain_csv_is_split_as_pandas_reads_it():
     """Small plain CSV is split in Python; anything pandas might read differently goes to pandas."""
-    from gis.bulk import _csv, _simple_csv
+    from gis.batch import _csv, _simple_csv
 
     plain = ["sensor_id,ts,PM2.5\nAQ1,2026-05-01 08:00:00,35\nAQ2,, 7 \n", "a,b\r\n1,2\r\n,\r\n", "Id, TS\nx,y",
              "a,b\n"]
