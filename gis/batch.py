@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from gis.batch_values import CITY_TZ, missing, parse_times, utc_instant, utc_micros
+from gis.batch_values import missing, parse_times, utc_instant, utc_micros
 from gis.errors import InvalidInput
+from gis.settings import CITY_TZ
 
 SIMPLE_CSV_MAX_CHARS = 64 * 1024  # plain CSV up to this size (~1,000 rows) is split in Python, beyond it pandas reads it
 FUTURE_TOLERANCE = timedelta(minutes=5)  # device clocks drift; beyond this a timestamp is refused

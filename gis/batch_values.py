@@ -12,12 +12,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
-CITY_TZ = ZoneInfo("Asia/Shanghai")
+from gis.settings import CITY_TZ
 
 
 def blank(values: pd.Series) -> np.ndarray:

@@ -13,15 +13,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-LOCAL_TZ = "Asia/Shanghai"
+from gis.settings import CITY_TZ
 
 
 def local_times(values: pd.Series) -> pd.Series:
     """Datetime values as Asia/Shanghai wall-clock times (naive input is taken as already local)."""
     series = pd.to_datetime(values, utc=False)
     if getattr(series.dt, "tz", None) is None:
-        return series.dt.tz_localize(LOCAL_TZ)
-    return series.dt.tz_convert(LOCAL_TZ)
+        return series.dt.tz_localize(CITY_TZ)
+    return series.dt.tz_convert(CITY_TZ)
 
 
 def is_datetime(values: pd.Series) -> bool:
@@ -73,7 +73,7 @@ def plain(value: Any) -> Any:
         return None
     if isinstance(value, datetime):
         stamp = pd.Timestamp(value)
-        stamp = stamp.tz_localize(LOCAL_TZ) if stamp.tzinfo is None else stamp.tz_convert(LOCAL_TZ)
+        stamp = stamp.tz_localize(CITY_TZ) if stamp.tzinfo is None else stamp.tz_convert(CITY_TZ)
         return stamp.isoformat()
     if isinstance(value, date):
         return value.isoformat()

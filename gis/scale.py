@@ -28,7 +28,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import geopandas as gpd
 import numpy as np
@@ -39,8 +38,8 @@ import pyarrow.parquet as pq
 from gis.cache import Cache
 from gis.errors import InvalidInput, NotFound
 from gis.resolve import MATCHES, GridIndex
+from gis.settings import CITY_TZ
 
-LOCAL = ZoneInfo("Asia/Shanghai")
 NO_TOWN = "none"
 RESOLVED = ["grid_code", "village_code", "town_code", "district_code", "match"]
 _GEO_META = {"version": "1.1.0", "primary_column": "geometry",
@@ -230,12 +229,12 @@ def _default_client():
 
 def local_day(stamps: pd.Series) -> pd.Series:
     """The local (Asia/Shanghai) day of aware timestamps, as ``YYYY-MM-DD`` text."""
-    return stamps.dt.tz_convert(LOCAL).dt.strftime("%Y-%m-%d")
+    return stamps.dt.tz_convert(CITY_TZ).dt.strftime("%Y-%m-%d")
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
     """A local day as an aware [start, end) pair."""
-    start = datetime(day.year, day.month, day.day, tzinfo=LOCAL)
+    start = datetime(day.year, day.month, day.day, tzinfo=CITY_TZ)
     return start, start + timedelta(days=1)
 
 
@@ -430,7 +429,7 @@ def _period(start: datetime, end: datetime) -> tuple[date, date]:
         raise InvalidInput("analytics periods need aware datetimes, e.g. 2026-11-01T00:00:00+08:00")
     if not end > start:
         raise InvalidInput(f"the period must end after it starts: {start} .. {end}")
-    return start.astimezone(LOCAL).date(), (end - timedelta(microseconds=1)).astimezone(LOCAL).date()
+    return start.astimezone(CITY_TZ).date(), (end - timedelta(microseconds=1)).astimezone(CITY_TZ).date()
 
 
 def _in_period(frame: pd.DataFrame, column: str, start: datetime, end: datetime) -> pd.DataFrame:

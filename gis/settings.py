@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -109,6 +110,24 @@ class ApiSettings(BaseSettings):
     tile_crs: str = "wgs84"  # "gcj02" for Amap-style tiles: overlays are shifted to match
     max_batch: int = 100_000  # POST /resolve rows
     cards_every_s: int = Field(default=300, ge=0)  # the card refresh job's period; 0: not run by this server
+
+
+class CitySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ONEMAP_CITY_", extra="ignore")
+
+    tz: str = "Asia/Shanghai"  # ONEMAP_CITY_TZ: local days, months, deadlines and exported times
+
+
+def city_tz() -> ZoneInfo:
+    """The city's time zone (``ONEMAP_CITY_TZ``); a name the tz database does not know is refused."""
+    name = CitySettings().tz
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"ONEMAP_CITY_TZ={name!r} is not a time zone name such as Asia/Shanghai") from exc
+
+
+CITY_TZ = city_tz()  # read once at start-up: every local day, month and deadline uses it
 
 
 @lru_cache

@@ -32,6 +32,7 @@ from gis import scale
 from gis.bulk import raw_connection
 from gis.errors import Conflict, InvalidInput
 from gis.registry import load_grids, registry_version
+from gis.settings import CITY_TZ
 
 _TS = pa.timestamp("us", tz="UTC")
 _S = pa.string()
@@ -192,7 +193,7 @@ def pending_days(session: Session, table: str, before: date) -> list[date]:
     first = session.scalar(text(f"SELECT min({spec.time}) FROM {table} WHERE {spec.time} < :cut"), {"cut": cut})
     if first is None:
         return []
-    day = first.astimezone(scale.LOCAL).date()
+    day = first.astimezone(CITY_TZ).date()
     return [day + timedelta(days=i) for i in range((before - day).days)]
 
 
@@ -240,5 +241,5 @@ def reresolve_after_edits(session: Session, root: Path, table: str = "worker_pos
         if towns else scale.Reresolved(0, 0, 0, 0, 0)
     path = _state_path(root, table)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"registry_version": version, "at": datetime.now(scale.LOCAL).isoformat()}))
+    path.write_text(json.dumps({"registry_version": version, "at": datetime.now(CITY_TZ).isoformat()}))
     return done, towns

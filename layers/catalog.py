@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import geopandas as gpd
 import pandas as pd
@@ -45,9 +44,9 @@ from gis import codes as C
 from gis import registry
 from gis.errors import InvalidInput, NotFound
 from gis.export_source import Source, iter_chunks
+from gis.settings import CITY_TZ
 from layers.accounts.scope import Scope
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 CHUNK_ROWS = 10_000
 PROVIDERS = ["layers.workers.exports", "layers.vision.exports"]
 BBox = tuple[float, float, float, float]
@@ -120,7 +119,7 @@ def local(moment: datetime | None) -> datetime | None:
     """Naive times are Asia/Shanghai wall-clock times, as analysts type them."""
     if moment is None:
         return None
-    return moment.replace(tzinfo=SHANGHAI) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=CITY_TZ) if moment.tzinfo is None else moment
 
 
 def check_range(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:

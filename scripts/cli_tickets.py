@@ -231,9 +231,9 @@ HEADERS = {
 
 
 def _month(month: str | None) -> str:
-    from layers.incidents.kpis import SHANGHAI
+    from gis.settings import CITY_TZ
 
-    return month or datetime.now(SHANGHAI).strftime("%Y-%m")
+    return month or datetime.now(CITY_TZ).strftime("%Y-%m")
 
 
 @tickets_app.command("kpis")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import geopandas as gpd
 from sqlalchemy import func, select
@@ -16,9 +15,9 @@ from sqlalchemy import func, select
 from gis.db import session_scope
 from gis.models import Grid
 from gis.registry import current, import_areas, import_grids, validate_registry
+from gis.settings import CITY_TZ
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "grid_boundaries"
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def read_demo() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
@@ -74,7 +73,7 @@ def load_activity(session, *, now: datetime | None = None) -> list[str]:
         lines.append(f"sensors: {got['sensors']} registered, {got['readings']:,} readings over 6 hours, "
                      f"{got['alarms']} alarms from {len(got.get('episodes') or [])} pollution episodes")
     if not session.scalar(select(func.count()).select_from(Worker)):
-        result = simulate_day(session, now.astimezone(SHANGHAI).date(), now=now)
+        result = simulate_day(session, now.astimezone(CITY_TZ).date(), now=now)
         lines.append(f"workers: {result.workers} on patrol today, {result.fixes:,} GPS fixes ({result.inserted:,} stored, "
                      f"{result.flagged} flagged, {result.rejected} refused), {result.tickets} tickets reported")
     from scripts.demo_cameras import load_cameras

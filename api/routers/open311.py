@@ -23,11 +23,11 @@ from api.deps import SessionDep
 from api.errors import STATUS
 from api.schemas.errors import open311_responses
 from gis.errors import InvalidInput, NotFound, OneMapError
+from gis.settings import CITY_TZ
 from layers.accounts.scope import Scope
 from layers.incidents.categories import get_department, load_categories
 from layers.incidents.intake import create_ticket
 from layers.incidents.read import find_tickets, lonlat
-from layers.incidents.sla import SHANGHAI
 from layers.incidents.store import get_ticket
 from layers.incidents.workflow import TERMINAL
 
@@ -43,7 +43,7 @@ def _error(exc: OneMapError) -> JSONResponse:
 
 
 def _time(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(SHANGHAI).isoformat(timespec="seconds")
+    return None if value is None else value.astimezone(CITY_TZ).isoformat(timespec="seconds")
 
 
 PUBLIC_FIELDS = frozenset({
@@ -165,7 +165,7 @@ def _dt(value: str | None, key: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidInput(f"{key} must be an ISO 8601 datetime, got {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=SHANGHAI)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=CITY_TZ)
 
 
 MAX_ID = 2**63 - 1

@@ -26,6 +26,7 @@ from api.geojson import GeoJSONResponse, feature_collection
 from api.schemas import tickets as T
 from api.schemas.common import FeatureCollection
 from gis.errors import InvalidInput, NotFound
+from gis.settings import CITY_TZ
 from layers.accounts.scope import Scope
 from layers.field import idempotency as idem
 from layers.incidents import authz as A
@@ -377,7 +378,7 @@ def kpis(
     format: Literal["json", "csv"] = "json",
 ) -> dict[str, Any] | Response:
     """Timely sign-for, on-time completion, first-time fix, satisfaction, closure; counts by category."""
-    month = month or (None if start else datetime.now(K.SHANGHAI).strftime("%Y-%m"))
+    month = month or (None if start else datetime.now(CITY_TZ).strftime("%Y-%m"))
     if code and not scope.sees({}, **{K.LEVEL_COLUMN[level]: code}):
         raise NotFound(f"no {level} {code}")  # another area's KPIs: answered as if it did not exist
     frame = _visible(K.kpis(session, level, month=month, start=start, end=end, code=code), scope, level)
@@ -402,7 +403,7 @@ def ranking(
     format: Literal["json", "csv"] = "json",
 ) -> dict[str, Any] | Response:
     """The monthly ranking (月度排名): rank 1 has the best mean of the five rates."""
-    month = month or datetime.now(K.SHANGHAI).strftime("%Y-%m")
+    month = month or datetime.now(CITY_TZ).strftime("%Y-%m")
     frame = _visible(K.ranking(session, level, month=month), scope, level)
     if format == "csv":
         return _csv(frame, f"ranking-{level}-{month}")

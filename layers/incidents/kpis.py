@@ -30,7 +30,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import text
@@ -38,9 +37,9 @@ from sqlalchemy.orm import Session
 
 from gis import csvsafe
 from gis.errors import InvalidInput
+from gis.settings import CITY_TZ
 from layers.incidents.categories import load_categories, load_departments
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 Level = Literal["town", "department", "grid"]
 LEVEL_COLUMN = {"town": "town_code", "department": "department", "grid": "grid_code"}
 RATES = [
@@ -158,10 +157,10 @@ def month_period(month: str) -> Period:
     """``"2026-10"`` → 1 Oct 00:00 to 1 Nov 00:00, Asia/Shanghai."""
     try:
         year, mon = (int(x) for x in month.split("-"))
-        start = datetime(year, mon, 1, tzinfo=SHANGHAI)
+        start = datetime(year, mon, 1, tzinfo=CITY_TZ)
     except ValueError:
         raise InvalidInput(f"month {month!r} must look like YYYY-MM, e.g. 2026-10") from None
-    end = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=SHANGHAI)
+    end = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=CITY_TZ)
     return Period(start, end, month)
 
 

@@ -232,7 +232,7 @@ def live(t: SimTicket, rng: np.random.Generator, end: datetime) -> None:
 
 def _created_times(rng: np.random.Generator, n: int, start: datetime, days: int) -> list[datetime]:
     """``n`` sorted times in [start, start + days], busier by day than by night (local hours)."""
-    base = start.astimezone(sla.SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0)
+    base = start.astimezone(sla.CITY_TZ).replace(hour=0, minute=0, second=0, microsecond=0)
     end = start + timedelta(days=days)
     picked: list[datetime] = []
     while len(picked) < n:

@@ -41,10 +41,10 @@ from zoneinfo import ZoneInfo
 import chinese_calendar
 
 from gis.errors import CalendarNotCovered, InvalidInput
+from gis.settings import CITY_TZ
 from layers.incidents import holidays
 from layers.incidents.categories import Category, LimitType, Severity, get_category, parse_severity
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 YELLOW_AT = 0.8
 Clock = Literal["working", "calendar"]
 Kind = Literal["dispatch", "sign", "onsite", "complete"]
@@ -58,7 +58,7 @@ class WorkSchedule:
         (time(8, 30), time(12, 0)),
         (time(13, 30), time(17, 30)),
     )
-    tz: ZoneInfo = field(default=SHANGHAI)
+    tz: ZoneInfo = field(default=CITY_TZ)
 
     def __post_init__(self) -> None:
         flat = [t for period in self.periods for t in period]
@@ -66,13 +66,13 @@ class WorkSchedule:
             raise ValueError(f"working periods must be non-empty, ordered, not overlapping: {flat}")
 
     @classmethod
-    def parse(cls, text: str, tz: str = "Asia/Shanghai") -> WorkSchedule:
+    def parse(cls, text: str, tz: str | None = None) -> WorkSchedule:
         """From settings text like ``"08:30-12:00,13:30-17:30"``."""
         periods = []
         for part in text.split(","):
             a, b = (time.fromisoformat(x.strip()) for x in part.split("-"))
             periods.append((a, b))
-        return cls(tuple(periods), ZoneInfo(tz))
+        return cls(tuple(periods), ZoneInfo(tz) if tz else CITY_TZ)
 
     @property
     def hours_per_day(self) -> float:
@@ -149,7 +149,7 @@ def _non_negative(amount: float, what: str) -> None:
         raise ValueError(f"{what} must be >= 0, got {amount}")
 
 
-def add_urgent_hours(start: datetime, hours: float, *, tz: ZoneInfo = SHANGHAI) -> datetime:
+def add_urgent_hours(start: datetime, hours: float, *, tz: ZoneInfo = CITY_TZ) -> datetime:
     """``start`` plus calendar hours, day and night (utilities on site within 1 hour)."""
     _non_negative(hours, "hours")
     return _local(start, tz, "start") + timedelta(hours=hours)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from gis.bulk import notify, read_frame
 from gis.errors import InvalidInput, NotFound
+from gis.settings import CITY_TZ
 from layers.accounts.scope import Scope
 from layers.sensors.models import POLLUTANTS
 from layers.sensors.registry import scoped_ids
@@ -251,7 +252,7 @@ def describe(breach: Breach, sensor: dict) -> str:
     owner = f"（{sensor['owner']}）" if sensor.get("owner") else ""
     others = "、".join(label[p] for p in breach.pollutants if p != breach.pollutant)
     also = f"；同时超标：{others}" if others else ""
-    start = breach.run_start.tz_convert("Asia/Shanghai").strftime("%Y-%m-%d %H:%M")
+    start = breach.run_start.tz_convert(CITY_TZ).strftime("%Y-%m-%d %H:%M")
     return (f"监测点 {sensor['name']}{owner} {label[breach.pollutant]} 自 {start} 起连续超标，"
             f"峰值 {breach.peak:g} {unit}，限值 {breach.limit_value:g} {unit}{also}")
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from gis import codes as C
 from gis import csvsafe
 from gis.errors import NotFound
+from gis.settings import CITY_TZ
 from layers.accounts.scope import Scope
 from layers.basedata.service import captured_counts
 from layers.workers.models import ROLES
@@ -80,7 +81,7 @@ def patrol_report(session: Session, town: str, day: date, *, scope: Scope | None
 
 
 def _local(value) -> str | None:
-    return None if value is None else pd.Timestamp(value).tz_convert("Asia/Shanghai").strftime("%H:%M:%S")
+    return None if value is None else pd.Timestamp(value).tz_convert(CITY_TZ).strftime("%H:%M:%S")
 
 
 def report_csv(frame: pd.DataFrame) -> bytes:

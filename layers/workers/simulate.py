@@ -20,9 +20,9 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from gis.batch_values import CITY_TZ
 from gis.coords import from_wgs84, gauss_kruger_epsg, to_wgs84
 from gis.registry import load_grids
+from gis.settings import CITY_TZ
 from layers.workers.ingest import ingest_positions
 from layers.workers.registry import import_workers
 

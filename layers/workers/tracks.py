@@ -28,8 +28,9 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from gis.batch_values import CITY_TZ, seconds
+from gis.batch_values import seconds
 from gis.coords import from_wgs84, gauss_kruger_epsg, to_wgs84
+from gis.settings import CITY_TZ
 
 GAP_S = 600.0
 BUFFER_M = 30.0

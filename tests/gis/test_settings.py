@@ -1,0 +1,20 @@
+"""The city's time zone is one setting (ONEMAP_CITY_TZ), checked when read."""
+
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gis import settings
+
+
+def test_city_time_zone_comes_from_the_environment(monkeypatch):
+    assert settings.CITY_TZ == ZoneInfo("Asia/Shanghai")  # the default every module shares
+    monkeypatch.setenv("ONEMAP_CITY_TZ", "Asia/Urumqi")
+    assert settings.city_tz() == ZoneInfo("Asia/Urumqi")
+
+
+@pytest.mark.parametrize("name", ["Mars/Olympus", "../etc/passwd", ""])
+def test_an_unknown_time_zone_is_refused_by_name(monkeypatch, name):
+    monkeypatch.setenv("ONEMAP_CITY_TZ", name)
+    with pytest.raises(ValueError, match="ONEMAP_CITY_TZ"):
+        settings.city_tz()
