@@ -49,7 +49,11 @@ def wait_warm(base: str, path: str, *, quick_ms: float = 50, in_a_row: int = 20,
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the server's resolver did not warm up within {timeout:.0f} s")
             t = time.perf_counter()
-            client.get(path).raise_for_status()
+            answer = client.get(path)
+            if answer.status_code in (401, 403):
+                raise RuntimeError(f"the server refused the warm-up request ({answer.status_code}): sign-in is on, "
+                                   "so pass a current token with --token (or ONEMAP_BENCH_TOKEN)")
+            answer.raise_for_status()
             streak = streak + 1 if (time.perf_counter() - t) * 1000 < quick_ms else 0
 
 
