@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -72,10 +72,15 @@ def session_factory(url: str | None = None) -> sessionmaker[Session]:
     return sessionmaker(engine(url), expire_on_commit=False)
 
 
+def session_scope(url: str | None = None) -> AbstractContextManager[Session]:
+    """One unit of work on the database at ``url``: commit on success, roll back on any error."""
+    return transaction(session_factory(url))
+
+
 @contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error."""
-    session = session_factory(url)()
+def transaction(factory: Callable[[], Session]) -> Iterator[Session]:
+    """One unit of work in a session from ``factory``: commit on success, roll back on any error."""
+    session = factory()
     try:
         yield session
         session.commit()

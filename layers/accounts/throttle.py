@@ -30,9 +30,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from gis.db import transaction
 
 WINDOW_S = 15 * 60.0
 IP_FAILURES = 100  # failed sign-ins per address per window, any usernames
@@ -115,20 +118,7 @@ class SignInThrottle:
 
 def committing(factory: Callable[[], Session]) -> Sessions:
     """Sessions from ``factory``, each committed (or rolled back) and closed at the end."""
-
-    @contextmanager
-    def scope() -> Iterator[Session]:
-        session = factory()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
-
-    return scope
+    return partial(transaction, factory)
 
 
 def nested_in(session: Session) -> Sessions:
