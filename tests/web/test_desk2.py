@@ -94,6 +94,22 @@ def test_departments_and_places_by_name_and_dispatch_to_a_department(server, siz
     page.screenshot(path=str(artifacts / f"desk2-department-{size[0]}x{size[1]}.png"))
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_each_ticket_is_one_line_of_state_card_and_overdue(server, sized, size, artifacts):
+    report(server)
+    page = sized(*size)
+    desk(page, server)
+    page.wait_for_selector("#tickets tbody tr[data-id]")
+    # a state, a card or an "overdue by" broken over several lines (处/置/中) made a 1366-px desk show
+    # seven tickets where twelve fit: each of those cells is one line box
+    lines = page.eval_on_selector_all("#tickets tbody tr[data-id]", """rows => rows.flatMap(r =>
+        [1, 3, 4, 9].map(i => r.children[i - 1]).filter(td => td && td.textContent.trim()).map(td => {
+            const range = document.createRange(); range.selectNodeContents(td);
+            return new Set([...range.getClientRects()].map(b => Math.round(b.top))).size; }))""")
+    assert lines and max(lines) == 1, lines
+    page.screenshot(path=str(artifacts / f"desk2-list-{size[0]}x{size[1]}.png"))
+
+
 def test_the_list_is_the_servers_urgency_order(server, page):
     report(server)
     with page.expect_request(lambda r: "/tickets?" in r.url and "sort=urgency" in r.url):
