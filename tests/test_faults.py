@@ -10,6 +10,7 @@ folder and port.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,7 @@ def own_cluster():
     engine.dispose()
     yield folder, state
     pg.down(folder)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
