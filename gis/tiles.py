@@ -195,6 +195,18 @@ def render_registry(session: Session, layer: str, params: dict[str, Any], *, nam
     return bytes(session.scalar(text(sql), {**params, **extra}) or b"")
 
 
+# The registry's names anyone may see: towns' and villages' (public), no grid's.
+PUBLIC_NAMES = {"names_all": False, "names_prefix": "", "names_codes": []}
+
+
+def public_base(session: Session, z: int, x: int, y: int, crs: str) -> bytes:
+    """The ``base`` tile for pages without an account (the public report form): outlines, town and
+    village names, no grid names. In :data:`TILES` with the other registry tiles, per registry version."""
+    params = tile_params(z, x, y, crs)  # a tile outside the zoom's range: 400
+    key = (database_key(session), "public-base", z, x, y, crs, registry.registry_version(session))
+    return TILES.get_or_make(key, lambda: render_registry(session, "base", params, names=PUBLIC_NAMES))
+
+
 def no_counts() -> dict[str, list[Any]]:
     """The per-grid count arrays when nothing is counted."""
     return {"codes": [], "opens": [], "cards": [], "reds": [], "yellows": []}

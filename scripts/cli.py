@@ -14,8 +14,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+try:  # the settings read at import (the city's time zone): a bad one is a message, not a traceback
+    from gis.settings import database_settings
+except ValueError as exc:
+    sys.exit(f"Error: {exc}")
 from gis.errors import OneMapError, TopologyError
-from gis.settings import database_settings
 
 app = typer.Typer(help="OneMap: one map governs the city (一张图治理一座城).", no_args_is_help=True,
                   pretty_exceptions_enable=False)

@@ -25,9 +25,7 @@ from api.routers.pages import templates
 from api.schemas import field as F
 from api.schemas.common import FeatureCollection
 from gis import tiles as T
-from gis.cache import Cache, database_key
 from gis.errors import InvalidInput
-from gis.registry import registry_version
 from layers.field import phone, public
 from layers.incidents.attachments import MAX_ATTACHMENT_BYTES
 from layers.incidents.categories import load_categories
@@ -113,11 +111,6 @@ def outline(session: SessionDep) -> GeoJSONResponse:
                            headers={"Cache-Control": "public, max-age=3600"})
 
 
-# The registry's names a citizen may see: towns' and villages' (public), no grid's.
-_NO_GRID_NAMES = {"names_all": False, "names_prefix": "", "names_codes": []}
-_PUBLIC_TILES: Cache[bytes] = Cache("public base tiles", size=4000)
-
-
 @router.get("/public/tiles/base/{z}/{x}/{y}.pbf", response_class=Response,
             responses={200: {"content": {T.MVT: {}}, "description": "a vector tile"}})
 def public_base_tile(session: SessionDep, z: Annotated[int, Path(ge=0, le=22)], x: Annotated[int, Path(ge=0)],
@@ -126,9 +119,7 @@ def public_base_tile(session: SessionDep, z: Annotated[int, Path(ge=0, le=22)], 
     """The public report page's base map (no account): the big screen's registry base layer (grid,
     village and town outlines; town and village names) with no grid names and nothing else (no
     tickets, workers or counts). Cached per registry version."""
-    params = T.tile_params(z, x, y, crs)  # a tile outside the zoom's range: 400
-    key = (database_key(session), registry_version(session), z, x, y, crs)
-    body = _PUBLIC_TILES.get_or_make(key, lambda: T.render_registry(session, "base", params, names=_NO_GRID_NAMES))
+    body = T.public_base(session, z, x, y, crs)
     return Response(body, media_type=T.MVT, headers={"Cache-Control": "public, max-age=3600"})
 
 

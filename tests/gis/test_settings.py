@@ -18,3 +18,15 @@ def test_an_unknown_time_zone_is_refused_by_name(monkeypatch, name):
     monkeypatch.setenv("ONEMAP_CITY_TZ", name)
     with pytest.raises(ValueError, match="ONEMAP_CITY_TZ"):
         settings.city_tz()
+
+
+def test_the_cli_says_which_setting_is_wrong_without_a_traceback():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ONEMAP_CITY_TZ": "Mars/Olympus"}
+    done = subprocess.run([sys.executable, "-m", "scripts.cli", "db", "status"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1
+    assert "ONEMAP_CITY_TZ='Mars/Olympus' is not a time zone" in done.stderr and "Traceback" not in done.stderr
